@@ -1,0 +1,3 @@
+from emojicam.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Emojifier: BGR frame in, emoji frame out (patch cut, one batched forward, stability, compositing)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tinygrad import Device, Tensor, TinyJit, dtypes
+
+from emojicam.emoji_set import BACKGROUNDS, EmojiSet
+from emojicam.errors import EmojicamError
+from emojicam.grid import Grid, cell_means, compose, cut_patches
+from emojicam.model import Checkpoint
+
+STAGES = ("cut", "upload", "forward", "download", "composite")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the engine needs to know, built once by the command line."""
+
+    cols: int = 64
+    tile_px: int = 16
+    background: str = "auto"
+    device: str | None = None   # tinygrad device string; None = tinygrad's default
+    stability: float = 0.0      # log-probability margin a new emoji must win by to replace the old one
+
+
+def resolve_device(device: str | None) -> str:
+    """Canonical tinygrad device name that works here, or a one-line EmojicamError."""
+    name = Device.DEFAULT if device is None else device.upper()
+    try:
+        name = Device.canonicalize(name)
+        Tensor([1.0], device=name).add(1).realize().numpy()
+    except Exception as e:  # tinygrad raises many types when a backend is missing
+        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise EmojicamError(f"--device: expected a working tinygrad device (see `emojicam devices`), "
+                            f"got {device or name}: {msg}") from None
+    return name
+
+
+class Emojifier:
+    """Turns frames into emoji frames with one TinyJit-compiled forward pass per grid shape."""
+
+    def __init__(self, ckpt: Checkpoint, emoji_set: EmojiSet, settings: Settings):
+        if ckpt.set_fingerprint != emoji_set.fingerprint or ckpt.class_names != emoji_set.names:
+            raise EmojicamError(f"weights: expected weights trained on this emoji set (fingerprint "
+                                f"{emoji_set.fingerprint}), got weights for set {ckpt.set_fingerprint}")
+        if settings.background not in BACKGROUNDS:
+            raise EmojicamError(f"--background: expected one of {', '.join(BACKGROUNDS)}, got {settings.background}")
+        self.device = resolve_device(settings.device)
+        self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
+        self._jits: dict[tuple[int, int], TinyJit] = {}
+        self._prev: tuple[Grid, np.ndarray] | None = None
+        self.timings_ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+
+    def grid_for(self, frame_shape: tuple[int, ...], cols: int | None = None) -> Grid:
+        return Grid.for_frame(frame_shape, cols or self.settings.cols, self.settings.tile_px)
+
+    def _jit(self, grid: Grid) -> TinyJit:
+        key = (grid.rows, grid.cols)
+        if key not in self._jits:
+            def choose(x: Tensor, prev: Tensor, margin: Tensor) -> Tensor:
+                logp = self.model(x)
+                best = logp.argmax(1).cast(dtypes.int32)
+                gap = logp.max(1) - logp.gather(1, prev.unsqueeze(1)).squeeze(1)
+                return (gap > margin).where(best, prev).realize()
+            self._jits[key] = TinyJit(choose)
+        return self._jits[key]
+
+    def classify(self, patches: np.ndarray, grid: Grid, prev: np.ndarray | None = None) -> np.ndarray:
+        """(N, 3, 36, 36) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability."""
+        t0 = time.perf_counter()
+        x = Tensor(patches, device=self.device).realize()
+        keep = prev is not None and self.settings.stability > 0
+        prev_t = Tensor(prev if keep else np.zeros(grid.count, np.int32), device=self.device).realize()
+        margin = Tensor([self.settings.stability if keep else -1.0], device=self.device).realize()
+        t1 = time.perf_counter()
+        out = self._jit(grid)(x, prev_t, margin)
+        Device[self.device].synchronize()
+        t2 = time.perf_counter()
+        indices = out.numpy()
+        t3 = time.perf_counter()
+        self.timings_ms.update(upload=(t1 - t0) * 1e3, forward=(t2 - t1) * 1e3, download=(t3 - t2) * 1e3)
+        return indices
+
+    def render(self, indices: np.ndarray, frame: np.ndarray, grid: Grid) -> np.ndarray:
+        """Composite the chosen emoji tiles; `auto` draws each tile on its cell's mean colour."""
+        if self.settings.background == "auto":
+            premult, alpha = self.emoji_set.atlas(grid.tile_px)
+            means = cell_means(frame, grid)[:, None, None, :]
+            tiles = (premult[indices] + (1 - alpha[indices]) * means + 0.5).astype(np.uint8)
+        else:
+            tiles = self.emoji_set.blended_atlas(grid.tile_px, self.settings.background)[indices]
+        return compose(tiles, grid)
+
+    def __call__(self, frame: np.ndarray, cols: int | None = None) -> np.ndarray:
+        """One BGR uint8 frame -> its emoji frame; consecutive calls share stability state."""
+        grid = self.grid_for(frame.shape, cols)
+        t0 = time.perf_counter()
+        patches = cut_patches(frame, grid)
+        self.timings_ms["cut"] = (time.perf_counter() - t0) * 1e3
+        prev = self._prev[1] if self._prev is not None and self._prev[0] == grid else None
+        indices = self.classify(patches, grid, prev)
+        self._prev = (grid, indices)
+        t0 = time.perf_counter()
+        out = self.render(indices, frame, grid)
+        self.timings_ms["composite"] = (time.perf_counter() - t0) * 1e3
+        return out
+
+    def reset(self) -> None:
+        """Forget the previous frame (start of a new video or after a cut)."""
+        self._prev = None

@@ -1,0 +1,67 @@
+"""Grid geometry, patch cutting and tile compositing: plain numpy/OpenCV, no loops over tiles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from emojicam.errors import EmojicamError
+
+PATCH_PX = 36
+MAX_COLS = 512
+MAX_TILE_PX = 256
+MAX_OUTPUT_PX = 16384
+
+
+@dataclass(frozen=True)
+class Grid:
+    """cols x rows cells; each cell is a 36x36 model patch in and a tile_px x tile_px emoji out."""
+
+    cols: int
+    rows: int
+    tile_px: int
+
+    @classmethod
+    def for_frame(cls, frame_shape: tuple[int, ...], cols: int, tile_px: int) -> Grid:
+        """Rows follow the frame's aspect ratio (square cells); checks the sizes a user can get wrong."""
+        if not 1 <= cols <= MAX_COLS:
+            raise EmojicamError(f"--cols: expected 1..{MAX_COLS} columns, got {cols}")
+        if not 4 <= tile_px <= MAX_TILE_PX:
+            raise EmojicamError(f"--tile: expected 4..{MAX_TILE_PX} pixels, got {tile_px}")
+        h, w = frame_shape[:2]
+        rows = max(1, round(cols * h / w))
+        if max(rows, cols) * tile_px > MAX_OUTPUT_PX:
+            raise EmojicamError(f"output: expected at most {MAX_OUTPUT_PX} px a side, got {cols * tile_px}x{rows * tile_px}"
+                                " (fewer --cols or a smaller --tile)")
+        return cls(cols, rows, tile_px)
+
+    @property
+    def count(self) -> int:
+        return self.cols * self.rows
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of the emoji frame."""
+        return self.cols * self.tile_px, self.rows * self.tile_px
+
+
+def cut_patches(frame: np.ndarray, grid: Grid) -> np.ndarray:
+    """BGR (H, W, 3) uint8 -> (rows*cols, 3, 36, 36) uint8 RGB patches in row-major cell order."""
+    small = cv2.resize(frame, (grid.cols * PATCH_PX, grid.rows * PATCH_PX), interpolation=cv2.INTER_AREA)
+    cells = small.reshape(grid.rows, PATCH_PX, grid.cols, PATCH_PX, 3)[..., ::-1]
+    return np.ascontiguousarray(cells.transpose(0, 2, 4, 1, 3)).reshape(grid.count, 3, PATCH_PX, PATCH_PX)
+
+
+def cell_means(frame: np.ndarray, grid: Grid) -> np.ndarray:
+    """(rows*cols, 3) float32 mean BGR of each cell (area-averaged)."""
+    small = cv2.resize(frame, (grid.cols, grid.rows), interpolation=cv2.INTER_AREA)
+    return small.reshape(grid.count, 3).astype(np.float32)
+
+
+def compose(tiles: np.ndarray, grid: Grid) -> np.ndarray:
+    """(rows*cols, t, t, 3) tiles in cell order -> (rows*t, cols*t, 3) frame."""
+    t = grid.tile_px
+    return np.ascontiguousarray(tiles.reshape(grid.rows, grid.cols, t, t, 3).transpose(0, 2, 1, 3, 4)).reshape(
+        grid.rows * t, grid.cols * t, 3)

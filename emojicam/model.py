@@ -1,0 +1,107 @@
+"""TinyConvNet: two 3x3 convolutions and one linear layer, in tinygrad; FLOPs and safetensors I/O."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tinygrad import Tensor, dtypes, nn
+from tinygrad.nn.state import get_state_dict, load_state_dict, safe_load, safe_save
+
+from emojicam.errors import EmojicamError
+
+PATCH_PX = 36
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "default.safetensors"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network's shape; saved in the weights' metadata."""
+
+    classes: int
+    channels: tuple[int, int] = (8, 16)
+    patch_px: int = PATCH_PX
+
+    @property
+    def feature_px(self) -> int:
+        return ((self.patch_px - 2) // 2 - 2) // 2  # 36 -> 34 -> 17 -> 15 -> 7
+
+    def flops_per_patch(self) -> int:
+        """Multiply-adds counted as 2 FLOPs: conv1 + conv2 + linear (ReLU, pooling, softmax not counted)."""
+        c1, c2 = self.channels
+        s1 = self.patch_px - 2
+        s2 = s1 // 2 - 2
+        conv1 = 2 * s1 * s1 * c1 * 3 * 9
+        conv2 = 2 * s2 * s2 * c2 * c1 * 9
+        linear = 2 * c2 * self.feature_px**2 * self.classes
+        return conv1 + conv2 + linear
+
+
+class TinyConvNet:
+    """conv3x3(3->8) ReLU maxpool2, conv3x3(8->16) ReLU maxpool2, linear(16*7*7 -> K), log-softmax."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        c1, c2 = config.channels
+        self.conv1 = nn.Conv2d(3, c1, 3)
+        self.conv2 = nn.Conv2d(c1, c2, 3)
+        self.fc = nn.Linear(c2 * config.feature_px**2, config.classes)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """x: (N, 3, 36, 36) RGB, uint8 0..255 or float; returns (N, K) logits."""
+        x = x.cast(dtypes.float32) * (1 / 255) - 0.5
+        x = self.conv1(x).relu().max_pool2d(2)
+        x = self.conv2(x).relu().max_pool2d(2)
+        return self.fc(x.flatten(1))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """(N, K) log-probabilities."""
+        return self.logits(x).log_softmax(1)
+
+
+@dataclass
+class Checkpoint:
+    """A model with the metadata it was trained with."""
+
+    model: TinyConvNet
+    class_names: list[str]
+    set_fingerprint: str
+    info: dict = field(default_factory=dict)  # hold-out accuracy, training settings, ...
+
+
+def save(path: str | Path, ckpt: Checkpoint) -> None:
+    """Write weights and metadata (all values strings, as safetensors wants) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"config": json.dumps(asdict(ckpt.model.config)), "class_names": json.dumps(ckpt.class_names),
+            "set_fingerprint": ckpt.set_fingerprint, "info": json.dumps(ckpt.info)}
+    tmp = path.with_name(path.name + ".part")
+    safe_save(get_state_dict(ckpt.model), str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file, without loading the tensors."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size)) if 0 < size < 1 << 24 else None
+    except (OSError, ValueError) as e:
+        raise EmojicamError(f"weights: expected a safetensors file, got {path} ({e})") from None
+    if not isinstance(header, dict) or "set_fingerprint" not in header.get("__metadata__", {}):
+        raise EmojicamError(f"weights: expected emojicam safetensors with metadata, got {path}")
+    return header["__metadata__"]
+
+
+def load(path: str | Path = DEFAULT_WEIGHTS, device: str | None = None) -> Checkpoint:
+    """Load weights written by `save` onto `device` (tinygrad's default when None)."""
+    meta = read_metadata(path)
+    cfg = json.loads(meta["config"])
+    model = TinyConvNet(ModelConfig(classes=cfg["classes"], channels=tuple(cfg["channels"]), patch_px=cfg["patch_px"]))
+    state = safe_load(str(path))
+    if device is not None:
+        state = {k: v.to(device) for k, v in state.items()}
+    load_state_dict(model, state, verbose=False, realize=True)
+    return Checkpoint(model, json.loads(meta["class_names"]), meta["set_fingerprint"], json.loads(meta["info"]))
