@@ -83,8 +83,8 @@ def main() -> None:
         for i in chosen:
             e = entries[i]
             shutil.copyfile(package / "img/twitter/64" / e["image"], HERE / e["image"])
-            manifest.append({"file": e["image"], "codepoint": e["unified"], "name": (e["name"] or e["short_name"]).lower(),
-                             "category": e["category"]})
+            name = (e["name"] or e["short_name"]).lower()
+            manifest.append({"file": e["image"], "codepoint": e["unified"], "name": name, "category": e["category"]})
         (HERE / "manifest.json").write_text(json.dumps({"source": PACKAGE, "license": "CC-BY-4.0",
                                                         "classes": manifest}, indent=1) + "\n")
         print(f"wrote {len(manifest)} emoji from {len(entries)} candidates to {HERE}")

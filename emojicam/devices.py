@@ -48,5 +48,5 @@ def describe_devices() -> str:
         lines += [f"  {d['platform']}: {d['device']} ({d['type']}), {d['compute_units']} compute units, "
                   f"{d['clock_mhz']} MHz, {d['memory_mib']} MiB" for d in cl_devs]
     else:
-        lines.append("OpenCL devices: none found (install the `opencl` extra and an OpenCL driver, e.g. pocl-opencl-icd)")
+        lines.append("OpenCL devices: none found (needs the `opencl` extra and a driver, e.g. pocl-opencl-icd)")
     return "\n".join(lines)

@@ -33,8 +33,8 @@ class Grid:
         h, w = frame_shape[:2]
         rows = max(1, round(cols * h / w))
         if max(rows, cols) * tile_px > MAX_OUTPUT_PX:
-            raise EmojicamError(f"output: expected at most {MAX_OUTPUT_PX} px a side, got {cols * tile_px}x{rows * tile_px}"
-                                " (fewer --cols or a smaller --tile)")
+            raise EmojicamError(f"output: expected at most {MAX_OUTPUT_PX} px a side, "
+                                f"got {cols * tile_px}x{rows * tile_px} (fewer --cols or a smaller --tile)")
         return cls(cols, rows, tile_px)
 
     @property

@@ -35,7 +35,8 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read a still image as BGR uint8, or raise EmojicamError saying what was wrong with it."""
     path = Path(path)
     if not path.is_file():
-        raise EmojicamError(f"input: expected an image file, got {'a folder' if path.is_dir() else 'no file'} at {path}")
+        what = "a folder" if path.is_dir() else "no file"
+        raise EmojicamError(f"input: expected an image file, got {what} at {path}")
     data = path.read_bytes()
     if not data:
         raise EmojicamError(f"input: expected an image, got an empty file {path}")
