@@ -13,6 +13,7 @@ from emojicam.errors import EmojicamError
 from emojicam.grid import Grid, cell_means, compose, cut_patches
 from emojicam.model import Checkpoint
 
+COLOUR_GRID = 3  # the colour-match term compares 3x3 block means of tile and patch
 STAGES = ("cut", "upload", "forward", "download", "composite")
 
 
@@ -24,7 +25,9 @@ class Settings:
     tile_px: int = 16
     background: str = "auto"
     device: str | None = None   # tinygrad device string; None = tinygrad's default
-    stability: float = 0.0      # log-probability margin a new emoji must win by to replace the old one
+    stability: float = 0.0      # score margin a new emoji must win by to replace the old one
+    colour_weight: float = 0.0    # weight of the colour-match term next to the network's log-probability
+    coverage_weight: float = 0.0  # bonus per unit of tile an emoji covers (keeps the emoji visible)
 
 
 def resolve_device(device: str | None) -> str:
@@ -52,6 +55,16 @@ class Emojifier:
         self.device = resolve_device(settings.device)
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
         self._jits: dict[tuple[int, int], TinyJit] = {}
+        # each emoji at COLOUR_GRID x COLOUR_GRID: premultiplied RGB and alpha, for the colour-match term
+        premult, alpha = emoji_set.atlas(36)
+        g = COLOUR_GRID
+        pooled = premult.reshape(-1, g, 36 // g, g, 36 // g, 3).mean((2, 4))[..., ::-1]  # (K, g, g, 3) RGB
+        cover = alpha.reshape(-1, g, 36 // g, g, 36 // g).mean((2, 4))                      # (K, g, g)
+        self._emoji_rgb = Tensor(pooled.transpose(0, 3, 1, 2).reshape(len(emoji_set), -1).copy(),
+                                 device=self.device).realize()                              # (K, 3*g*g)
+        self._emoji_alpha = Tensor(np.repeat(cover.reshape(len(emoji_set), 1, -1), 3, 1).reshape(len(emoji_set), -1),
+                                   device=self.device).realize()                            # (K, 3*g*g)
+        self._emoji_cover = Tensor(alpha.mean((1, 2, 3)), device=self.device).realize()     # (K,)
         self._prev: tuple[Grid, np.ndarray] | None = None
         self.timings_ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
@@ -62,12 +75,30 @@ class Emojifier:
         key = (grid.rows, grid.cols)
         if key not in self._jits:
             def choose(x: Tensor, prev: Tensor, margin: Tensor) -> Tensor:
-                logp = self.model(x)
-                best = logp.argmax(1).cast(dtypes.int32)
-                gap = logp.max(1) - logp.gather(1, prev.unsqueeze(1)).squeeze(1)
+                score = self.scores(x)
+                best = score.argmax(1).cast(dtypes.int32)
+                gap = score.max(1) - score.gather(1, prev.unsqueeze(1)).squeeze(1)
                 return (gap > margin).where(best, prev).realize()
             self._jits[key] = TinyJit(choose)
         return self._jits[key]
+
+    def scores(self, x: Tensor) -> Tensor:
+        """(N, K) score of each emoji for each patch: the network's log-probability, minus how far the tile's
+        mean colour as drawn is from the patch's (squared, 0..1 units), plus a bonus for covering the tile."""
+        logp = self.model(x)
+        cfg = self.settings
+        if cfg.colour_weight == 0 and cfg.coverage_weight == 0:
+            return logp
+        g = COLOUR_GRID
+        xf = x.cast(dtypes.float32)
+        patch = xf.reshape(-1, 3, g, 36 // g, g, 36 // g).mean((3, 5)).reshape(-1, 1, 3 * g * g)  # (N, 1, 3gg)
+        if cfg.background == "auto":
+            background = xf.mean((2, 3)).reshape(-1, 1, 3, 1).expand(-1, 1, 3, g * g).reshape(-1, 1, 3 * g * g)
+        else:
+            background = 0.0 if cfg.background == "black" else 255.0
+        drawn = self._emoji_rgb.unsqueeze(0) + (1 - self._emoji_alpha.unsqueeze(0)) * background
+        colour_err = ((drawn - patch) * (1 / 255)).square().mean(2) * 3  # per-pixel squared RGB distance
+        return logp - cfg.colour_weight * colour_err + cfg.coverage_weight * self._emoji_cover.unsqueeze(0)
 
     def classify(self, patches: np.ndarray, grid: Grid, prev: np.ndarray | None = None) -> np.ndarray:
         """(N, 3, 36, 36) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability."""
@@ -104,6 +135,7 @@ class Emojifier:
         prev = self._prev[1] if self._prev is not None and self._prev[0] == grid else None
         indices = self.classify(patches, grid, prev)
         self._prev = (grid, indices)
+        self.last_grid, self.last_indices = grid, indices
         t0 = time.perf_counter()
         out = self.render(indices, frame, grid)
         self.timings_ms["composite"] = (time.perf_counter() - t0) * 1e3

@@ -48,6 +48,12 @@ class TinyConvNet:
         self.conv2 = nn.Conv2d(c1, c2, 3)
         self.fc = nn.Linear(c2 * config.feature_px**2, config.classes)
 
+    def to_(self, device: str) -> TinyConvNet:
+        """Move every parameter to device, in place."""
+        for t in get_state_dict(self).values():
+            t.replace(t.to(device)).realize()
+        return self
+
     def logits(self, x: Tensor) -> Tensor:
         """x: (N, 3, 36, 36) RGB, uint8 0..255 or float; returns (N, K) logits."""
         x = x.cast(dtypes.float32) * (1 / 255) - 0.5
@@ -100,8 +106,7 @@ def load(path: str | Path = DEFAULT_WEIGHTS, device: str | None = None) -> Check
     meta = read_metadata(path)
     cfg = json.loads(meta["config"])
     model = TinyConvNet(ModelConfig(classes=cfg["classes"], channels=tuple(cfg["channels"]), patch_px=cfg["patch_px"]))
-    state = safe_load(str(path))
     if device is not None:
-        state = {k: v.to(device) for k, v in state.items()}
-    load_state_dict(model, state, verbose=False, realize=True)
+        model.to_(device)
+    load_state_dict(model, safe_load(str(path)), verbose=False, realize=True)
     return Checkpoint(model, json.loads(meta["class_names"]), meta["set_fingerprint"], json.loads(meta["info"]))

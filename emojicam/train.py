@@ -44,9 +44,7 @@ def train(emoji_set: EmojiSet, out: str | Path, cfg: TrainConfig = TrainConfig()
     hx, hy = holdout(rgba, p=perturbation)
     Tensor.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = TinyConvNet(ModelConfig(classes=len(emoji_set)))
-    for p in nn.state.get_parameters(model):
-        p.replace(p.to(device)).realize()
+    model = TinyConvNet(ModelConfig(classes=len(emoji_set))).to_(device)
     opt = nn.optim.Adam(nn.state.get_parameters(model), lr=cfg.lr)
 
     @TinyJit

@@ -1,0 +1,107 @@
+"""Emoji-art quality measures on real photos: colour error, edge agreement, emoji coverage, vs baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emojicam.emoji_set import EmojiSet
+from emojicam.grid import Grid, cell_means, compose
+
+
+def colour_error(original: np.ndarray, output: np.ndarray, tile_px: int) -> float:
+    """RMSE (0..255) between the original resized to the output and the output, both Gaussian-blurred with
+    sigma = tile/2: the colour a viewer sees from a few steps back."""
+    ref = cv2.resize(original, output.shape[1::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
+    sigma = tile_px / 2
+    a = cv2.GaussianBlur(ref, (0, 0), sigma)
+    b = cv2.GaussianBlur(output.astype(np.float32), (0, 0), sigma)
+    return float(np.sqrt(((a - b) ** 2).mean()))
+
+
+def edge_agreement(original: np.ndarray, output: np.ndarray, tile_px: int) -> float:
+    """Pearson correlation of the Sobel gradient magnitudes of the grey original and grey output, each
+    Gaussian-blurred with sigma = tile/4 first: do the picture's edges survive?"""
+    ref = cv2.resize(original, output.shape[1::-1], interpolation=cv2.INTER_AREA)
+
+    def gradient(image: np.ndarray) -> np.ndarray:
+        grey = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32), (0, 0), tile_px / 4)
+        return np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)).ravel()
+
+    a, b = gradient(ref), gradient(output)
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def emoji_coverage(emoji_set: EmojiSet, indices: np.ndarray) -> float:
+    """Mean opacity of the chosen emoji: the share of the picture that is emoji (0..1)."""
+    return float(emoji_set.coverage()[indices].mean())
+
+
+def baseline_indices(emoji_set: EmojiSet, frame: np.ndarray, grid: Grid) -> np.ndarray:
+    """The classic emoji mosaic: per cell, the emoji whose mean colour on black is nearest the cell's mean."""
+    means, emoji = cell_means(frame, grid), emoji_set.mean_colours("black")
+    dist = (means**2).sum(1)[:, None] - 2 * means @ emoji.T + (emoji**2).sum(1)[None, :]
+    return dist.argmin(1)
+
+
+def draw_on_black(emoji_set: EmojiSet, indices: np.ndarray, grid: Grid) -> np.ndarray:
+    return compose(emoji_set.blended_atlas(grid.tile_px, "black")[indices], grid)
+
+
+def measure(emoji_set: EmojiSet, frame: np.ndarray, output: np.ndarray, indices: np.ndarray, tile_px: int) -> dict:
+    """All three measures for one output."""
+    return {"colour_error": round(colour_error(frame, output, tile_px), 3),
+            "edge_agreement": round(edge_agreement(frame, output, tile_px), 4),
+            "coverage": round(emoji_coverage(emoji_set, indices), 4)}
+
+
+def evaluate(emojifier, photos: list[Path], out_dir: Path, cols: int = 64, seed: int = 0) -> dict:
+    """Measures for emojicam's settings, the classic mosaic and random tiles on each photo, plus a contact
+    sheet (original | emojicam | baseline) per photo; results also go to out_dir/quality.json."""
+    from emojicam.images import read_image, write_image
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    emoji_set, results = emojifier.emoji_set, {}
+    for photo in photos:
+        frame = read_image(photo)
+        emojifier.reset()
+        ours = emojifier(frame, cols=cols)
+        grid, indices = emojifier.last_grid, emojifier.last_indices
+        base_idx = baseline_indices(emoji_set, frame, grid)
+        base = draw_on_black(emoji_set, base_idx, grid)
+        rand_idx = rng.integers(0, len(emoji_set), grid.count)
+        rand = draw_on_black(emoji_set, rand_idx, grid)
+        row = {"emojicam": measure(emoji_set, frame, ours, indices, grid.tile_px),
+               "baseline": measure(emoji_set, frame, base, base_idx, grid.tile_px),
+               "random": measure(emoji_set, frame, rand, rand_idx, grid.tile_px)}
+        row["colour_ratio"] = round(row["emojicam"]["colour_error"] / row["baseline"]["colour_error"], 3)
+        row["edge_gain"] = round(row["emojicam"]["edge_agreement"] - row["baseline"]["edge_agreement"], 4)
+        results[photo.name] = row
+        original = cv2.resize(frame, ours.shape[1::-1], interpolation=cv2.INTER_AREA)
+        write_image(out_dir / f"{photo.stem}_sheet.png", np.hstack([original, ours, base]))
+    summary = {"cols": cols, "photos": results,
+               "mean_coverage": round(float(np.mean([r["emojicam"]["coverage"] for r in results.values()])), 4),
+               "max_colour_ratio": max(r["colour_ratio"] for r in results.values()),
+               "min_edge_gain": min(r["edge_gain"] for r in results.values())}
+    (out_dir / "quality.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """A small table: one row per photo and method."""
+    lines = [f"{'photo':24s} {'method':9s} {'colour err':>10s} {'edges':>7s} {'coverage':>8s}"]
+    for name, row in summary["photos"].items():
+        for method in ("emojicam", "baseline", "random"):
+            m = row[method]
+            lines.append(f"{name[:24]:24s} {method:9s} {m['colour_error']:10.2f} {m['edge_agreement']:7.3f} "
+                         f"{m['coverage']:8.3f}")
+        lines.append(f"{'':24s} colour error {row['colour_ratio']:.2f}x the baseline's, edges "
+                     f"{row['edge_gain']:+.3f}")
+    lines.append(f"mean emoji coverage {summary['mean_coverage']:.3f} at {summary['cols']} columns")
+    return "\n".join(lines)
