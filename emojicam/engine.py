@@ -13,7 +13,6 @@ from emojicam.errors import EmojicamError
 from emojicam.grid import Grid, cell_means, compose, cut_patches
 from emojicam.model import Checkpoint
 
-COLOUR_GRID = 3  # the colour-match term compares 3x3 block means of tile and patch
 STAGES = ("cut", "upload", "forward", "download", "composite")
 
 
@@ -26,8 +25,10 @@ class Settings:
     background: str = "auto"
     device: str | None = None   # tinygrad device string; None = tinygrad's default
     stability: float = 0.0      # score margin a new emoji must win by to replace the old one
-    colour_weight: float = 0.0    # weight of the colour-match term next to the network's log-probability
-    coverage_weight: float = 0.0  # bonus per unit of tile an emoji covers (keeps the emoji visible)
+    # Scoring (see README, Quality): the network's log-probability picks the shape, the colour term pulls the
+    # tile's mean colour as drawn towards the cell's, the coverage bonus keeps emoji large enough to see.
+    colour_weight: float = 1000.0
+    coverage_weight: float = 30.0
 
 
 def resolve_device(device: str | None) -> str:
@@ -55,15 +56,9 @@ class Emojifier:
         self.device = resolve_device(settings.device)
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
         self._jits: dict[tuple[int, int], TinyJit] = {}
-        # each emoji at COLOUR_GRID x COLOUR_GRID: premultiplied RGB and alpha, for the colour-match term
+        # mean premultiplied RGB and coverage of each emoji, for the colour-match term
         premult, alpha = emoji_set.atlas(36)
-        g = COLOUR_GRID
-        pooled = premult.reshape(-1, g, 36 // g, g, 36 // g, 3).mean((2, 4))[..., ::-1]  # (K, g, g, 3) RGB
-        cover = alpha.reshape(-1, g, 36 // g, g, 36 // g).mean((2, 4))                      # (K, g, g)
-        self._emoji_rgb = Tensor(pooled.transpose(0, 3, 1, 2).reshape(len(emoji_set), -1).copy(),
-                                 device=self.device).realize()                              # (K, 3*g*g)
-        self._emoji_alpha = Tensor(np.repeat(cover.reshape(len(emoji_set), 1, -1), 3, 1).reshape(len(emoji_set), -1),
-                                   device=self.device).realize()                            # (K, 3*g*g)
+        self._emoji_rgb = Tensor(premult.mean((1, 2))[:, ::-1].copy(), device=self.device).realize()  # (K, 3)
         self._emoji_cover = Tensor(alpha.mean((1, 2, 3)), device=self.device).realize()     # (K,)
         self._prev: tuple[Grid, np.ndarray] | None = None
         self.timings_ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
@@ -89,15 +84,10 @@ class Emojifier:
         cfg = self.settings
         if cfg.colour_weight == 0 and cfg.coverage_weight == 0:
             return logp
-        g = COLOUR_GRID
-        xf = x.cast(dtypes.float32)
-        patch = xf.reshape(-1, 3, g, 36 // g, g, 36 // g).mean((3, 5)).reshape(-1, 1, 3 * g * g)  # (N, 1, 3gg)
-        if cfg.background == "auto":
-            background = xf.mean((2, 3)).reshape(-1, 1, 3, 1).expand(-1, 1, 3, g * g).reshape(-1, 1, 3 * g * g)
-        else:
-            background = 0.0 if cfg.background == "black" else 255.0
-        drawn = self._emoji_rgb.unsqueeze(0) + (1 - self._emoji_alpha.unsqueeze(0)) * background
-        colour_err = ((drawn - patch) * (1 / 255)).square().mean(2) * 3  # per-pixel squared RGB distance
+        patch_mean = x.cast(dtypes.float32).mean((2, 3)).unsqueeze(1)  # (N, 1, 3) RGB
+        background = patch_mean if cfg.background == "auto" else (0.0 if cfg.background == "black" else 255.0)
+        drawn = self._emoji_rgb.unsqueeze(0) + (1 - self._emoji_cover.reshape(1, -1, 1)) * background
+        colour_err = ((drawn - patch_mean) * (1 / 255)).square().sum(2)
         return logp - cfg.colour_weight * colour_err + cfg.coverage_weight * self._emoji_cover.unsqueeze(0)
 
     def classify(self, patches: np.ndarray, grid: Grid, prev: np.ndarray | None = None) -> np.ndarray:

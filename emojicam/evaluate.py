@@ -105,3 +105,37 @@ def format_summary(summary: dict) -> str:
                      f"{row['edge_gain']:+.3f}")
     lines.append(f"mean emoji coverage {summary['mean_coverage']:.3f} at {summary['cols']} columns")
     return "\n".join(lines)
+
+
+def flicker_rate(emojifier, frames: list[np.ndarray], cols: int) -> float:
+    """Mean share of tiles whose emoji changes from one frame to the next."""
+    emojifier.reset()
+    changes, prev = [], None
+    for frame in frames:
+        emojifier(frame, cols=cols)
+        if prev is not None:
+            changes.append(float((emojifier.last_indices != prev).mean()))
+        prev = emojifier.last_indices
+    return float(np.mean(changes))
+
+
+def noisy_still(frame: np.ndarray, count: int, sigma: float = 3.0, seed: int = 0) -> list[np.ndarray]:
+    """count copies of frame with fresh Gaussian pixel noise each (a still scene seen by a camera sensor)."""
+    rng = np.random.default_rng(seed)
+    return [np.clip(frame + rng.normal(0, sigma, frame.shape), 0, 255).astype(np.uint8) for _ in range(count)]
+
+
+def cut_lag(emojifier, before: np.ndarray, after: np.ndarray, cols: int, settle: float = 0.95) -> int:
+    """Frames after a hard cut until `settle` of the tiles show what a stability-free engine would show."""
+    from emojicam.grid import cut_patches
+
+    grid = emojifier.grid_for(after.shape, cols)
+    target = emojifier.classify(cut_patches(after, grid), grid, None)  # no previous frame: no hysteresis
+    emojifier.reset()
+    for _ in range(3):
+        emojifier(before, cols=cols)
+    for lag in range(1, 10):
+        emojifier(after, cols=cols)
+        if (emojifier.last_indices == target).mean() >= settle:
+            return lag
+    return 10

@@ -68,6 +68,9 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(encoded.tobytes())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a normal file follows the umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
