@@ -69,6 +69,33 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from emojicam.evaluate import evaluate, format_summary
+
+    for photo in args.photos:
+        if not photo.is_file():
+            raise EmojicamError(f"evaluate: expected a photo file, got no file at {photo}")
+    summary = evaluate(make_emojifier(args), args.photos, args.output_dir, cols=args.cols)
+    print(format_summary(summary))
+    print(f"wrote {args.output_dir / 'quality.json'} and one contact sheet per photo")
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from emojicam.live import LiveOptions, run_live
+
+    opts = LiveOptions(camera=args.camera, source=args.source, record=args.record, window=not args.no_window,
+                       max_frames=args.max_frames, virtual_camera=args.virtual_camera, snapshot_dir=args.snapshots)
+    run_live(opts, settings_from(args), lambda: make_emojifier(args))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from emojicam.bench import bench_command
+
+    return bench_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emojicam", description="Webcam, video and photos to emoji art.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -92,8 +119,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="tinygrad device (default: tinygrad's)")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("evaluate", help="measure emoji-art quality on photos against the classic emoji mosaic")
+    p.add_argument("photos", nargs="+", type=Path, help="photos to measure on")
+    p.add_argument("-o", "--output-dir", type=Path, default=Path("out/evaluate"),
+                   help="where quality.json and the contact sheets go (default out/evaluate)")
+    add_engine_args(p, stability=0.0)
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("devices", help="list the tinygrad devices (and OpenCL devices) that work here")
     p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("live", help="live emoji mirror of a webcam, video file or stream",
+                       description="A window with the emoji feed. Keys: q/Esc quit, +/- grid density, m mirror, "
+                                   "o original/emoji/side-by-side, s PNG snapshot, space pause.")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--camera", type=int, default=0, metavar="N", help="camera index (default 0)")
+    source.add_argument("--source", default=None, metavar="PATH_OR_URL",
+                        help="a video file or stream URL instead of a camera")
+    p.add_argument("--record", type=Path, default=None, metavar="OUT.mp4",
+                   help="also record what is shown, without the heads-up display (.mp4 .webm .gif)")
+    p.add_argument("--no-window", action="store_true", help="no window (for scripts and servers; use with --record)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N",
+                   help="stop after this many frames; a file is then read frame by frame, not at its fps")
+    p.add_argument("--virtual-camera", action="store_true",
+                   help="send the emoji feed to a virtual webcam (needs the virtualcam extra and v4l2loopback or OBS)")
+    p.add_argument("--snapshots", type=Path, default=Path("."), metavar="DIR",
+                   help="folder for the PNGs the s key saves (default: the current folder)")
+    add_engine_args(p, stability=1.0)
+    p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("bench", help="measure FLOPs, per-stage times and fps per device and grid, against peers",
+                       description="Benchmark on a 1280x720 H.264 clip (samples/sample.mp4 rescaled, else synthetic): "
+                                   "FLOPs, ms per stage, engine and end-to-end fps per device and grid, and the same "
+                                   "network row by row, in onnxruntime, OpenCV dnn and PyTorch (when installed).")
+    p.add_argument("--device", action="append", default=None,
+                   help="tinygrad device(s) to measure, repeatable or comma list (default: every working one)")
+    p.add_argument("--cols", action="append", default=None,
+                   help="grid columns to measure, repeatable or comma list (default 32,64,80,128 = 32x18 .. 128x72)")
+    p.add_argument("--quick", action="store_true", help="32x18 only and a few frames: a smoke test under a minute")
+    p.add_argument("--frames", type=int, default=None, help="timed frames per measurement (default 30, quick 4)")
+    p.add_argument("--clip-frames", type=int, default=None,
+                   help="frames in the clip converted end to end (default 30, quick 8)")
+    p.add_argument("--source", type=Path, default=None, help="video to cut the clip from (default samples/sample.mp4)")
+    p.add_argument("--no-peers", action="store_true", help="measure emojicam only")
+    p.add_argument("--peak-gflops", action="append", default=None,
+                   help="assumed peak GFLOP/s: N for every device or DEVICE=N (default: worked out per device)")
+    p.add_argument("--tile", type=int, default=16, help="output pixels per emoji tile (default 16)")
+    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="trained weights (default: shipped)")
+    p.add_argument("--emoji-set", type=Path, default=DEFAULT_SET, help="folder of emoji PNGs (default: shipped)")
+    p.add_argument("--json", type=Path, default=None, help="write every record and the environment as JSON")
+    p.add_argument("--markdown", type=Path, default=None, help="write the tables as Markdown")
+    p.add_argument("--plot", type=Path, default=None, help="write fps against tiles per frame as a .png")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -27,8 +27,8 @@ class Settings:
     stability: float = 0.0      # score margin a new emoji must win by to replace the old one
     # Scoring (see README, Quality): the network's log-probability picks the shape, the colour term pulls the
     # tile's mean colour as drawn towards the cell's, the coverage bonus keeps emoji large enough to see.
-    colour_weight: float = 1000.0
-    coverage_weight: float = 30.0
+    colour_weight: float = 2000.0
+    coverage_weight: float = 20.0
 
 
 def resolve_device(device: str | None) -> str:

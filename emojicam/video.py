@@ -1,0 +1,414 @@
+"""Video files: an OpenCV frame source, an FFmpeg sink that keeps the audio, and the threaded convert loop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emojicam.errors import EmojicamError
+
+# libav inside OpenCV prints "moov atom not found" and the like straight to stderr; our errors say it in one line.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+OUT_EXTS = (".mp4", ".webm", ".gif")
+_DONE = object()
+
+
+def warn(message: str) -> None:
+    print(f"emojicam: warning: {message}", file=sys.stderr, flush=True)
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_exe() -> str | None:
+    """The FFmpeg binary imageio-ffmpeg finds (honours IMAGEIO_FFMPEG_EXE), or None if there is none that runs."""
+    import imageio_ffmpeg
+
+    try:
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        return None
+    return shutil.which(exe)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What `ffmpeg -i` says about a file: audio present, duration, video fps; error = why it cannot be read."""
+
+    has_audio: bool = False
+    duration_s: float = 0.0
+    fps: float = 0.0
+    error: str = ""
+
+
+def probe(path: Path) -> StreamInfo | None:
+    """Stream facts from FFmpeg's stderr, or None without FFmpeg."""
+    exe = ffmpeg_exe()
+    if exe is None:
+        return None
+    text = subprocess.run([exe, "-hide_banner", "-nostdin", "-i", str(path.absolute())], capture_output=True, text=True,
+                          errors="replace", timeout=60).stderr
+    if "Input #0" not in text:
+        reasons = [m for m in re.findall(r"^\[[^\]]*\] (.+)$", text, re.M) if "misdetection" not in m]
+        return StreamInfo(error=(reasons or [text.strip().splitlines()[-1] if text.strip() else "unreadable"])[0])
+    duration = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", text)
+    seconds = int(duration[1]) * 3600 + int(duration[2]) * 60 + float(duration[3]) if duration else 0.0
+    fps = re.search(r"Stream #\S+.*?: Video: .*?([\d.]+) (?:fps|tbr)", text)
+    return StreamInfo(has_audio=re.search(r"Stream #\S+.*?: Audio: ", text) is not None, duration_s=seconds,
+                      fps=float(fps[1]) if fps else 0.0)
+
+
+class VideoFile:
+    """BGR uint8 frames of a video file, upright (OpenCV applies rotation metadata); use as a context manager."""
+
+    def __init__(self, path: Path, capture: cv2.VideoCapture, first: np.ndarray, fps: float, frame_count: int,
+                 has_audio: bool):
+        self.path, self._capture, self._first = path, capture, first
+        self.fps, self.frame_count, self.has_audio = fps, frame_count, has_audio
+        self.size = (first.shape[1], first.shape[0])  # (w, h) as decoded, after rotation
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        while True:
+            ok, frame = self._capture.read()
+            if not ok or frame is None:
+                return
+            yield frame
+
+    def close(self) -> None:
+        self._capture.release()
+
+    def __enter__(self) -> VideoFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_video(path: str | Path) -> VideoFile:
+    """Open a video file and decode its first frame, or raise EmojicamError saying why it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmojicamError(f"input: expected a video file, got {'a folder' if path.is_dir() else 'no file'} at {path}")
+    if path.stat().st_size == 0:
+        raise EmojicamError(f"input: expected a video, got an empty file {path}")
+    info = probe(path)
+    if info is not None and info.error:
+        raise EmojicamError(f"input: expected a video FFmpeg can read, got {path} ({info.error})")
+    capture = cv2.VideoCapture(str(path.absolute()))  # absolute: libav reads "a:b.mp4" as protocol "a"
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # OpenCV 5's default, but phone clips depend on it: be explicit
+    ok, first = capture.read() if capture.isOpened() else (False, None)
+    if not ok or first is None:
+        capture.release()
+        raise EmojicamError(f"input: expected a video with at least one decodable frame, got none in {path}")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    if not 0 < fps <= 1000:
+        fps = info.fps if info is not None and 0 < info.fps <= 1000 else 25.0
+        warn(f"{path.name}: frame rate unknown, writing {fps:g} fps")
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    count = int(count) if count > 0 else round(info.duration_s * fps) if info is not None else 0
+    return VideoFile(path, capture, first, fps, count, has_audio=info is not None and info.has_audio)
+
+
+def check_video(path: str | Path) -> None:
+    """Raise EmojicamError now if path is not a video with a decodable frame (before the weights load)."""
+    open_video(path).close()
+
+
+def check_output(path: str | Path) -> Path:
+    """The output path, if it names a video file we can write in an existing folder."""
+    path = Path(path)
+    if path.suffix.lower() not in OUT_EXTS:
+        raise EmojicamError(f"output: expected a video file ending {', '.join(OUT_EXTS)}, got {path}")
+    if not path.parent.is_dir() or path.is_dir():
+        raise EmojicamError(f"output: expected a file name in an existing folder, got {path}")
+    return path
+
+
+class VideoWriter:
+    """Sink for BGR uint8 frames: .mp4 (H.264), .webm (VP9 + Opus) or .gif through FFmpeg, keeping the audio of
+    `audio_from`; written to a hidden temp file beside `path` and renamed on a clean close."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], audio_from: Path | None = None):
+        self.path, self.fps, self.size = check_output(path), float(fps), (int(size[0]), int(size[1]))
+        ext = self.path.suffix.lower()
+        if not (0 < self.fps <= 1000 and min(self.size) > 0):
+            raise EmojicamError(f"output: expected fps in (0, 1000] and a positive size, got {fps} fps, {size}")
+        # yuv420p needs even sides: pad one black pixel on the right/bottom rather than crop a tile's edge away
+        w, h = self.size
+        self.frame_size = (w + w % 2, h + h % 2) if ext != ".gif" else self.size
+        self._exe = ffmpeg_exe()
+        hidden = f".{self.path.stem}.{secrets.token_hex(4)}"
+        self._tmp = self.path.absolute().with_name(f"{hidden}.part{self.path.suffix}")  # absolute: "a:b" is no URL
+        # with audio the frames go to a video-only file first, and close() adds the audio cut to exactly their
+        # length: FFmpeg's -shortest overshoots by up to half a second when frames come slower than real time
+        keep_audio = audio_from is not None and ext != ".gif" and self._exe is not None
+        self._audio_from = Path(audio_from).absolute() if keep_audio else None
+        self._encoded = self._tmp.with_name(f"{hidden}.video{self.path.suffix}") if keep_audio else self._tmp
+        self.frames = 0
+        self._proc: subprocess.Popen | None = None
+        self._cv_writer: cv2.VideoWriter | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        if self._exe is not None:
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the writer)
+            # own session: Ctrl-C reaches only us, and we decide whether FFmpeg finishes or dies
+            self._proc = subprocess.Popen(self._encode_command(self._exe, ext), stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=self._stderr, start_new_session=True)
+        elif ext == ".mp4":
+            warn("FFmpeg not found (imageio-ffmpeg): writing MPEG-4 Part 2 (mp4v) through OpenCV, without audio")
+            self._cv_writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+                                              self.frame_size)
+            if not self._cv_writer.isOpened():
+                raise EmojicamError(f"output: expected OpenCV to open an mp4v writer, got a failure for {self.path}")
+        else:
+            raise EmojicamError(f"output: expected FFmpeg (imageio-ffmpeg) to write {ext}, got none; write .mp4")
+        # writing a frame into the pipe blocks while FFmpeg encodes: a thread takes that wait off the caller
+        self._queue: queue.Queue = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._pump, name="video-writer", daemon=True)
+        self._thread.start()
+
+    def _encode_command(self, exe: str, ext: str) -> list[str]:
+        rate = Fraction(self.fps).limit_denominator(1001)  # 29.97002997 -> 30000/1001
+        cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "{}x{}".format(*self.frame_size), "-framerate", str(rate),
+               "-i", "-"]
+        if ext == ".mp4":
+            cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart"]
+        elif ext == ".webm":
+            cmd += ["-c:v", "libvpx-vp9", "-crf", "32", "-b:v", "0", "-deadline", "realtime", "-cpu-used", "8",
+                    "-row-mt", "1", "-pix_fmt", "yuv420p"]
+        else:  # a palette per frame: streams (no whole-clip buffering) and suits busy emoji frames
+            cmd += ["-vf", "split[a][b];[a]palettegen=stats_mode=single[p];[b][p]paletteuse=new=1", "-loop", "0"]
+        return [*cmd, str(self._encoded)]
+
+    def _add_audio(self) -> None:
+        """Copy the encoded frames and add audio_from's first audio track (if any), padded with silence or cut
+        to the frames' exact length."""
+        seconds = f"{self.frames / self.fps:.6f}"
+        audio = ["-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart"] if self.path.suffix.lower() == ".mp4" \
+            else ["-c:a", "libopus", "-b:a", "128k"]
+        done = subprocess.run([self._exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                               "-i", str(self._encoded), "-i", str(self._audio_from),
+                               "-map", "0:v", "-map", "1:a:0?", "-c:v", "copy",
+                               "-af", "apad", "-t", seconds, *audio, str(self._tmp)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
+                              start_new_session=True)
+        if done.returncode != 0:  # keep the emoji frames, which took long to make, and say what went missing
+            warn(f"{self.path.name}: could not add the audio of {self._audio_from.name} ({self._ffmpeg_error()}); "
+                 f"wrote the video without sound")
+            os.replace(self._encoded, self._tmp)
+
+    def _pump(self) -> None:
+        try:
+            while (frame := self._queue.get()) is not _DONE:
+                if self._proc is not None:
+                    self._proc.stdin.write(frame.data)
+                else:
+                    self._cv_writer.write(frame)
+        except BaseException as e:  # a dead FFmpeg shows up here as a broken pipe; close() reports it
+            self._error = e
+            while self._queue.get() is not _DONE:  # keep draining so the caller never blocks on a full queue
+                pass
+
+    def write(self, frame: np.ndarray) -> None:
+        """Queue one BGR uint8 frame; frames of another size are resized to the writer's size."""
+        if self._closed:
+            raise EmojicamError(f"output: expected an open writer, got a closed one for {self.path}")
+        if self._error is not None:
+            self._fail()
+        w, h = self.size
+        if frame.shape[:2] != (h, w):
+            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        if self.frame_size != self.size:
+            frame = cv2.copyMakeBorder(frame, 0, self.frame_size[1] - h, 0, self.frame_size[0] - w,
+                                       cv2.BORDER_CONSTANT)
+        self._queue.put(np.ascontiguousarray(frame, dtype=np.uint8))
+        self.frames += 1
+
+    def _ffmpeg_error(self) -> str:
+        """FFmpeg's first error line (the cause; later lines are consequences), without its "[x @ 0x..]" tags."""
+        self._stderr.seek(0)
+        lines = [s.strip() for s in self._stderr.read().decode(errors="replace").splitlines() if s.strip()]
+        self._stderr.seek(0, os.SEEK_END)
+        return re.sub(r"^(\[[^\]]*\] )+", "", lines[0]) if lines else f"exit status {self._proc.returncode}"
+
+    def _fail(self) -> None:
+        detail = repr(self._error)
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=10)  # a broken pipe can come before FFmpeg has finished saying why
+            detail = self._ffmpeg_error()
+        self.abort()
+        raise EmojicamError(f"output: expected FFmpeg to write {self.path.name}, got an error: {detail}")
+
+    def close(self) -> None:
+        """Finish encoding and move the finished file to `path`; raises EmojicamError (and keeps nothing) on failure."""
+        if self._closed:
+            return
+        try:
+            self._finish()
+        except BaseException:  # also Ctrl-C while FFmpeg finishes: no temp file stays behind
+            self.abort()
+            raise
+
+    def _finish(self) -> None:
+        self._queue.put(_DONE)
+        self._thread.join()
+        if self._error is not None:
+            self._fail()
+        if self._proc is not None:
+            with contextlib.suppress(BrokenPipeError):  # FFmpeg gone: its exit status says why
+                self._proc.stdin.close()
+            if self._proc.wait() != 0:
+                self._fail()
+            if self._audio_from is not None:
+                self._add_audio()
+                self._encoded.unlink(missing_ok=True)
+            self._stderr.close()
+        else:
+            self._cv_writer.release()
+        self._closed = True
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Stop at once: kill FFmpeg and delete the temp file; `path` is left untouched."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._stderr.close()
+        with self._queue.mutex:
+            self._queue.queue.clear()
+            self._queue.not_full.notify_all()
+        self._queue.put(_DONE)
+        self._thread.join(timeout=5)
+        if self._cv_writer is not None:
+            self._cv_writer.release()
+        self._tmp.unlink(missing_ok=True)
+        self._encoded.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def prefetch(frames: Iterable[np.ndarray], depth: int = 4) -> Iterator[np.ndarray]:
+    """Iterate `frames` in a thread, `depth` ahead of the caller (OpenCV decodes without the GIL)."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():  # the consumer may be gone: never block on a full buffer forever
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def run() -> None:
+        try:
+            for frame in frames:
+                if not put(frame):
+                    return
+            put(_DONE)
+        except BaseException as e:  # re-raised in the consumer's thread
+            put(e)
+
+    thread = threading.Thread(target=run, name="video-decoder", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+@dataclass
+class ConvertStats:
+    """What one conversion did: frames out of the expected count, wall time, and per-stage median ms."""
+
+    frames: int
+    expected_frames: int
+    seconds: float
+    has_audio: bool
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def convert_video(emojifier, src: Path, dst: Path, progress: bool = True) -> ConvertStats:
+    """Emojify every frame of src into dst at the source frame rate, keeping the audio; decode, inference
+    and encoding overlap (decoder thread, main thread, FFmpeg process)."""
+    from tqdm import tqdm
+
+    src, dst = Path(src), Path(dst)
+    emojifier.reset()
+    start = time.perf_counter()
+    timings: dict[str, list[float]] = {"decode_wait": [], "emojify": [], "write": []}
+    engine_ms: list[dict[str, float]] = []
+    with open_video(src) as video:
+        w, h = video.size
+        grid = emojifier.grid_for((h, w, 3))
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(VideoWriter(dst, video.fps, grid.output_size,
+                                                  audio_from=src if video.has_audio else None))
+            bar = tqdm(total=video.frame_count or None, unit="frame", desc=src.name, disable=not progress,
+                       dynamic_ncols=True, leave=False)
+            stack.callback(bar.close)
+            frames = prefetch(video)
+            stack.callback(frames.close)  # stops the decoder thread, also on errors and Ctrl-C
+            t0 = time.perf_counter()
+            for frame in frames:
+                t1 = time.perf_counter()
+                if frame.shape[:2] != (h, w):  # a mid-stream size change keeps the first frame's grid
+                    frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+                emoji = emojifier(frame, grid.cols)
+                t2 = time.perf_counter()
+                out.write(emoji)
+                t3 = time.perf_counter()
+                timings["decode_wait"].append((t1 - t0) * 1e3)
+                timings["emojify"].append((t2 - t1) * 1e3)
+                timings["write"].append((t3 - t2) * 1e3)
+                engine_ms.append(dict(emojifier.timings_ms))
+                bar.update()
+                t0 = time.perf_counter()
+    done = len(timings["emojify"])
+    if video.frame_count and done < video.frame_count - max(2, video.frame_count // 50):
+        warn(f"{src.name}: converted {done} of {video.frame_count} expected frames (truncated or corrupt input?)")
+    stage_ms = {k: statistics.median(v) for k, v in timings.items() if v}
+    stage_ms |= {k: statistics.median(d[k] for d in engine_ms) for k in (engine_ms[0] if engine_ms else {})}
+    return ConvertStats(done, video.frame_count, time.perf_counter() - start, video.has_audio, stage_ms)

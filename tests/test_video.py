@@ -1,0 +1,255 @@
+"""Video files end to end: real clips made by FFmpeg, converted by the real CLI, checked with FFmpeg and OpenCV."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+from media import decoded_frames, ffmpeg, ffmpeg_frame, make_clip, probe, rotated, stream_seconds, truncated
+
+from emojicam.errors import EmojicamError
+from emojicam.video import VideoWriter, open_video, prefetch
+
+COLS, TILE = 16, 8
+SECONDS = 0.6  # clip length: few frames, since on a busy machine each can take a tenth of a second
+H264 = ["-c:v", "libx264", "-pix_fmt", "yuv420p"]  # no +faststart: the index goes at the end, as cameras write it
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """One of each input the converter must handle: 160x90 (16:9, so most share one grid shape) with a tone."""
+    d = tmp_path_factory.mktemp("clips")
+    c = {
+        "h264": make_clip(d / "h264.mp4", seconds=SECONDS),
+        "vp9": make_clip(d / "vp9.webm", seconds=SECONDS),
+        "mjpeg": make_clip(d / "mjpeg.avi", seconds=SECONDS),
+        "fps60": make_clip(d / "fps60.mov", fps=60, seconds=0.5),
+        "odd": make_clip(d / "odd.mkv", size=(161, 91), seconds=SECONDS),  # still a 16x9 grid
+        "anim": make_clip(d / "anim.gif", fps=10),
+        "silent": make_clip(d / "silent.mp4", audio=False, seconds=SECONDS),
+        "two_s": make_clip(d / "two_s.mp4", seconds=2),
+        "long": make_clip(d / "long.mp4", seconds=4),
+        "no_index": truncated(make_clip(d / "camera.mp4", video_args=H264), d / "no_index.mp4", 0.5),
+        "empty": d / "empty.mp4",
+        "text": d / "notes.mp4",
+        "audio_only": d / "audio_only.mp4",
+    }
+    c["rotated"] = rotated(c["h264"], d / "rotated.mp4", 90)
+    c["truncated"] = truncated(c["two_s"], d / "truncated.mp4", 0.4)  # faststart: the index survives the cut
+    c["empty"].touch()
+    c["text"].write_text("not a video\n")
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", c["audio_only"])
+    return c
+
+
+@pytest.fixture(scope="module")
+def batch(clips, weights, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One CLI call converting most clips with -o DIR (one weights load; two grid shapes to compile)."""
+    out = tmp_path_factory.mktemp("out")
+    names = ("h264", "vp9", "mjpeg", "fps60", "odd", "anim", "silent", "rotated", "truncated")
+    done = run_cli("convert", *(clips[n] for n in names), "-o", out, "--cols", COLS, "--tile", TILE,
+                   "--weights", weights)
+    assert done.returncode == 0, done.stderr
+    return out, done
+
+
+def rows_for(size: tuple[int, int]) -> int:
+    w, h = size
+    return max(1, round(COLS * h / w))
+
+
+# --- reading -----------------------------------------------------------------------------------------------------
+
+def test_open_video_reports_what_ffmpeg_sees(clips):
+    for name, fps, count, audio in [("h264", 25, 15, True), ("vp9", 25, 15, True), ("mjpeg", 25, 15, True),
+                                    ("fps60", 60, 30, True), ("anim", 10, 10, False), ("silent", 25, 15, False)]:
+        with open_video(clips[name]) as video:
+            frames = list(video)
+            assert (video.fps, video.frame_count, video.has_audio, video.size) == (fps, count, audio, (160, 90)), name
+        assert len(frames) == count and frames[0].shape == (90, 160, 3) and frames[0].dtype == np.uint8, name
+        assert probe(clips[name]).size == (160, 90)
+    with open_video(clips["odd"]) as video:
+        assert video.size == (161, 91) and next(iter(video)).shape == (91, 161, 3)
+
+
+def test_rotation_metadata_is_applied_like_players_do(clips):
+    """A phone's rotate=90 clip comes out upright: the stored frame turned 90 degrees counter-clockwise,
+    exactly what FFmpeg (and so every player) shows."""
+    assert probe(clips["rotated"]).rotation == 90
+    with open_video(clips["h264"]) as plain, open_video(clips["rotated"]) as turned:
+        assert turned.size == (90, 160)
+        for i, (a, b) in enumerate(zip(plain, turned, strict=True)):
+            np.testing.assert_array_equal(b, np.rot90(a, 1))
+            if i == 5:
+                np.testing.assert_array_equal(b, ffmpeg_frame(clips["rotated"], 5))
+
+
+@pytest.mark.parametrize("name, says", [("empty", "empty file"), ("text", "FFmpeg can read"),
+                                        ("no_index", "moov atom not found"), ("audio_only", "decodable frame")])
+def test_open_video_refuses_what_is_not_a_video(clips, name, says):
+    with pytest.raises(EmojicamError, match=says):
+        open_video(clips[name])
+
+
+def test_prefetch_hands_over_frames_and_errors_and_stops_early():
+    assert list(prefetch(iter(range(20)), depth=2)) == list(range(20))
+
+    def broken():
+        yield 1
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(prefetch(broken()))
+    endless = prefetch(iter(lambda: 0, 1), depth=2)
+    assert next(endless) == 0
+    endless.close()  # must return: the reader thread sees the stop and ends
+
+
+# --- writing -----------------------------------------------------------------------------------------------------
+
+def test_writer_keeps_frames_rate_and_colours(tmp_path, clips):
+    dst = tmp_path / "grey.mp4"
+    levels = [0, 40, 80, 120, 160, 200, 240] * 3
+    with VideoWriter(dst, 30000 / 1001, (64, 48), audio_from=clips["h264"]) as out:
+        for level in levels:
+            out.write(np.full((48, 64, 3), level, np.uint8))
+    p = probe(dst)
+    assert (p.video, p.audio, p.size, p.fps) == ("h264", "aac", (64, 48), 29.97)
+    frames = decoded_frames(dst)
+    assert [round(float(f.mean()) / 40) * 40 for f in frames] == levels
+    assert stream_seconds(dst, "a") == pytest.approx(len(levels) * 1001 / 30000, abs=0.03)  # tone cut to fit
+    assert list(tmp_path.iterdir()) == [dst]
+
+
+def test_writer_pads_odd_sizes_for_yuv420p(tmp_path):
+    """An odd side gets one black pixel on the right/bottom for H.264 and VP9; GIF keeps the size."""
+    for name, size in [("odd.mp4", (64, 48)), ("odd.webm", (64, 48)), ("odd.gif", (63, 47))]:
+        with VideoWriter(tmp_path / name, 25, (63, 47)) as out:
+            for _ in range(3):
+                out.write(np.full((47, 63, 3), 255, np.uint8))
+        assert probe(tmp_path / name).size == size
+        frame = decoded_frames(tmp_path / name)[1].astype(int)
+        assert frame[:47, :63].min() > 200
+        if size == (64, 48):
+            assert frame[47].mean() < 60 and frame[:, 63].mean() < 60
+
+
+def test_writer_failure_leaves_nothing_and_kills_ffmpeg(tmp_path, clips):
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="boom"), VideoWriter(dst, 25, (32, 32)) as out:
+        out.write(np.zeros((32, 32, 3), np.uint8))
+        proc = out._proc
+        raise RuntimeError("boom")
+    assert proc.poll() is not None and list(tmp_path.iterdir()) == []
+    # FFmpeg's own error comes back as one EmojicamError line, its first (the cause)
+    with pytest.raises(EmojicamError, match=r"invalid width x height \(70000x2\)") as err, \
+            VideoWriter(dst, 25, (70000, 2)) as out:
+        for _ in range(20):
+            out.write(np.zeros((2, 70000, 3), np.uint8))
+    assert "\n" not in str(err.value) and list(tmp_path.iterdir()) == []
+
+
+def test_writer_keeps_the_video_when_the_audio_cannot_be_added(tmp_path, clips, capsys):
+    with VideoWriter(tmp_path / "out.mp4", 25, (32, 32), audio_from=clips["text"]) as out:
+        for _ in range(5):
+            out.write(np.zeros((32, 32, 3), np.uint8))
+    assert "could not add the audio of notes.mp4" in capsys.readouterr().err
+    assert probe(tmp_path / "out.mp4").audio is None and len(decoded_frames(tmp_path / "out.mp4")) == 5
+    assert list(tmp_path.iterdir()) == [tmp_path / "out.mp4"]
+
+
+def test_writer_without_ffmpeg_falls_back_to_opencv(tmp_path):
+    script = (f"import numpy as np\nfrom pathlib import Path\nfrom emojicam.video import VideoWriter\n"
+              f"with VideoWriter(Path({str(tmp_path / 'cv.mp4')!r}), 25, (81, 45)) as out:\n"
+              f"    for i in range(10): out.write(np.full((45, 81, 3), i * 20, np.uint8))\n"
+              f"try:\n    VideoWriter(Path({str(tmp_path / 'cv.gif')!r}), 25, (81, 45))\n"
+              f"except Exception as e:\n    print(type(e).__name__, e)\n")
+    env = {**os.environ, "IMAGEIO_FFMPEG_EXE": str(tmp_path / "no-ffmpeg-here")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("\n") == 1 and "warning: FFmpeg not found" in done.stderr
+    assert done.stdout.startswith("EmojicamError output: expected FFmpeg")
+    frames = decoded_frames(tmp_path / "cv.mp4")
+    assert len(frames) == 10 and frames[0].shape[:2] == (46, 82)  # padded to even, right and bottom
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cv.mp4"]
+
+
+# --- the convert command -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, out, video, audio, fps, frames", [
+    ("h264", "h264_emoji.mp4", "h264", "aac", 25, 15),
+    ("vp9", "vp9_emoji.webm", "vp9", "opus", 25, 15),
+    ("mjpeg", "mjpeg_emoji.mp4", "h264", "aac", 25, 15),
+    ("fps60", "fps60_emoji.mp4", "h264", "aac", 60, 30),
+    ("odd", "odd_emoji.mp4", "h264", "aac", 25, 15),
+    ("anim", "anim_emoji.gif", "gif", None, 10, 10),
+    ("silent", "silent_emoji.mp4", "h264", None, 25, 15),
+    ("rotated", "rotated_emoji.mp4", "h264", "aac", 25, 15),
+])
+def test_convert_keeps_frames_fps_and_audio(batch, clips, name, out, video, audio, fps, frames):
+    out_dir, done = batch
+    assert f"{clips[name]} -> {out_dir / out}" in done.stdout
+    with open_video(clips[name]) as src:
+        w, h = COLS * TILE, rows_for(src.size) * TILE
+    p = probe(out_dir / out)
+    assert (p.video, p.audio, p.size, p.fps) == (video, audio, (w, h), fps)
+    decoded = decoded_frames(out_dir / out)
+    assert len(decoded) == frames and decoded[0].shape == (h, w, 3)
+    assert stream_seconds(out_dir / out, "v") == pytest.approx(frames / fps, abs=0.02)  # decodes without error
+    if audio:  # as long as the video, to an audio frame
+        assert stream_seconds(out_dir / out, "a") == pytest.approx(frames / fps, abs=0.03)
+
+
+def test_convert_portrait_clip_stays_portrait(batch):
+    assert probe(batch[0] / "rotated_emoji.mp4").display_size == (COLS * TILE, 28 * TILE)
+
+
+def test_convert_truncated_input_converts_what_decodes_and_says_so(batch):
+    out_dir, done = batch
+    warnings = [line for line in done.stderr.splitlines() if "emojicam: warning" in line]
+    assert len(warnings) == 1 and "truncated.mp4: converted" in warnings[0] and "of 50 expected" in warnings[0]
+    converted = int(warnings[0].split("converted ")[1].split()[0])
+    assert 5 < converted < 50 and len(decoded_frames(out_dir / "truncated_emoji.mp4")) == converted
+    assert sorted(p.name for p in out_dir.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("name", ["empty", "text", "no_index"])
+def test_convert_bad_input_exits_2_with_one_line_and_no_output(clips, weights, tmp_path, name):
+    dst = tmp_path / "out.mp4"
+    done = run_cli("convert", clips[name], dst, "--cols", COLS, "--weights", weights)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("emojicam: error: input: expected")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_interrupted_leaves_no_file(clips, weights, tmp_path):
+    dst = tmp_path / "long.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "emojicam", "convert", str(clips["long"]), str(dst),
+                             "--cols", str(COLS), "--weights", str(weights)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120  # a guard against hanging, not a speed check
+        while not any(tmp_path.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "conversion ended before FFmpeg's temp file appeared"
+        os.kill(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_bad_output_exits_2_before_any_work(clips, weights, tmp_path):
+    for dst in (tmp_path / "missing" / "out.mp4", tmp_path):
+        done = run_cli("convert", clips["h264"], dst, "--weights", weights)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith("emojicam: error: output: expected")
+    assert list(tmp_path.iterdir()) == []
