@@ -1,0 +1,318 @@
+"""`emojicam live` end to end: clips made by FFmpeg, a real window on Xvfb, real key presses through xdotool."""
+
+from __future__ import annotations
+
+import glob
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+
+from emojicam.capture import Capture, LatestFrame
+from emojicam.emoji_set import EmojiSet
+from emojicam.live import FpsMeter
+
+ENGINE = ("--cols", "16", "--tile", "8")  # 16x9 tiles of 8 px on a 16:9 clip: a 128x72 frame, one small forward
+CANVAS = (72, 128)
+CLIP_FRAMES = 400                         # 40 s at 10 fps: the paced run never reaches the end
+
+
+def make_clip(path: Path, seconds: float, fps: int = 10) -> Path:
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi",
+           "-i", f"testsrc2=size=160x90:rate={fps}:duration={seconds}", "-pix_fmt", "yuv420p", "-c:v", "libx264", path]
+    subprocess.run(list(map(str, cmd)), check=True, timeout=120)
+    return path
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    cap, frames = cv2.VideoCapture(str(path)), []
+    while (got := cap.read())[0]:
+        frames.append(got[1])
+    cap.release()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("live") / "testsrc.mp4", CLIP_FRAMES / 10)
+
+
+@pytest.fixture(scope="session")
+def xvfb():
+    """A virtual X screen for the window tests; yields its DISPLAY value."""
+    for tool in ("Xvfb", "xdotool", "import"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} missing: install xvfb, xdotool and imagemagick (./setup.sh test does)")
+    for n in range(90, 190):
+        if Path(f"/tmp/.X{n}-lock").exists() or Path(f"/tmp/.X11-unix/X{n}").exists():
+            continue
+        proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):  # up to 20 s for the socket on a busy machine
+            if proc.poll() is not None or Path(f"/tmp/.X11-unix/X{n}").exists():
+                break
+            time.sleep(0.1)
+        if proc.poll() is None:
+            yield f":{n}"
+            proc.terminate()
+            proc.wait(timeout=10)
+            return
+    pytest.fail("could not start Xvfb on any display :90..:189")
+
+
+@pytest.fixture(scope="module")
+def atlas() -> tuple[np.ndarray, np.ndarray]:
+    return EmojiSet.load().atlas(8)
+
+
+def emoji_misfit(frame: np.ndarray, atlas: tuple[np.ndarray, np.ndarray], t: int = 8) -> float:
+    """RMS error of the best fit of each t x t tile as "one emoji of the set on a flat colour", averaged over tiles:
+    about 0 for emoji art saved losslessly, ~13 after H.264, ~44 for the raw test picture."""
+    premult, alpha = atlas
+    rows, cols = frame.shape[0] // t, frame.shape[1] // t
+    x = frame[:rows * t, :cols * t].reshape(rows, t, cols, t, 3).transpose(0, 2, 1, 3, 4)
+    x = x.reshape(-1, t * t, 3).astype(np.float32)                                     # (N, P, 3)
+    m, a = premult.reshape(len(premult), t * t, 3), (1 - alpha).reshape(len(alpha), t * t, 1)
+    bg = (np.einsum("kpo,npc->nkc", a, x) - (a * m).sum(1)[None]) / np.maximum((a * a).sum(1), 1e-6)[None]
+    err = np.sqrt(((x[:, None] - m[None] - a[None] * bg[:, :, None, :]) ** 2).mean((2, 3)))  # (N, K)
+    return float(err.min(1).mean())
+
+
+def cell_corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of the 16x9 cell means of two pictures: emoji art on `auto` follows its input's colours."""
+    def cells(f):
+        return cv2.resize(f, (16, 9), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    return float(np.corrcoef(cells(a), cells(b))[0, 1])
+
+
+def key(display: str, window: str, name: str) -> None:
+    subprocess.run(["xdotool", "key", "--window", window, name], env={**os.environ, "DISPLAY": display},
+                   check=True, timeout=30, capture_output=True)
+
+
+class Live:
+    """`emojicam live ARGS` running in the background; wait for its stdout lines one by one."""
+
+    def __init__(self, *args, env: dict | None = None):
+        self.proc = subprocess.Popen([sys.executable, "-m", "emojicam", "live", *map(str, args)], cwd=ROOT,
+                                     env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue = queue.Queue()
+        self.seen: list[str] = []
+        self.stderr: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def expect(self, prefix: str, timeout: float = 180) -> str:
+        """The next stdout line starting with prefix (a hang guard, not a speed check)."""
+        while (line := self.lines.get(timeout=timeout)) is not None:
+            self.seen.append(line)
+            if line.startswith(prefix):
+                return line
+        self.proc.wait(timeout=30)
+        pytest.fail(f"live ended (rc {self.proc.returncode}) before printing {prefix!r}: {self.seen} "
+                    f"{''.join(self.stderr)[-2000:]}")
+
+    def finish(self, timeout: float = 180) -> tuple[int, list[str]]:
+        rc = self.proc.wait(timeout=timeout)
+        while (line := self.lines.get(timeout=timeout)) is not None:
+            self.seen.append(line)
+        return rc, self.seen
+
+    def __enter__(self) -> Live:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_fps_meter():
+    meter = FpsMeter(window_s=1.0)
+    assert meter.fps == 0 and meter.mean_fps == 0
+    for i in range(31):               # 3 s at 10 fps ...
+        meter.tick(100 + i * 0.1)
+    assert meter.count == 31 and meter.fps == pytest.approx(10) and meter.mean_fps == pytest.approx(10)
+    for i in range(1, 21):            # ... then 1 s at 20 fps: the recent rate follows, the mean lags
+        meter.tick(103 + i * 0.05)
+    assert meter.fps == pytest.approx(20) and meter.mean_fps == pytest.approx(50 / 4)
+    meter.tick(110)                   # a 6 s stall: the window keeps the last two frames, not zero
+    assert meter.fps == pytest.approx(1 / 6)
+
+
+def test_latest_frame_slot_hands_over_newest_frame_once():
+    slot = LatestFrame()
+    for i in range(100):              # the reader outruns the loop: only the newest frame waits, nothing queues
+        assert slot.put(np.full(1, i))
+    got = slot.get()
+    assert got[0] == 100 and got[1][0] == 99
+    assert slot.get(timeout=0.01) is None  # the same frame is never handed over twice
+    slot.put(np.full(1, 100))
+    slot.close()
+    assert slot.get()[1][0] == 100 and slot.get() is None and not slot.put(np.full(1, 0))
+
+    lossless, received = LatestFrame(lossless=True), []
+    def produce():
+        for i in range(200):
+            lossless.put(np.full(1, i))
+        lossless.close()
+    threading.Thread(target=produce).start()
+    while (item := lossless.get()) is not None:
+        received.append(int(item[1][0]))
+    assert received == list(range(200))
+
+
+def test_capture_lossless_and_paced(tmp_path):
+    short = make_clip(tmp_path / "short.mp4", 1.5)
+    expected = read_frames(short)
+    with Capture(str(short), every_frame=True) as capture:
+        frames = list(capture)
+    assert capture.kind == "file" and capture.fps == 10 and capture.end_reason == "end of file" and not capture.failed
+    assert len(frames) == len(expected) == 15
+    assert all(np.array_equal(a, b) for a, b in zip(frames, expected, strict=True))
+
+    with Capture(str(short)) as capture:  # paced at 10 fps: frames may drop, never repeat or go backwards
+        assert capture.paced
+        order = [next(i for i, e in enumerate(expected) if np.array_equal(f, e)) for f in capture]
+    assert order == sorted(set(order)) and order[-1] == 14 and capture.end_reason == "end of file"
+
+
+def test_window_run_records_every_frame_as_emoji_art(clip, xvfb, atlas, weights, tmp_path):
+    out = tmp_path / "mirror.mp4"
+    result = run_cli("live", "--source", clip, "--max-frames", 12, "--record", out, "--snapshots", tmp_path,
+                     *ENGINE, "--weights", weights, env={"DISPLAY": xvfb})
+    assert result.returncode == 0, result.stderr
+    assert "first frame after" in result.stdout
+    summary = result.stdout.strip().splitlines()[-1]
+    assert summary.startswith("live: 12 frames") and "grid 16x9 (144 tiles)" in summary and "--max-frames" in summary
+    recorded, source = read_frames(out), read_frames(clip)[:12]
+    assert len(recorded) == 12 and recorded[0].shape[:2] == CANVAS
+    assert cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FPS) == pytest.approx(10)
+    for got, src in zip(recorded, source, strict=True):
+        assert got.std() > 20                            # not blank
+        assert emoji_misfit(got, atlas) < 25 < emoji_misfit(cv2.resize(src, CANVAS[::-1]), atlas)
+        assert cell_corr(got, src) > 0.8 > cell_corr(got, src[:, ::-1])  # this frame, not mirrored (a file)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror.mp4"]  # no temp files left
+
+
+def test_window_keys_and_screen(clip, xvfb, atlas, weights, tmp_path):
+    out, snaps = tmp_path / "keys.mp4", tmp_path / "snaps"
+    snaps.mkdir()
+    with Live("--source", clip, "--record", out, "--snapshots", snaps, *ENGINE, "--weights", weights,
+              env={"DISPLAY": xvfb}) as live:
+        live.expect("first frame after")
+        found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^emojicam$"],
+                               env={**os.environ, "DISPLAY": xvfb}, capture_output=True, text=True, timeout=60)
+        window = found.stdout.split()[-1]
+
+        def press(name: str, reply: str) -> str:
+            key(xvfb, window, name)
+            return live.expect(reply)
+
+        def snapshot() -> np.ndarray:
+            return cv2.imread(press("s", "snapshot: ").split(": ", 1)[1])
+
+        press("space", "paused")  # the file's clock stops too: the clip cannot run out under the test
+        shot = tmp_path / "screen.png"
+        subprocess.run(["import", "-window", window, shot], env={**os.environ, "DISPLAY": xvfb}, check=True,
+                       timeout=60)
+        plain = snapshot()
+        assert plain.shape[:2] == CANVAS and emoji_misfit(plain, atlas) < 1  # lossless emoji art
+        screen = cv2.imread(str(shot))  # the 128x72 frame shown 10x, heads-up display over the top left
+        assert screen.shape[:2] == (720, 1280)
+        on_screen = cv2.resize(screen, CANVAS[::-1], interpolation=cv2.INTER_AREA).astype(int)
+        assert np.abs(on_screen[10:] - plain[10:]).max() <= 2
+        assert on_screen[:7, :30].mean() < plain[:7, :30].mean()  # darkened behind the HUD text
+
+        press("m", "mirror: on")
+        mirrored = snapshot()
+        assert cell_corr(mirrored, plain[:, ::-1]) > cell_corr(mirrored, plain)
+        press("o", "view: side-by-side")
+        side = snapshot()
+        assert side.shape[:2] == (72, 256) and np.array_equal(side[:, 128:], mirrored)
+        assert emoji_misfit(side[:, :128], atlas) > 25  # the left half is the (mirrored) input itself
+        press("plus", "grid: 24 columns")  # a new grid shape: compiled now, the window waits for it
+        finer = snapshot()
+        assert finer.shape[:2] == (112, 384)
+        press("q", "live: ")
+        rc, lines = live.finish()
+    assert rc == 0, lines
+    summary = lines[-1]
+    assert "ended: q pressed" in summary and "grid 24x14" in summary
+    assert int(summary.split()[1]) < CLIP_FRAMES
+    recorded = read_frames(out)
+    assert recorded and all(f.shape[:2] == CANVAS for f in recorded)  # one size, whatever was shown
+    assert recorded[0][:10].mean() > 30 and recorded[-1][:10].mean() < 12  # side-by-side ends up letterboxed
+
+
+def test_ctrl_c_finalises_the_recording(clip, weights, tmp_path):
+    out = tmp_path / "stopped.mp4"
+    with Live("--source", clip, "--no-window", "--record", out, *ENGINE, "--weights", weights) as live:
+        live.expect("first frame after")
+        live.proc.send_signal(signal.SIGINT)
+        rc, lines = live.finish()
+    assert rc == 0 and "ended: interrupted (Ctrl-C)" in lines[-1]
+    frames = int(lines[-1].split()[1])
+    assert 1 <= frames < CLIP_FRAMES and len(read_frames(out)) == frames  # no window: every frame, in order
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped.mp4"]
+
+
+def _listening(port: int) -> bool:
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
+
+
+def test_stream_going_away_ends_cleanly(clip, weights, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-re", "-i", str(clip), "-c", "copy",
+                               "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"], stdin=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if _listening(port) or server.poll() is not None:
+                break
+            time.sleep(0.1)
+        out = tmp_path / "stream.mp4"
+        with Live("--source", f"tcp://127.0.0.1:{port}", "--no-window", "--record", out, *ENGINE,
+                  "--weights", weights) as live:
+            live.expect("first frame after")
+            server.kill()
+            rc, lines = live.finish()
+    finally:
+        server.kill()
+        server.wait()
+    assert rc == 0 and "ended: the stream ended" in lines[-1]
+    assert len(read_frames(out)) >= 1
+
+
+@pytest.mark.parametrize("args, env, words", [
+    (("--camera", "9", "--no-window"), {}, ("index 9", "v4l2-ctl")),
+    (("--camera", "0"), {"DISPLAY": "", "WAYLAND_DISPLAY": ""}, ("display", "--no-window --record")),
+    (("--source", "CLIP", "--no-window", "--virtual-camera"), {}, ("--virtual-camera", "install")),
+], ids=["no-camera", "no-display", "no-virtual-camera"])
+def test_errors_are_one_line(clip, weights, args, env, words):
+    if "--virtual-camera" in args and glob.glob("/sys/devices/virtual/video4linux/video*"):
+        pytest.skip("a v4l2loopback device exists here: the virtual camera would work")
+    result = run_cli("live", *[clip if a == "CLIP" else a for a in args], "--weights", weights, env=env, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("emojicam: error: "), result.stderr
+    assert all(w in lines[0] for w in words), lines[0]
