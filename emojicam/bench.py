@@ -1,0 +1,388 @@
+"""`emojicam bench`: FLOPs, per-stage milliseconds and fps of emojicam per device and grid, next to its peers.
+
+Every figure comes from a real 1280x720 H.264 clip (the bundled sample rescaled, else a synthetic textured scene)
+decoded with OpenCV; per-frame figures are medians over frames after warm-up, so JIT compilation is never in them.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emojicam.errors import EmojicamError
+
+SOURCE_SIZE = (1280, 720)                # (width, height) of the source frames
+LADDER_COLS = (32, 64, 80, 128)          # 32x18, 64x36, 80x45, 128x72 tiles on a 16:9 frame
+E2E_TARGET = 0.8                         # the video issue: end to end at least 80% of the engine alone
+WARMUP_FRAMES = 3                        # TinyJit: run, capture, then replay from the third call on
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "sample.mp4"
+REFERENCE = {"mflop_per_patch": 2.2, "patches_per_frame": 5000, "gflop_per_frame": 11.0,
+             "forwards_per_frame": "one per grid row", "source": "pic2emoji write-up (2021)"}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What one `emojicam bench` run measures."""
+
+    devices: tuple[str, ...]
+    cols: tuple[int, ...] = LADDER_COLS
+    frames: int = 30              # timed frames per measurement (fewer if max_seconds runs out first)
+    clip_frames: int = 30         # length of the H.264 clip decoded and converted end to end
+    max_seconds: float = 15.0     # time cap per timing loop, so big grids on slow devices still finish
+    tile_px: int = 16
+    peers: bool = True
+    source: Path | None = None    # video to cut the clip from; default samples/sample.mp4, else synthetic
+    peak_gflops: dict[str, float] = field(default_factory=dict)  # device (or "*") -> assumed peak
+
+
+QUICK = {"cols": (32,), "frames": 4, "clip_frames": 8, "max_seconds": 5.0}
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e3
+
+
+def timed_loop(step: Callable[[int], object], frames: int, max_seconds: float) -> list[float]:
+    """Seconds per call of step(i) for i = 0, 1, ...: up to `frames` calls, fewer once max_seconds have passed
+    (but never fewer than 3 unless `frames` is)."""
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < frames and (len(times) < 3 or time.perf_counter() - start < max_seconds):
+        t0 = time.perf_counter()
+        step(len(times))
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+# --- the source clip -------------------------------------------------------------------------------------------
+
+def synthetic_scene(frames: int, size: tuple[int, int] = SOURCE_SIZE, seed: int = 0) -> list[np.ndarray]:
+    """A panning scene with gradients, soft shapes, text and grain, so patches look like photo patches."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    width = w + 4 * frames
+    x, y = np.meshgrid(np.linspace(0, 1, width, dtype=np.float32), np.linspace(0, 1, h, dtype=np.float32))
+    canvas = np.stack([90 + 80 * x, 120 + 60 * np.sin(3 * y + x), 160 - 90 * y], axis=2)
+    for _ in range(60):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, h)))
+        axes = (int(rng.integers(20, 160)), int(rng.integers(20, 160)))
+        cv2.ellipse(canvas, centre, axes, float(rng.uniform(0, 180)), 0, 360, rng.uniform(0, 255, 3).tolist(), -1)
+    canvas = np.clip(cv2.GaussianBlur(canvas, (0, 0), 3), 0, 255).astype(np.uint8)
+    for i in range(8):
+        cv2.putText(canvas, "emojicam bench 1280x720", (int(rng.integers(0, width - 600)), 80 + 80 * i),
+                    cv2.FONT_HERSHEY_SIMPLEX, float(rng.uniform(1, 2.5)), rng.uniform(0, 255, 3).tolist(), 3)
+    grain = cv2.GaussianBlur(rng.normal(0, 18, canvas.shape).astype(np.float32), (0, 0), 1.2)
+    canvas = np.clip(canvas + grain, 0, 255).astype(np.uint8)  # grain: no patch is perfectly flat
+    return [np.ascontiguousarray(canvas[:, 4 * i:4 * i + w]) for i in range(frames)]
+
+
+def make_clip(dst: Path, frames: int, source: Path | None = None) -> str:
+    """Write a 1280x720 H.264 clip of up to `frames` frames to dst; returns what it was made from."""
+    import imageio_ffmpeg
+
+    w, h = SOURCE_SIZE
+    source = source or (SAMPLE if SAMPLE.is_file() else None)
+    if source is not None:
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(source), "-frames:v", str(frames),
+               "-vf", f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h}", "-an",
+               "-c:v", "libx264", "-pix_fmt", "yuv420p", str(dst)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0 or not dst.is_file():
+            msg = (done.stderr.strip().splitlines() or ["no output"])[-1][:120]
+            raise EmojicamError(f"--source: expected a video FFmpeg can read, got {source} ({msg})")
+        return f"{source.name} rescaled to {w}x{h}"
+    writer = imageio_ffmpeg.write_frames(str(dst), SOURCE_SIZE, fps=30, codec="libx264", pix_fmt_in="bgr24",
+                                         macro_block_size=1, ffmpeg_log_level="error")
+    writer.send(None)
+    try:
+        for frame in synthetic_scene(frames):
+            writer.send(frame)
+    finally:
+        writer.close()
+    return f"synthetic textured scene, {w}x{h}"
+
+
+def decode_clip(clip: Path) -> tuple[list[np.ndarray], list[float]]:
+    """Every frame of the clip and the seconds each cv2 read took."""
+    cap = cv2.VideoCapture(str(clip))
+    frames, times = [], []
+    try:
+        while True:
+            t0 = time.perf_counter()
+            ok, frame = cap.read()
+            if not ok:
+                break
+            times.append(time.perf_counter() - t0)
+            frames.append(frame)
+    finally:
+        cap.release()
+    if not frames:
+        raise EmojicamError(f"clip: expected frames OpenCV can decode, got none from {clip}")
+    return frames, times
+
+
+def h264_writer(dst: Path, size: tuple[int, int]):
+    """imageio-ffmpeg frame writer with emojicam.video's H.264 settings, so the encode stage matches."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.write_frames(str(dst), size, fps=30, codec="libx264", pix_fmt_in="bgr24", quality=None,
+                                       macro_block_size=1, ffmpeg_log_level="error",
+                                       output_params=["-preset", "veryfast", "-crf", "20"])
+
+
+def encode_ms(frames: list[np.ndarray], dst: Path) -> float:
+    """Milliseconds per frame to H.264-encode emoji frames with FFmpeg (process start-up excluded)."""
+
+    h, w = frames[0].shape[:2]
+    writer = h264_writer(dst, (w, h))
+    writer.send(None)  # starts FFmpeg
+    t0 = time.perf_counter()
+    try:
+        for frame in frames:
+            writer.send(frame)
+    finally:
+        writer.close()  # waits for the encoder to finish
+    return (time.perf_counter() - t0) * 1e3 / len(frames)
+
+
+def convert_e2e(emojifier, src: Path, dst: Path) -> tuple[int, str]:
+    """Decode -> emojify -> encode the whole clip with emojicam.video (or a plain loop when it is missing);
+    returns the frames written and which path ran."""
+    try:
+        from emojicam.video import convert_video
+    except ImportError:
+        convert_video = None
+    if convert_video is not None:
+        stats = convert_video(emojifier, src, dst, progress=False)
+        return stats.frames, "emojicam.video.convert_video"
+    frames, _ = decode_clip(src)
+    writer = h264_writer(dst, emojifier.grid_for(frames[0].shape).output_size)
+    writer.send(None)
+    try:
+        for frame in frames:
+            writer.send(emojifier(frame))
+    finally:
+        writer.close()
+    return len(frames), "bench's own serial loop (cv2 decode -> engine -> FFmpeg); emojicam.video missing"
+
+
+# --- measuring -------------------------------------------------------------------------------------------------
+
+def measure_engine(emojifier, frames: list[np.ndarray], cfg: BenchConfig) -> tuple[dict, list[np.ndarray]]:
+    """Warm-up, FLOP counters of one frame, then per-stage medians over timed frames; also returns emoji frames."""
+    from tinygrad.helpers import GlobalCounters
+
+    from emojicam.engine import STAGES
+
+    grid = emojifier.grid_for(frames[0].shape)
+    t0 = time.perf_counter()
+    for i in range(WARMUP_FRAMES):
+        emojifier(frames[i % len(frames)])
+    warmup_s = time.perf_counter() - t0
+    GlobalCounters.reset()
+    emojifier(frames[0])
+    measured_flops, moved, kernels = GlobalCounters.global_ops, GlobalCounters.global_mem, GlobalCounters.kernel_count
+    stages: dict[str, list[float]] = {s: [] for s in STAGES}
+    outputs: list[np.ndarray] = []
+
+    def step(i: int) -> None:
+        out = emojifier(frames[i % len(frames)])
+        for s in STAGES:
+            stages[s].append(emojifier.timings_ms[s])
+        if len(outputs) < 16:
+            outputs.append(out)
+    times = timed_loop(step, cfg.frames, cfg.max_seconds)
+    ms = {s: statistics.median(v) for s, v in stages.items()}
+    classify_ms = float(np.median(np.sum([stages[s] for s in ("upload", "forward", "download")], axis=0)))
+    engine_ms = median_ms(times)
+    analytic = emojifier.model.config.flops_per_patch() * grid.count
+    return {
+        "system": "emojicam", "device": emojifier.device, "grid": f"{grid.cols}x{grid.rows}", "cols": grid.cols,
+        "rows": grid.rows, "patches": grid.count, "frames": len(times), "forwards_per_frame": 1,
+        "warmup_frames": WARMUP_FRAMES, "warmup_s": warmup_s, "compile_s_est": max(0.0, warmup_s - 3 * engine_ms / 1e3),
+        "flops_per_patch": emojifier.model.config.flops_per_patch(), "gflop_per_frame": analytic / 1e9,
+        "gflop_per_frame_measured": measured_flops / 1e9, "measured_over_analytic": measured_flops / analytic,
+        "mb_moved_per_frame": moved / 1e6, "kernels_per_frame": kernels,
+        "ms": ms, "engine_ms": engine_ms, "classify_ms": classify_ms,
+        "inference_fps": 1e3 / engine_ms, "classify_fps": 1e3 / classify_ms, "forward_fps": 1e3 / ms["forward"],
+        "achieved_gflops": analytic / 1e9 / (ms["forward"] / 1e3),
+    }, outputs
+
+
+def measure_peer(peer, patch_sets: list[np.ndarray], reference: np.ndarray, grid_record: dict,
+                 cfg: BenchConfig) -> dict:
+    """Time one peer on the same patches; agreement = share of patches where it picks our emoji."""
+    from tinygrad.helpers import GlobalCounters
+
+    record = {"system": peer.name, "device": peer.device, "threads": peer.threads, "note": peer.note,
+              **{k: grid_record[k] for k in ("grid", "cols", "rows", "patches")},
+              "forwards_per_frame": grid_record["rows"] if peer.name == "rowwise" else 1}
+    if peer.classify is None:
+        return {**record, "status": "skipped"}
+    try:
+        t0 = time.perf_counter()
+        for _ in range(2):
+            picked = peer.classify(patch_sets[0])
+        warmup_s = time.perf_counter() - t0
+        GlobalCounters.reset()
+        peer.classify(patch_sets[0])
+        kernels = GlobalCounters.kernel_count if peer.name == "rowwise" else None
+        times = timed_loop(lambda i: peer.classify(patch_sets[i % len(patch_sets)]), cfg.frames, cfg.max_seconds)
+    except Exception as e:  # a peer runtime that fails on this shape is reported, not fatal to the run
+        return {**record, "status": f"failed: {(str(e).strip().splitlines() or [type(e).__name__])[0][:120]}"}
+    classify_ms = median_ms(times)
+    return {**record, "status": "ok", "frames": len(times), "warmup_s": warmup_s, "kernels_per_frame": kernels,
+            "classify_ms": classify_ms, "classify_fps": 1e3 / classify_ms,
+            "achieved_gflops": grid_record["gflop_per_frame"] / (classify_ms / 1e3),
+            "agreement": float((np.asarray(picked).reshape(-1) == reference).mean())}
+
+
+def measure_grid(emojifier, frames: list[np.ndarray], clip: Path, workdir: Path, decode_ms: float,
+                 encode_cache: dict[int, float], peak: tuple[float | None, str], cfg: BenchConfig) -> dict:
+    """The emojicam record of one device x grid: engine figures, the stages around it and end to end."""
+    rec, outputs = measure_engine(emojifier, frames, cfg)
+    cols = rec["cols"]
+    if cols not in encode_cache:  # encoding cost depends on the output size only, not on the device
+        encode_cache[cols] = encode_ms(outputs, workdir / "encode.mp4")
+    rec["ms"] = {"decode": decode_ms, **rec["ms"], "encode": encode_cache[cols]}
+    t0 = time.perf_counter()
+    done, rec["e2e_via"] = convert_e2e(emojifier, clip, workdir / "e2e.mp4")
+    rec["e2e_fps"] = done / (time.perf_counter() - t0)
+    rec["e2e_over_inference"] = rec["e2e_fps"] / rec["inference_fps"]
+    rec["serial_fps_estimate"] = 1e3 / (decode_ms + rec["engine_ms"] + encode_cache[cols])  # with no overlap
+    rec["peak_gflops"], rec["peak_basis"] = peak
+    rec["share_of_peak"] = rec["achieved_gflops"] / peak[0] if peak[0] else None
+    return rec
+
+
+def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str], None] = print) -> dict:
+    """Measure every device x grid (and the peers); returns the report: environment, settings, records."""
+    from tinygrad import Tensor
+
+    from emojicam import model
+    from emojicam.bench_machine import environment, peak_gflops
+    from emojicam.bench_peers import Peer, cpu_peers, rowwise
+    from emojicam.emoji_set import EmojiSet
+    from emojicam.engine import Emojifier, Settings
+    from emojicam.grid import cut_patches
+
+    env = environment(cfg.devices)  # before measuring: the load average says how busy the machine was
+    emoji_set = EmojiSet.load(emoji_set_dir)
+    records: list[dict] = []
+    host_peers: list[Peer] = []
+    with tempfile.TemporaryDirectory(prefix="emojicam-bench-") as tmp:
+        clip = Path(tmp) / "clip.mp4"
+        made_from = make_clip(clip, cfg.clip_frames, cfg.source)
+        frames, decode_times = decode_clip(clip)
+        decode_ms = median_ms(decode_times)
+        log(f"clip: {len(frames)} frames of {made_from}; cv2 decode {decode_ms:.1f} ms/frame")
+        encode_cache: dict[int, float] = {}
+        for device in cfg.devices:
+            ckpt = model.load(weights, device)
+            peak = peak_gflops(device, cfg.peak_gflops)
+            if cfg.peers and not host_peers:
+                host_peers = cpu_peers(ckpt.model)
+                log("peers: " + ", ".join(f"{p.name} ({p.note or p.threads})" for p in host_peers))
+            for cols in cfg.cols:
+                emojifier = Emojifier(ckpt, emoji_set, Settings(cols=cols, tile_px=cfg.tile_px, device=device))
+                rec = measure_grid(emojifier, frames, clip, Path(tmp), decode_ms, encode_cache, peak, cfg)
+                records.append(rec)
+                log(f"{device} {rec['grid']}: engine {rec['inference_fps']:.1f} fps (forward {rec['ms']['forward']:.1f}"
+                    f" ms), end to end {rec['e2e_fps']:.1f} fps, warm-up {rec['warmup_s']:.1f} s")
+                if not cfg.peers:
+                    continue
+                grid = emojifier.grid_for(frames[0].shape)
+                patch_sets = [cut_patches(f, grid) for f in frames[:6]]
+                # what every peer must agree with: our network's own argmax (the engine's colour and coverage
+                # terms re-rank it, and no peer has those)
+                picks = ckpt.model(Tensor(patch_sets[0], device=device)).argmax(1).numpy()
+                row_peer = Peer("rowwise", device, "tinygrad, same device", rowwise(ckpt.model, device, cols),
+                                "reference design: one TinyJit forward per grid row")
+                # host peers run once per grid, next to the first device
+                for peer in [row_peer, *(host_peers if device == cfg.devices[0] else [])]:
+                    records.append(measure_peer(peer, patch_sets, picks, rec, cfg))
+    for rec in records:
+        if rec["system"] != "emojicam" and rec.get("status") == "ok":
+            rec["vs_emojicam"] = {r["device"]: rec["classify_fps"] / r["classify_fps"] for r in records
+                                  if r["system"] == "emojicam" and r["grid"] == rec["grid"]
+                                  and (rec["system"] != "rowwise" or r["device"] == rec["device"])}
+    return {"environment": env, "reference": REFERENCE, "clip": made_from,
+            "config": {"devices": list(cfg.devices), "cols": list(cfg.cols), "frames": cfg.frames,
+                       "clip_frames": len(frames), "max_seconds": cfg.max_seconds, "tile_px": cfg.tile_px,
+                       "warmup_frames": WARMUP_FRAMES, "weights": str(weights), "peers": cfg.peers,
+                       "e2e_target": E2E_TARGET, "engine_settings": {k: v for k, v in asdict(emojifier.settings).items()
+                                                                      if k not in ("cols", "device")}},
+            "records": records}
+
+
+# --- the command -----------------------------------------------------------------------------------------------
+
+def split_list(values: list[str] | None) -> list[str]:
+    """Repeatable flags that also take comma lists: ["CPU,CL", "METAL"] -> ["CPU", "CL", "METAL"]."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def parse_peaks(values: list[str] | None) -> dict[str, float]:
+    """--peak-gflops N (every device) or DEVICE=N -> {"*" or DEVICE: N}."""
+    peaks = {}
+    for value in split_list(values):
+        device, _, number = value.rpartition("=")
+        try:
+            peak = float(number)
+        except ValueError:
+            peak = -1.0
+        if peak <= 0:
+            raise EmojicamError(f"--peak-gflops: expected N or DEVICE=N with N > 0 GFLOP/s, got {value}")
+        peaks[device.upper() or "*"] = peak
+    return peaks
+
+
+def config_from_args(args) -> BenchConfig:
+    """BenchConfig from parsed `emojicam bench` arguments; checks what a user can get wrong."""
+    from emojicam.devices import working_devices
+    from emojicam.engine import resolve_device
+
+    names = split_list(args.device) or [d for d, status in working_devices().items() if status == "ok"]
+    devices = tuple(dict.fromkeys(resolve_device(name) for name in names))
+    if not devices:
+        raise EmojicamError("--device: expected a working tinygrad device (see `emojicam devices`), got none here")
+    try:
+        cols = tuple(int(c) for c in split_list(args.cols)) or (QUICK["cols"] if args.quick else LADDER_COLS)
+    except ValueError:
+        raise EmojicamError(f"--cols: expected whole numbers such as 32,64,80,128, got {','.join(args.cols)}") from None
+    for flag, value in (("--frames", args.frames), ("--clip-frames", args.clip_frames)):
+        if value is not None and value < 1:
+            raise EmojicamError(f"{flag}: expected at least 1, got {value}")
+    if args.source is not None and not args.source.is_file():
+        raise EmojicamError(f"--source: expected a video file, got no file at {args.source}")
+    sizes = {**(QUICK if args.quick else {}), "cols": cols}
+    sizes |= {k: v for k, v in (("frames", args.frames), ("clip_frames", args.clip_frames)) if v is not None}
+    return BenchConfig(devices=devices, tile_px=args.tile, peers=not args.no_peers, source=args.source,
+                       peak_gflops=parse_peaks(args.peak_gflops), **sizes)
+
+
+def bench_command(args) -> int:
+    """`emojicam bench`: measure, print the tables, write the files asked for."""
+    from emojicam.bench_report import check_outputs, format_text, write_outputs
+    from emojicam.grid import Grid
+
+    check_outputs(args.json, args.markdown, args.plot)
+    cfg = config_from_args(args)
+    for cols in cfg.cols:
+        Grid.for_frame((SOURCE_SIZE[1], SOURCE_SIZE[0]), cols, cfg.tile_px)  # bad --cols/--tile fail now
+    report = run(cfg, args.weights, args.emoji_set, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(format_text(report), end="")
+    write_outputs(report, args.json, args.markdown, args.plot)
+    for path in (args.json, args.markdown, args.plot):
+        if path:
+            print(f"wrote {path}")
+    return 0
