@@ -60,8 +60,10 @@ def plan(inputs: list[Path], output_dir: Path | None) -> list[tuple[Path, Path]]
 def convert_paths(inputs: list[Path], output_dir: Path | None, args, make_emojifier: Callable) -> None:
     """Convert every planned pair, printing one line per output; stops at the first bad input."""
     pairs = plan(inputs, output_dir)
-    for src, dst in pairs:  # a bad video fails in a moment, not after the weights load
-        if kind_of(src) == "video":
+    for src, dst in pairs:  # a bad input fails in a moment, not after the weights load
+        if kind_of(src) == "image":
+            read_image(src)
+        else:
             from emojicam.video import check_output, check_video
 
             check_video(src)

@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tinygrad import Tensor, dtypes, nn
-from tinygrad.nn.state import get_state_dict, load_state_dict, safe_load, safe_save
+from tinygrad import Device, Tensor, dtypes, nn
+from tinygrad.nn.state import get_state_dict, safe_load, safe_save
 
 from emojicam.errors import EmojicamError
 
@@ -106,7 +106,10 @@ def load(path: str | Path = DEFAULT_WEIGHTS, device: str | None = None) -> Check
     meta = read_metadata(path)
     cfg = json.loads(meta["config"])
     model = TinyConvNet(ModelConfig(classes=cfg["classes"], channels=tuple(cfg["channels"]), patch_px=cfg["patch_px"]))
-    if device is not None:
-        model.to_(device)
-    load_state_dict(model, safe_load(str(path)), verbose=False, realize=True)
+    state = safe_load(str(path))
+    params = get_state_dict(model)
+    if set(state) != set(params) or any(state[k].shape != t.shape for k, t in params.items()):
+        raise EmojicamError(f"weights: expected TinyConvNet tensors matching the metadata, got a mismatch in {path}")
+    for k, t in params.items():  # replace the (never computed) random init with the stored tensors
+        t.replace(state[k].to(device or Device.DEFAULT)).realize()
     return Checkpoint(model, json.loads(meta["class_names"]), meta["set_fingerprint"], json.loads(meta["info"]))

@@ -25,9 +25,6 @@ import numpy as np
 
 from emojicam.errors import EmojicamError
 
-# libav inside OpenCV prints "moov atom not found" and the like straight to stderr; our errors say it in one line.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
 OUT_EXTS = (".mp4", ".webm", ".gif")
 _DONE = object()
 
