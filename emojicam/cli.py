@@ -19,7 +19,7 @@ def add_engine_args(p: argparse.ArgumentParser, stability: float) -> None:
     p.add_argument("--background", choices=BACKGROUNDS, default="auto",
                    help="behind transparent emoji pixels: auto = the cell's mean colour (default auto)")
     p.add_argument("--stability", type=float, default=stability,
-                   help=f"log-probability margin a new emoji must win by to replace a tile's emoji; 0 = off "
+                   help=f"score margin a new emoji must win by to replace a tile's emoji (video, live); 0 = off "
                         f"(default {stability})")
     p.add_argument("--device", default=None, help="tinygrad device: CPU, CL, METAL, CUDA, ... (default: tinygrad's)")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="trained weights (default: shipped)")

@@ -55,7 +55,7 @@ class Emojifier:
             raise EmojicamError(f"--background: expected one of {', '.join(BACKGROUNDS)}, got {settings.background}")
         self.device = resolve_device(settings.device)
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
-        self._jits: dict[tuple[int, int], TinyJit] = {}
+        self._jits: dict[tuple[int, int, bool], TinyJit] = {}
         # mean premultiplied RGB and coverage of each emoji, for the colour-match term
         premult, alpha = emoji_set.atlas(36)
         self._emoji_rgb = Tensor(premult.mean((1, 2))[:, ::-1].copy(), device=self.device).realize()  # (K, 3)
@@ -66,15 +66,22 @@ class Emojifier:
     def grid_for(self, frame_shape: tuple[int, ...], cols: int | None = None) -> Grid:
         return Grid.for_frame(frame_shape, cols or self.settings.cols, self.settings.tile_px)
 
-    def _jit(self, grid: Grid) -> TinyJit:
-        key = (grid.rows, grid.cols)
+    def _jit(self, grid: Grid, stable: bool) -> TinyJit:
+        """The compiled frame function for this grid: plain argmax, or argmax with hysteresis against prev."""
+        key = (grid.rows, grid.cols, stable)
         if key not in self._jits:
-            def choose(x: Tensor, prev: Tensor, margin: Tensor) -> Tensor:
+            margin = self.settings.stability
+
+            def fresh(x: Tensor) -> Tensor:
+                return self.scores(x).argmax(1).cast(dtypes.int32).realize()
+
+            def keep_unless_beaten(x: Tensor, prev: Tensor) -> Tensor:
                 score = self.scores(x)
                 best = score.argmax(1).cast(dtypes.int32)
                 gap = score.max(1) - score.gather(1, prev.unsqueeze(1)).squeeze(1)
                 return (gap > margin).where(best, prev).realize()
-            self._jits[key] = TinyJit(choose)
+
+            self._jits[key] = TinyJit(keep_unless_beaten if stable else fresh)
         return self._jits[key]
 
     def scores(self, x: Tensor) -> Tensor:
@@ -93,12 +100,11 @@ class Emojifier:
     def classify(self, patches: np.ndarray, grid: Grid, prev: np.ndarray | None = None) -> np.ndarray:
         """(N, 3, 36, 36) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability."""
         t0 = time.perf_counter()
-        x = Tensor(patches, device=self.device).realize()
-        keep = prev is not None and self.settings.stability > 0
-        prev_t = Tensor(prev if keep else np.zeros(grid.count, np.int32), device=self.device).realize()
-        margin = Tensor([self.settings.stability if keep else -1.0], device=self.device).realize()
+        stable = prev is not None and self.settings.stability > 0
+        inputs = [Tensor(patches, device=self.device)] + ([Tensor(prev, device=self.device)] if stable else [])
+        Tensor.realize(*inputs)
         t1 = time.perf_counter()
-        out = self._jit(grid)(x, prev_t, margin)
+        out = self._jit(grid, stable)(*inputs)
         Device[self.device].synchronize()
         t2 = time.perf_counter()
         indices = out.numpy()

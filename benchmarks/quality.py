@@ -1,0 +1,57 @@
+"""Quality measures on the development photos: the matplotlib portrait and four frames of samples/sample.mp4.
+
+    .venv/bin/python benchmarks/quality.py [--cols 64]    # writes results/<date>-quality.{json,md} + sheets
+The frames are taken at 1/8, 3/8, 5/8 and 7/8 of the clip (one per photo in it). Never train on these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+from emojicam.cli import build_parser, make_emojifier
+from emojicam.evaluate import evaluate, format_summary
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def sample_frames(clip: Path, folder: Path) -> list[Path]:
+    """Write the four development frames of clip as PNGs into folder."""
+    cap = cv2.VideoCapture(str(clip))
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    paths = []
+    for eighth in (1, 3, 5, 7):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, count * eighth // 8)
+        ok, frame = cap.read()
+        if not ok:
+            raise SystemExit(f"could not read frame {count * eighth // 8} of {clip}")
+        paths.append(folder / f"sample_frame_{eighth}of8.png")
+        cv2.imwrite(str(paths[-1]), frame)
+    cap.release()
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cols", type=int, default=64)
+    cols = parser.parse_args().cols
+    args = build_parser().parse_args(["evaluate", "x", "--cols", str(cols)])
+    with tempfile.TemporaryDirectory() as tmp:
+        photos = [ROOT / "samples" / "grace_hopper.jpg", *sample_frames(ROOT / "samples" / "sample.mp4", Path(tmp))]
+        out = RESULTS / f"{time.strftime('%Y-%m-%d')}-quality"
+        summary = evaluate(make_emojifier(args), photos, out, cols=cols)
+    text = format_summary(summary)
+    print(text)
+    title = f"# Quality at {cols} columns, {time.strftime('%Y-%m-%d')}"
+    out.with_suffix(".md").write_text(f"{title}\n\n```\n{text}\n```\n")
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The quality measures on constructed cases whose answers are known (not the shipped model's score)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+
+from emojicam.emoji_set import EmojiSet
+from emojicam.evaluate import baseline_indices, colour_error, draw_on_black, edge_agreement, emoji_coverage, noisy_still
+from emojicam.grid import Grid
+
+TILE = 16
+
+
+@pytest.fixture(scope="module")
+def emoji_set() -> EmojiSet:
+    return EmojiSet.load()
+
+
+def test_one_colour_image_against_itself_and_another_colour():
+    grey = np.full((64, 96, 3), 120, np.uint8)
+    assert colour_error(grey, grey, TILE) == pytest.approx(0, abs=1e-4)
+    assert colour_error(grey, np.full_like(grey, 150), TILE) == pytest.approx(30, abs=1e-3)
+    assert edge_agreement(grey, grey, TILE) == 0.0, "no edges: no correlation to speak of"
+
+
+def test_edges_agree_with_themselves_and_less_with_a_shifted_copy():
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 255, (4, 6, 3)).astype(np.uint8).repeat(TILE, 0).repeat(TILE, 1)  # 64x96 blocks
+    shifted = np.roll(blocks, TILE // 2, axis=1)
+    assert edge_agreement(blocks, blocks, TILE) == pytest.approx(1.0, abs=1e-6)
+    assert edge_agreement(blocks, shifted, TILE) < 0.7
+    assert colour_error(blocks, shifted, TILE) > 5
+
+
+def test_a_picture_made_of_set_tiles_is_rebuilt_exactly_by_the_baseline(emoji_set):
+    means = emoji_set.mean_colours("black")
+    # pick emoji whose mean colours are far apart, so the nearest-mean answer is unique
+    order = np.argsort(means.sum(1))
+    chosen = order[:: len(order) // 12][:12]
+    grid = Grid(4, 3, TILE)
+    frame = draw_on_black(emoji_set, chosen, grid)
+    assert (baseline_indices(emoji_set, frame, grid) == chosen).all()
+    rebuilt = draw_on_black(emoji_set, baseline_indices(emoji_set, frame, grid), grid)
+    assert colour_error(frame, rebuilt, TILE) == pytest.approx(0, abs=1e-4)
+    assert edge_agreement(frame, rebuilt, TILE) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_coverage_is_the_mean_opacity_of_the_chosen_emoji(emoji_set):
+    cover = emoji_set.coverage()
+    full, small = int(cover.argmax()), int(cover.argmin())
+    assert emoji_coverage(emoji_set, np.array([full] * 3)) == pytest.approx(cover[full])
+    assert emoji_coverage(emoji_set, np.array([full, small])) == pytest.approx((cover[full] + cover[small]) / 2)
+    assert 0.5 < cover.mean() < 0.75, "the shipped set averages about 60% coverage"
+
+
+def test_noisy_still_frames_differ_only_by_noise():
+    frame = np.full((20, 30, 3), 100, np.uint8)
+    a, b = noisy_still(frame, 2, sigma=3.0)
+    assert not np.array_equal(a, b)
+    assert abs(float(a.mean()) - 100) < 1 and 2 < float(a.astype(float).std()) < 4
+
+
+def test_evaluate_command_writes_measures_and_contact_sheets(tmp_path, weights):
+    photo = ROOT / "samples" / "grace_hopper.jpg"
+    done = run_cli("evaluate", photo, "--cols", 16, "-o", tmp_path, "--weights", weights)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "quality.json").read_text())
+    row = report["photos"]["grace_hopper.jpg"]
+    assert set(row) >= {"emojicam", "baseline", "random", "colour_ratio", "edge_gain"}
+    assert row["random"]["colour_error"] > row["baseline"]["colour_error"], "random tiles are the worst mosaic"
+    assert (tmp_path / "grace_hopper_sheet.png").stat().st_size > 0
+    assert "colour error" in done.stdout
+
+
+def test_stability_cuts_flicker_on_a_noisy_still_scene(weights):
+    from emojicam import model
+    from emojicam.engine import Emojifier, Settings
+    from emojicam.evaluate import cut_lag, flicker_rate
+    from emojicam.images import read_image
+
+    ckpt, emoji_set = model.load(weights, "CPU"), EmojiSet.load()
+    photo = read_image(ROOT / "samples" / "grace_hopper.jpg")
+    frames = noisy_still(photo, 6)
+    free = Emojifier(ckpt, emoji_set, Settings(device="CPU", stability=0.0))
+    held = Emojifier(ckpt, emoji_set, Settings(device="CPU", stability=1.0))
+    assert flicker_rate(free, frames, cols=24) > 0.005, "sensor noise alone flips some tiles without hysteresis"
+    assert flicker_rate(held, frames, cols=24) < 0.01
+    assert cut_lag(held, photo, photo[:, ::-1].copy(), cols=24) == 1, "a real change shows on the next frame"
