@@ -56,10 +56,10 @@ class Emojifier:
         self.device = resolve_device(settings.device)
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
         self._jits: dict[tuple[int, int, bool], TinyJit] = {}
-        # mean premultiplied RGB and coverage of each emoji, for the colour-match term
-        premult, alpha = emoji_set.atlas(36)
-        self._emoji_rgb = Tensor(premult.mean((1, 2))[:, ::-1].copy(), device=self.device).realize()  # (K, 3)
-        self._emoji_cover = Tensor(alpha.mean((1, 2, 3)), device=self.device).realize()     # (K,)
+        # each emoji's mean colour on black (= its premultiplied mean) and coverage, for the colour-match term
+        rgb_on_black = emoji_set.mean_colours("black")[:, ::-1].copy()
+        self._emoji_rgb = Tensor(rgb_on_black, device=self.device).realize()  # (K, 3)
+        self._emoji_cover = Tensor(emoji_set.coverage().astype(np.float32), device=self.device).realize()  # (K,)
         self._prev: tuple[Grid, np.ndarray] | None = None
         self.timings_ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
