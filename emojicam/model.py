@@ -38,6 +38,19 @@ class ModelConfig:
         return conv1 + conv2 + linear
 
 
+def _conv3x3_nhwc(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """x (N, H, W, Cin), weight (Cout, Cin, 3, 3) as nn.Conv2d holds it -> (N, H-2, W-2, Cout), valid padding."""
+    h, w = x.shape[1] - 2, x.shape[2] - 2
+    taps = weight.permute(2, 3, 1, 0)  # (3, 3, Cin, Cout), a view
+    return sum(x[:, ky:ky + h, kx:kx + w, :] @ taps[ky, kx] for ky in range(3) for kx in range(3)) + bias
+
+
+def _pool2_nhwc(x: Tensor) -> Tensor:
+    """2x2 max-pool, stride 2, floor, channels-last."""
+    n, h, w, c = x.shape
+    return x[:, :h // 2 * 2, :w // 2 * 2, :].reshape(n, h // 2, 2, w // 2, 2, c).max((2, 4))
+
+
 class TinyConvNet:
     """conv3x3(3->8) ReLU maxpool2, conv3x3(8->16) ReLU maxpool2, linear(16*7*7 -> K), log-softmax."""
 
@@ -55,11 +68,15 @@ class TinyConvNet:
         return self
 
     def logits(self, x: Tensor) -> Tensor:
-        """x: (N, 3, 36, 36) RGB, uint8 0..255 or float; returns (N, K) logits."""
-        x = x.cast(dtypes.float32) * (1 / 255) - 0.5
-        x = self.conv1(x).relu().max_pool2d(2)
-        x = self.conv2(x).relu().max_pool2d(2)
-        return self.fc(x.flatten(1))
+        """x: (N, 3, 36, 36) RGB, uint8 0..255 or float; returns (N, K) logits.
+
+        Same maths as nn.Conv2d + max_pool2d, written channels-last as sums of shifted slices times (Cin, Cout)
+        weight blocks: tinygrad makes 1.5x (CPU) to 1.9x (CL) faster kernels of that, with identical argmax
+        (benchmarks/results/2026-11-23-forward-variants.md)."""
+        x = x.permute(0, 2, 3, 1).cast(dtypes.float32) * (1 / 255) - 0.5
+        x = _pool2_nhwc(_conv3x3_nhwc(x, self.conv1.weight, self.conv1.bias).relu()).contiguous()
+        x = _pool2_nhwc(_conv3x3_nhwc(x, self.conv2.weight, self.conv2.bias).relu()).contiguous()
+        return self.fc(x.permute(0, 3, 1, 2).flatten(1))
 
     def __call__(self, x: Tensor) -> Tensor:
         """(N, K) log-probabilities."""
