@@ -17,7 +17,8 @@ def add_engine_args(p: argparse.ArgumentParser, stability: float) -> None:
     p.add_argument("--cols", type=int, default=64, help="grid columns; rows follow the aspect ratio (default 64)")
     p.add_argument("--tile", type=int, default=16, help="output pixels per emoji tile (default 16)")
     p.add_argument("--background", choices=BACKGROUNDS, default="auto",
-                   help="behind transparent emoji pixels: auto = the cell's mean colour (default auto)")
+                   help="behind transparent emoji pixels: auto = per tile, the colour that brings the tile's mean "
+                        "colour to its cell's (default auto)")
     p.add_argument("--stability", type=float, default=stability,
                    help=f"score margin a new emoji must win by to replace a tile's emoji (video, live); 0 = off "
                         f"(default {stability})")

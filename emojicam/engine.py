@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from tinygrad import Device, Tensor, TinyJit, dtypes
 
 from emojicam.emoji_set import BACKGROUNDS, EmojiSet
 from emojicam.errors import EmojicamError
-from emojicam.grid import Grid, cell_means, compose, cut_patches
+from emojicam.grid import Grid, cell_means, check_tile_px, compose, cut_patches
 from emojicam.model import Checkpoint
 
+T = TypeVar("T", np.ndarray, Tensor)
 STAGES = ("cut", "upload", "forward", "download", "composite")
 
 
@@ -44,6 +46,15 @@ def resolve_device(device: str | None) -> str:
     return name
 
 
+def auto_background(cell_mean: T, emoji_mean: T, uncovered: T) -> T:
+    """The `auto` background: the colour behind an emoji's transparent pixels that makes the tile's mean colour
+    as drawn (emoji_mean + uncovered * background) equal to its cell's mean, clipped to 0..255. Works on numpy
+    arrays and tinygrad Tensors alike (colours 0..255, emoji_mean premultiplied by alpha, uncovered = 1 - coverage).
+    An opaque emoji's background does not matter; where the emoji's own colour is too far off, the clip keeps the
+    background the nearest drawable colour, and the colour term in the score does the rest."""
+    return ((cell_mean - emoji_mean) / (uncovered + 1e-3)).clip(0, 255)
+
+
 class Emojifier:
     """Turns frames into emoji frames with one TinyJit-compiled forward pass per grid shape."""
 
@@ -53,13 +64,16 @@ class Emojifier:
                                 f"{emoji_set.fingerprint}), got weights for set {ckpt.set_fingerprint}")
         if settings.background not in BACKGROUNDS:
             raise EmojicamError(f"--background: expected one of {', '.join(BACKGROUNDS)}, got {settings.background}")
+        check_tile_px(settings.tile_px)
         self.device = resolve_device(settings.device)
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
         self._jits: dict[tuple[int, int, bool], TinyJit] = {}
-        # each emoji's mean colour on black (= its premultiplied mean) and coverage, for the colour-match term
-        rgb_on_black = emoji_set.mean_colours("black")[:, ::-1].copy()
-        self._emoji_rgb = Tensor(rgb_on_black, device=self.device).realize()  # (K, 3)
-        self._emoji_cover = Tensor(emoji_set.coverage().astype(np.float32), device=self.device).realize()  # (K,)
+        # each emoji's mean colour on black (= its premultiplied mean) and coverage at the output tile size, for
+        # the colour-match term and the `auto` background
+        premult, alpha = emoji_set.atlas(settings.tile_px)
+        self._tile_bgr, self._tile_cover = premult.mean((1, 2)), alpha.mean((1, 2, 3))  # (K, 3) BGR, (K,)
+        self._emoji_rgb = Tensor(self._tile_bgr[:, ::-1].copy(), device=self.device).realize()  # (K, 3) RGB
+        self._emoji_cover = Tensor(self._tile_cover, device=self.device).realize()  # (K,)
         self._prev: tuple[Grid, np.ndarray] | None = None
         self.timings_ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
@@ -92,8 +106,12 @@ class Emojifier:
         if cfg.colour_weight == 0 and cfg.coverage_weight == 0:
             return logp
         patch_mean = x.cast(dtypes.float32).mean((2, 3)).unsqueeze(1)  # (N, 1, 3) RGB
-        background = patch_mean if cfg.background == "auto" else (0.0 if cfg.background == "black" else 255.0)
-        drawn = self._emoji_rgb.unsqueeze(0) + (1 - self._emoji_cover.reshape(1, -1, 1)) * background
+        emoji, uncovered = self._emoji_rgb.unsqueeze(0), 1 - self._emoji_cover.reshape(1, -1, 1)
+        if cfg.background == "auto":
+            background = auto_background(patch_mean, emoji, uncovered)
+        else:
+            background = 0.0 if cfg.background == "black" else 255.0
+        drawn = emoji + uncovered * background
         colour_err = ((drawn - patch_mean) * (1 / 255)).square().sum(2)
         return logp - cfg.colour_weight * colour_err + cfg.coverage_weight * self._emoji_cover.unsqueeze(0)
 
@@ -113,11 +131,13 @@ class Emojifier:
         return indices
 
     def render(self, indices: np.ndarray, frame: np.ndarray, grid: Grid) -> np.ndarray:
-        """Composite the chosen emoji tiles; `auto` draws each tile on its cell's mean colour."""
+        """Composite the chosen emoji tiles; `auto` gives each tile the background that brings its mean colour
+        to its cell's (see auto_background)."""
         if self.settings.background == "auto":
             premult, alpha = self.emoji_set.atlas(grid.tile_px)
-            means = cell_means(frame, grid)[:, None, None, :]
-            tiles = (premult[indices] + (1 - alpha[indices]) * means + 0.5).astype(np.uint8)
+            uncovered = 1 - self._tile_cover[indices, None]
+            back = auto_background(cell_means(frame, grid), self._tile_bgr[indices], uncovered)
+            tiles = (premult[indices] + (1 - alpha[indices]) * back[:, None, None, :] + 0.5).astype(np.uint8)
         else:
             tiles = self.emoji_set.blended_atlas(grid.tile_px, self.settings.background)[indices]
         return compose(tiles, grid)

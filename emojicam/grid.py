@@ -28,8 +28,7 @@ class Grid:
         """Rows follow the frame's aspect ratio (square cells); checks the sizes a user can get wrong."""
         if not 1 <= cols <= MAX_COLS:
             raise EmojicamError(f"--cols: expected 1..{MAX_COLS} columns, got {cols}")
-        if not 4 <= tile_px <= MAX_TILE_PX:
-            raise EmojicamError(f"--tile: expected 4..{MAX_TILE_PX} pixels, got {tile_px}")
+        check_tile_px(tile_px)
         h, w = frame_shape[:2]
         rows = max(1, round(cols * h / w))
         if max(rows, cols) * tile_px > MAX_OUTPUT_PX:
@@ -45,6 +44,11 @@ class Grid:
     def output_size(self) -> tuple[int, int]:
         """(width, height) of the emoji frame."""
         return self.cols * self.tile_px, self.rows * self.tile_px
+
+
+def check_tile_px(tile_px: int) -> None:
+    if not 4 <= tile_px <= MAX_TILE_PX:
+        raise EmojicamError(f"--tile: expected 4..{MAX_TILE_PX} pixels, got {tile_px}")
 
 
 def cut_patches(frame: np.ndarray, grid: Grid) -> np.ndarray:
