@@ -6,3 +6,5 @@ import os
 # itself, on one line, so OpenCV stays quiet unless the user asks otherwise.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# PoCL (OpenCL on the CPU) prints its kernel compiler's warnings ("1 warning generated.") to stderr: keep them quiet
+os.environ.setdefault("POCL_EXTRA_BUILD_FLAGS", "-w")

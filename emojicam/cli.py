@@ -12,7 +12,7 @@ from emojicam.errors import EmojicamError
 from emojicam.model import DEFAULT_WEIGHTS
 
 
-def add_engine_args(p: argparse.ArgumentParser, stability: float) -> None:
+def add_engine_args(p: argparse.ArgumentParser, stability: float, still: float = 0.0) -> None:
     """Flags every command that emojifies shares."""
     p.add_argument("--cols", type=int, default=64, help="grid columns; rows follow the aspect ratio (default 64)")
     p.add_argument("--tile", type=int, default=16, help="output pixels per emoji tile (default 16)")
@@ -22,6 +22,10 @@ def add_engine_args(p: argparse.ArgumentParser, stability: float) -> None:
     p.add_argument("--stability", type=float, default=stability,
                    help=f"score margin a new emoji must win by to replace a tile's emoji (video, live); 0 = off "
                         f"(default {stability})")
+    p.add_argument("--still-threshold", type=float, default=still, metavar="LEVELS",
+                   help=f"video, live: a cell whose 6x6 thumbnail changed by at most this many levels (0..255) since "
+                        f"its emoji was picked keeps it without a forward pass; 0 = every cell every frame "
+                        f"(default {still})")
     p.add_argument("--device", default=None, help="tinygrad device: CPU, CL, METAL, CUDA, ... (default: tinygrad's)")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="trained weights (default: shipped)")
     p.add_argument("--emoji-set", type=Path, default=DEFAULT_SET, help="folder of emoji PNGs (default: shipped)")
@@ -29,7 +33,7 @@ def add_engine_args(p: argparse.ArgumentParser, stability: float) -> None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(cols=args.cols, tile_px=args.tile, background=args.background, device=args.device,
-                    stability=args.stability)
+                    stability=args.stability, still_threshold=args.still_threshold)
 
 
 def make_emojifier(args: argparse.Namespace):
@@ -146,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send the emoji feed to a virtual webcam (needs the virtualcam extra and v4l2loopback or OBS)")
     p.add_argument("--snapshots", type=Path, default=Path("."), metavar="DIR",
                    help="folder for the PNGs the s key saves (default: the current folder)")
-    add_engine_args(p, stability=1.0)
+    add_engine_args(p, stability=1.0, still=4.0)
     p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("bench", help="measure FLOPs, per-stage times and fps per device and grid, against peers",

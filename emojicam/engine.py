@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 from tinygrad import Device, Tensor, TinyJit, dtypes
+from tinygrad.nn.state import get_state_dict
 
+from emojicam import jit_cache
 from emojicam.emoji_set import BACKGROUNDS, EmojiSet
 from emojicam.errors import EmojicamError
-from emojicam.grid import Grid, cell_means, check_tile_px, compose, cut_patches
+from emojicam.grid import Grid, cell_means, check_tile_px, compose, cut_patches, thumbnails
 from emojicam.model import Checkpoint
 
 T = TypeVar("T", np.ndarray, Tensor)
@@ -31,6 +34,9 @@ class Settings:
     # tile's mean colour as drawn towards the cell's, the coverage bonus keeps emoji large enough to see.
     colour_weight: float = 2000.0
     coverage_weight: float = 20.0
+    # Video and live: a cell whose 6x6 thumbnail moved by at most this many levels (0..255, any pixel and channel)
+    # since its emoji was picked keeps that emoji without a forward pass; 0 = every cell through the network.
+    still_threshold: float = 0.0
 
 
 def resolve_device(device: str | None) -> str:
@@ -55,6 +61,11 @@ def auto_background(cell_mean: T, emoji_mean: T, uncovered: T) -> T:
     return ((cell_mean - emoji_mean) / (uncovered + 1e-3)).clip(0, 255)
 
 
+def batch_sizes(cells: int) -> list[int]:
+    """The batch sizes the moved cells of a frame are padded to: 1/8, 1/4, 1/2 and all of the grid's cells."""
+    return sorted({-(-cells // d) for d in (8, 4, 2, 1)})
+
+
 class Emojifier:
     """Turns frames into emoji frames with one TinyJit-compiled forward pass per grid shape."""
 
@@ -65,38 +76,47 @@ class Emojifier:
         if settings.background not in BACKGROUNDS:
             raise EmojicamError(f"--background: expected one of {', '.join(BACKGROUNDS)}, got {settings.background}")
         check_tile_px(settings.tile_px)
+        for flag, value in (("--stability", settings.stability), ("--still-threshold", settings.still_threshold)):
+            if not value >= 0:
+                raise EmojicamError(f"{flag}: expected a number >= 0, got {value}")
         self.device = resolve_device(settings.device)
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
-        self._jits: dict[tuple[int, int, bool], TinyJit] = {}
+        self._jits: dict[int, TinyJit] = {}  # by batch size
+        self._stored: set[int] = set()  # batch sizes whose JIT is in this machine's cache (jit_cache)
+        weights = hashlib.sha256(b"".join(t.numpy().tobytes() for t in get_state_dict(ckpt.model).values()))
+        self._cache_parts = (self.device, str(getattr(Device[self.device], "arch", "")), settings.tile_px,
+                             settings.background, settings.colour_weight, settings.coverage_weight,
+                             emoji_set.fingerprint, weights.hexdigest())
         # each emoji's mean colour on black (= its premultiplied mean) and coverage at the output tile size, for
         # the colour-match term and the `auto` background
         premult, alpha = emoji_set.atlas(settings.tile_px)
         self._tile_bgr, self._tile_cover = premult.mean((1, 2)), alpha.mean((1, 2, 3))  # (K, 3) BGR, (K,)
         self._emoji_rgb = Tensor(self._tile_bgr[:, ::-1].copy(), device=self.device).realize()  # (K, 3) RGB
         self._emoji_cover = Tensor(self._tile_cover, device=self.device).realize()  # (K,)
-        self._prev: tuple[Grid, np.ndarray] | None = None
+        self._prev: tuple[Grid, np.ndarray, np.ndarray | None] | None = None  # grid, emoji, thumbnails they fit
+        self.skipped = 0.0  # share of the last frame's cells that kept their emoji without a forward pass
         self.timings_ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
     def grid_for(self, frame_shape: tuple[int, ...], cols: int | None = None) -> Grid:
         return Grid.for_frame(frame_shape, cols or self.settings.cols, self.settings.tile_px)
 
-    def _jit(self, grid: Grid, stable: bool) -> TinyJit:
-        """The compiled frame function for this grid: plain argmax, or argmax with hysteresis against prev."""
-        key = (grid.rows, grid.cols, stable)
-        if key not in self._jits:
-            margin = self.settings.stability
+    def _jit(self, batch: int) -> TinyJit:
+        """The compiled function for a batch of patches, from this machine's JIT cache when an earlier process
+        captured it: the best-scoring emoji per patch, unless it beats the patch's previous emoji by no more
+        than margin (hysteresis; a margin of -inf, as on a first frame, always takes the best)."""
+        if batch not in self._jits and (cached := jit_cache.load(jit_cache.cache_key(*self._cache_parts, batch))):
+            self._jits[batch] = cached
+            self._stored.add(batch)
+        if batch not in self._jits:
 
-            def fresh(x: Tensor) -> Tensor:
-                return self.scores(x).argmax(1).cast(dtypes.int32).realize()
-
-            def keep_unless_beaten(x: Tensor, prev: Tensor) -> Tensor:
+            def pick(x: Tensor, prev: Tensor, margin: Tensor) -> Tensor:
                 score = self.scores(x)
                 best = score.argmax(1).cast(dtypes.int32)
                 gap = score.max(1) - score.gather(1, prev.unsqueeze(1)).squeeze(1)
                 return (gap > margin).where(best, prev).realize()
 
-            self._jits[key] = TinyJit(keep_unless_beaten if stable else fresh)
-        return self._jits[key]
+            self._jits[batch] = TinyJit(pick)
+        return self._jits[batch]
 
     def scores(self, x: Tensor) -> Tensor:
         """(N, K) score of each emoji for each patch: the network's log-probability, minus how far the tile's
@@ -115,20 +135,45 @@ class Emojifier:
         colour_err = ((drawn - patch_mean) * (1 / 255)).square().sum(2)
         return logp - cfg.colour_weight * colour_err + cfg.coverage_weight * self._emoji_cover.unsqueeze(0)
 
-    def classify(self, patches: np.ndarray, grid: Grid, prev: np.ndarray | None = None) -> np.ndarray:
+    def classify(self, patches: np.ndarray, prev: np.ndarray | None = None) -> np.ndarray:
         """(N, 3, 36, 36) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability."""
         t0 = time.perf_counter()
         stable = prev is not None and self.settings.stability > 0
-        inputs = [Tensor(patches, device=self.device)] + ([Tensor(prev, device=self.device)] if stable else [])
+        margin = np.array([self.settings.stability if stable else -np.inf], np.float32)
+        prev = prev.astype(np.int32) if stable else np.zeros(len(patches), np.int32)
+        inputs = [Tensor(a, device=self.device) for a in (patches, prev, margin)]
         Tensor.realize(*inputs)
         t1 = time.perf_counter()
-        out = self._jit(grid, stable)(*inputs)
+        jit = self._jit(len(patches))
+        out = jit(*inputs)
+        if jit.captured is None:  # run it again now so that it is captured (and cached) after its first frame
+            out = jit(*inputs)
+        if len(patches) not in self._stored:
+            jit_cache.save(jit_cache.cache_key(*self._cache_parts, len(patches)), jit)
+            self._stored.add(len(patches))
         Device[self.device].synchronize()
         t2 = time.perf_counter()
         indices = out.numpy()
         t3 = time.perf_counter()
         self.timings_ms.update(upload=(t1 - t0) * 1e3, forward=(t2 - t1) * 1e3, download=(t3 - t2) * 1e3)
         return indices
+
+    def _classify_moved(self, patches: np.ndarray, thumbs: np.ndarray, prev: np.ndarray,
+                        prev_thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Only the cells that moved since their emoji was picked go through the network, padded to one of four
+        batch sizes (1/8, 1/4, 1/2, all cells) so that at most four compiled shapes exist per grid. Returns the
+        emoji and, per cell, the thumbnail its emoji was picked on (so slow drift adds up and is caught)."""
+        moved = np.flatnonzero(np.abs(thumbs - prev_thumbs).max(1) > self.settings.still_threshold)
+        self.skipped = 1 - moved.size / len(patches)
+        indices, picked_on = prev.copy(), prev_thumbs.copy()
+        if moved.size == 0:
+            self.timings_ms.update(upload=0.0, forward=0.0, download=0.0)
+            return indices, picked_on
+        batch = next(b for b in batch_sizes(len(patches)) if b >= moved.size)
+        take = np.concatenate([moved, np.repeat(moved[:1], batch - moved.size)])
+        indices[moved] = self.classify(patches[take], prev[take])[:moved.size]
+        picked_on[moved] = thumbs[moved]
+        return indices, picked_on
 
     def render(self, indices: np.ndarray, frame: np.ndarray, grid: Grid) -> np.ndarray:
         """Composite the chosen emoji tiles; `auto` gives each tile the background that brings its mean colour
@@ -148,9 +193,14 @@ class Emojifier:
         t0 = time.perf_counter()
         patches = cut_patches(frame, grid)
         self.timings_ms["cut"] = (time.perf_counter() - t0) * 1e3
-        prev = self._prev[1] if self._prev is not None and self._prev[0] == grid else None
-        indices = self.classify(patches, grid, prev)
-        self._prev = (grid, indices)
+        thumbs = thumbnails(frame, grid) if self.settings.still_threshold > 0 else None
+        if self._prev is None or self._prev[0] != grid:
+            indices, self.skipped = self.classify(patches), 0.0
+        elif thumbs is None:
+            indices, self.skipped = self.classify(patches, self._prev[1]), 0.0
+        else:
+            indices, thumbs = self._classify_moved(patches, thumbs, *self._prev[1:])
+        self._prev = (grid, indices, thumbs)
         self.last_grid, self.last_indices = grid, indices
         t0 = time.perf_counter()
         out = self.render(indices, frame, grid)

@@ -130,7 +130,7 @@ def cut_lag(emojifier, before: np.ndarray, after: np.ndarray, cols: int, settle:
     from emojicam.grid import cut_patches
 
     grid = emojifier.grid_for(after.shape, cols)
-    target = emojifier.classify(cut_patches(after, grid), grid, None)  # no previous frame: no hysteresis
+    target = emojifier.classify(cut_patches(after, grid))  # no previous frame: no hysteresis
     emojifier.reset()
     for _ in range(3):
         emojifier(before, cols=cols)

@@ -64,6 +64,14 @@ def cell_means(frame: np.ndarray, grid: Grid) -> np.ndarray:
     return small.reshape(grid.count, 3).astype(np.float32)
 
 
+def thumbnails(frame: np.ndarray, grid: Grid, px: int = 6) -> np.ndarray:
+    """(N, px*px*3) int16: each cell shrunk to px x px by area averaging (sensor noise averages out), to tell
+    which cells moved between frames."""
+    small = cv2.resize(frame, (grid.cols * px, grid.rows * px), interpolation=cv2.INTER_AREA)
+    cells = small.reshape(grid.rows, px, grid.cols, px, 3).transpose(0, 2, 1, 3, 4)
+    return cells.reshape(grid.count, px * px * 3).astype(np.int16)
+
+
 def compose(tiles: np.ndarray, grid: Grid) -> np.ndarray:
     """(rows*cols, t, t, 3) tiles in cell order -> (rows*t, cols*t, 3) frame."""
     t = grid.tile_px

@@ -191,6 +191,8 @@ def bad_cases(tmp: Path, weights: Path, other: tuple[Path, Path]) -> dict[str, t
         "cols 0": (PHOTO, ["--cols", 0, *w], "--cols: expected 1..512 columns, got 0"),
         "cols 100000": (PHOTO, ["--cols", 100000, *w], "--cols: expected 1..512 columns, got 100000"),
         "tile 100000": (PHOTO, ["--tile", 100000, *w], "--tile: expected"),
+        "negative still threshold": (PHOTO, ["--still-threshold", -1, *w], "--still-threshold: expected a number"),
+        "stability nan": (PHOTO, ["--stability", "nan", *w], "--stability: expected a number >= 0"),
         "set of other weights": (PHOTO, ["--emoji-set", other_set, *w], "weights: expected weights trained on"),
         "weights of another set": (PHOTO, ["--weights", other_w], "weights: expected weights trained on"),
         "weights not safetensors": (PHOTO, ["--weights", garbage_weights], "weights: expected"),
@@ -216,7 +218,8 @@ def bad_runs(weights, other_weights, tmp_path_factory) -> dict[str, tuple[Path, 
 
 
 BAD = ["missing file", "not an image", "truncated jpeg", "zero bytes", "unknown input extension",
-       "unknown output extension", "cols 0", "cols 100000", "tile 100000", "set of other weights",
+       "unknown output extension", "cols 0", "cols 100000", "tile 100000", "negative still threshold",
+       "stability nan", "set of other weights",
        "weights of another set", "weights not safetensors", "missing weights", "device NOPE"]
 
 

@@ -1,0 +1,66 @@
+"""This machine's cache of captured TinyJits, so a process does not redo tinygrad's kernel generation.
+
+tinygrad caches compiled kernel binaries on disk, but every new process still schedules and generates the code of
+each kernel again: about 6 s per batch shape for this network on a 2-core CPU, paid on every start of
+`emojicam live` and at every new grid or batch size. A captured TinyJit pickles (tinygrad's own mechanism: the
+kernels, their buffers and the weights baked into them) and loads in a fraction of a second. The cache lives in
+~/.cache/emojicam (or $EMOJICAM_CACHE), is built on this machine the first time a shape runs, never shipped, and is
+keyed by everything the captured program depends on, so a change to any of them makes a new entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from importlib.metadata import version
+from pathlib import Path
+
+from tinygrad import TinyJit
+
+KEEP = 24  # newest entries kept (an entry is the frame's buffers too: about 14 kB per patch in the batch)
+SOURCES = ("model.py", "engine.py", "jit_cache.py")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EMOJICAM_CACHE") or Path.home() / ".cache" / "emojicam")
+
+
+def cache_key(*parts: object) -> str:
+    """A digest of the parts (device, batch, settings, weights and set digests, ...), tinygrad's version and the
+    source of the modules that build the captured program."""
+    digest = hashlib.sha256(version("tinygrad").encode())
+    here = Path(__file__).resolve().parent
+    for name in SOURCES:
+        digest.update((here / name).read_bytes())
+    digest.update(repr(parts).encode())
+    return digest.hexdigest()[:24]
+
+
+def load(key: str) -> TinyJit | None:
+    """The captured TinyJit stored under key, or None (absent, unreadable, or from an incompatible tinygrad)."""
+    path = cache_dir() / f"{key}.jit.pkl"
+    try:
+        with path.open("rb") as f:
+            jit = pickle.load(f)
+    except Exception:  # a missing or stale entry only costs a recompile
+        return None
+    path.touch()  # recently used entries are the ones kept
+    return jit if getattr(jit, "captured", None) is not None else None
+
+
+def save(key: str, jit: TinyJit) -> None:
+    """Store a captured TinyJit (atomic: temp file + rename); keeps the newest KEEP entries. Best effort: a
+    read-only or full disk only means the next process compiles again."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.{os.getpid()}.tmp"
+        with tmp.open("wb") as f:
+            pickle.dump(jit, f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(folder / f"{key}.jit.pkl")
+        entries = sorted(folder.glob("*.jit.pkl"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[KEEP:]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        return

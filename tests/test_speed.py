@@ -1,0 +1,120 @@
+"""Speed features that must not change what the user sees: skipping still cells in video, and the machine's
+cache of captured TinyJits (a later process loads the compiled frame function instead of regenerating it)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+
+from emojicam import jit_cache
+from emojicam import model as model_io
+from emojicam.emoji_set import EmojiSet
+from emojicam.engine import Emojifier, Settings, batch_sizes
+
+DEVICE = "CPU"
+PHOTO = ROOT / "samples" / "grace_hopper.jpg"
+COLS = 8  # 8 x 9 cells on the portrait
+
+
+@pytest.fixture(scope="module")
+def parts(weights):
+    return model_io.load(weights, DEVICE), EmojiSet.load()
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return cv2.imread(str(PHOTO))
+
+
+def engine(parts, **settings) -> Emojifier:
+    return Emojifier(*parts, Settings(cols=COLS, tile_px=8, device=DEVICE, **settings))
+
+
+def with_new_cells(photo: np.ndarray, grid, cells: list[tuple[int, int]]) -> np.ndarray:
+    """photo with the inside of the given (row, col) cells replaced by a flipped, colour-swapped copy (4 px in from
+    the cell's edges, so that resampling at the borders leaves the neighbours as they were)."""
+    out = photo.copy()
+    h, w = photo.shape[:2]
+    for r, c in cells:
+        y0, y1 = r * h // grid.rows + 4, (r + 1) * h // grid.rows - 4
+        x0, x1 = c * w // grid.cols + 4, (c + 1) * w // grid.cols - 4
+        out[y0:y1, x0:x1] = photo[y0:y1, x0:x1][::-1, ::-1, ::-1]
+    return out
+
+
+def test_batch_sizes_are_eighth_quarter_half_and_all():
+    assert batch_sizes(2304) == [288, 576, 1152, 2304]
+    assert batch_sizes(5) == [1, 2, 3, 5]
+
+
+def test_only_moved_cells_are_recomputed_and_they_match_a_full_forward(parts, photo):
+    skipping, full = engine(parts, still_threshold=4.0), engine(parts)
+    grid = skipping.grid_for(photo.shape)
+    inner = [(r, c) for r in range(2, grid.rows - 2) for c in range(2, grid.cols - 2)]  # away from cell borders
+    changed = with_new_cells(photo, grid, inner[:5])
+    skipping(photo)
+    assert skipping.skipped == 0.0, "a first frame goes through the network whole"
+    first = skipping.last_indices.copy()
+    skipping(changed)
+    moved = np.flatnonzero(skipping.last_indices != first)
+    assert skipping.skipped == pytest.approx(1 - 5 / grid.count), "exactly the five changed cells"
+    assert len(moved) >= 1, "flipped, colour-swapped cells should change emoji"
+    full(changed)  # stability 0: the same emoji a whole-frame forward picks, for moved and kept cells alike
+    np.testing.assert_array_equal(skipping.last_indices, full.last_indices)
+
+
+def test_sensor_noise_is_skipped_but_slow_drift_is_caught(parts, photo):
+    skipping = engine(parts, still_threshold=4.0)
+    skipping(photo)
+    first = skipping.last_indices.copy()
+    rng = np.random.default_rng(0)
+    noisy = np.clip(photo + rng.normal(0, 2.0, photo.shape), 0, 255).astype(np.uint8)
+    skipping(noisy)
+    assert skipping.skipped == 1.0 and np.array_equal(skipping.last_indices, first)
+    skipped = []
+    for step in range(1, 9):  # one grey level per frame: never more than 1 between frames, 8 in all
+        skipping(np.clip(photo.astype(np.int16) + step, 0, 255).astype(np.uint8))
+        skipped.append(skipping.skipped)
+    assert skipped[0] == 1.0, "one level is below the threshold"
+    assert min(skipped) < 0.5, f"drift adds up against the thumbnail each emoji was picked on: {skipped}"
+
+
+def test_a_second_engine_loads_the_captured_jit_and_picks_the_same_emoji(parts, photo, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
+    first = engine(parts, stability=1.0)
+    out = first(photo)
+    assert len(list(tmp_path.glob("*.jit.pkl"))) == 1, "the frame function is stored after the first frame"
+    second = engine(parts, stability=1.0)
+    batch = second.grid_for(photo.shape).count
+    assert second._jit(batch).captured is not None, "loaded, captured, not compiled again"
+    np.testing.assert_array_equal(second(photo), out)
+    other = engine(parts, stability=1.0, colour_weight=0.0)  # different scores: a different entry
+    assert other._jit(batch).captured is None
+
+
+def test_a_broken_cache_entry_is_ignored(parts, photo, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
+    reference = engine(parts)(photo)
+    for entry in tmp_path.glob("*.jit.pkl"):
+        entry.write_bytes(b"not a pickle")
+    np.testing.assert_array_equal(engine(parts)(photo), reference)
+    assert jit_cache.load("no-such-key") is None
+
+
+def test_a_later_process_uses_the_cache_and_writes_the_same_video(tmp_path):
+    clip = ROOT / "samples" / "sample.mp4"
+    env = {"EMOJICAM_CACHE": str(tmp_path / "cache")}
+    outs = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    for out in outs:
+        done = run_cli("convert", clip, out, "--cols", "12", "--device", DEVICE, env=env)
+        assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "cache").glob("*.jit.pkl")), "the first process filled the cache"
+    frames = [cv2.VideoCapture(str(p)) for p in outs]
+    for _ in range(180):
+        (ok_a, a), (ok_b, b) = (cap.read() for cap in frames)
+        assert ok_a == ok_b
+        if not ok_a:
+            break
+        np.testing.assert_array_equal(a, b)
