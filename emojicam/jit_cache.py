@@ -18,7 +18,9 @@ from pathlib import Path
 
 from tinygrad import TinyJit
 
-KEEP = 24  # newest entries kept (an entry is the frame's buffers too: about 14 kB per patch in the batch)
+# An entry holds the frame's buffers too (about 15 kB per patch in the batch: 35 MB at 64x36), so the cache keeps the
+# most recently used entries up to this many bytes.
+MAX_BYTES = 1 << 30
 SOURCES = ("model.py", "engine.py", "jit_cache.py")
 
 
@@ -50,8 +52,8 @@ def load(key: str) -> TinyJit | None:
 
 
 def save(key: str, jit: TinyJit) -> None:
-    """Store a captured TinyJit (atomic: temp file + rename); keeps the newest KEEP entries. Best effort: a
-    read-only or full disk only means the next process compiles again."""
+    """Store a captured TinyJit (atomic: temp file + rename), then drop the least recently used entries beyond
+    MAX_BYTES. Best effort: a read-only or full disk only means the next process compiles again."""
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -59,8 +61,10 @@ def save(key: str, jit: TinyJit) -> None:
         with tmp.open("wb") as f:
             pickle.dump(jit, f, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(folder / f"{key}.jit.pkl")
-        entries = sorted(folder.glob("*.jit.pkl"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in entries[KEEP:]:
-            old.unlink(missing_ok=True)
+        total = 0
+        for entry in sorted(folder.glob("*.jit.pkl"), key=lambda p: p.stat().st_mtime, reverse=True):
+            total += entry.stat().st_size
+            if total > MAX_BYTES:
+                entry.unlink(missing_ok=True)
     except OSError:
         return

@@ -29,7 +29,7 @@ def photo() -> np.ndarray:
 
 
 def engine(parts, **settings) -> Emojifier:
-    return Emojifier(*parts, Settings(cols=COLS, tile_px=8, device=DEVICE, **settings))
+    return Emojifier(*parts, Settings(**{"cols": COLS, "tile_px": 8, "device": DEVICE, **settings}))
 
 
 def with_new_cells(photo: np.ndarray, grid, cells: list[tuple[int, int]]) -> np.ndarray:
@@ -118,3 +118,13 @@ def test_a_later_process_uses_the_cache_and_writes_the_same_video(tmp_path):
         if not ok_a:
             break
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_cache_keeps_the_most_recently_used_entries_within_its_size(parts, photo, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
+    first = engine(parts)
+    first(photo)
+    (entry,) = tmp_path.glob("*.jit.pkl")
+    monkeypatch.setattr(jit_cache, "MAX_BYTES", entry.stat().st_size * 3 // 2)  # room for one entry, not two
+    engine(parts, cols=COLS + 1)(photo)  # a new grid: a second entry pushes the older one out
+    assert len(list(tmp_path.glob("*.jit.pkl"))) == 1 and not entry.exists()
