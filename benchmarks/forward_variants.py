@@ -114,6 +114,15 @@ def logits_nhwc(m: model.TinyConvNet, x: Tensor) -> Tensor:
     return m.fc(x.permute(0, 3, 1, 2).flatten(1))
 
 
+def nhwc_im2col(w: Weights, x: Tensor, dtype) -> Tensor:
+    """NHWC im2col + matmul forward in dtype (float32, or half with the half weights) -> int32 argmax."""
+    n = x.shape[0]
+    y = im2col(x.cast(dtype), 3, 34) @ w.m1 + w.b1f
+    y = pool2_nhwc(y.relu())
+    y = pool2_nhwc((im2col(y, 3, 15) @ w.m2 + w.b2).relu())
+    return (y.reshape(n, -1) @ w.wf_hwc + w.bf).float().argmax(1).cast(dtypes.int32)
+
+
 def make_variants(ck: model.Checkpoint, dev: str) -> dict[str, tuple[str, object]]:
     """name -> (input layout 'nchw'|'nhwc', function of the uploaded uint8 tensor returning int32 argmax)."""
     m = ck.model
@@ -143,13 +152,7 @@ def make_variants(ck: model.Checkpoint, dev: str) -> dict[str, tuple[str, object
         return (y.flatten(1) @ W.wf_t + W.bf).argmax(1).cast(dtypes.int32)
     v["pool-fused 4x4/s2 convs (NCHW)"] = ("nchw", pool_fused)
 
-    def nhwc_im2col(x):
-        n = x.shape[0]
-        y = im2col(x.cast(dtypes.float32), 3, 34) @ W.m1 + W.b1f
-        y = pool2_nhwc(y.relu())
-        y = pool2_nhwc((im2col(y, 3, 15) @ W.m2 + W.b2).relu())
-        return (y.reshape(n, -1) @ W.wf_hwc + W.bf).argmax(1).cast(dtypes.int32)
-    v["NHWC im2col+matmul"] = ("nhwc", nhwc_im2col)
+    v["NHWC im2col+matmul"] = ("nhwc", lambda x: nhwc_im2col(W, x, dtypes.float32))
 
     def nhwc_shift(x):  # explicit sum of shifted slices times (Cin, Cout) weight slabs
         n = x.shape[0]
@@ -248,13 +251,7 @@ def make_variants(ck: model.Checkpoint, dev: str) -> dict[str, tuple[str, object
             return (x.flatten(1) @ H.wf_t + H.bf).float().argmax(1).cast(dtypes.int32)
         v["float16, fold (NCHW)"] = ("nchw", half_fold)
 
-        def half_nhwc(x):
-            n = x.shape[0]
-            y = im2col(x.cast(dtypes.half), 3, 34) @ H.m1 + H.b1f
-            y = pool2_nhwc(y.relu())
-            y = pool2_nhwc((im2col(y, 3, 15) @ H.m2 + H.b2).relu())
-            return (y.reshape(n, -1) @ H.wf_hwc + H.bf).float().argmax(1).cast(dtypes.int32)
-        v["float16, NHWC im2col+matmul"] = ("nhwc", half_nhwc)
+        v["float16, NHWC im2col+matmul"] = ("nhwc", lambda x: nhwc_im2col(H, x, dtypes.half))
     return v
 
 

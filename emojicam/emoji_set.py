@@ -84,9 +84,9 @@ class EmojiSet:
             self._blended[key] = np.clip(premult + bg * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
         return self._blended[key]
 
-    def mean_colours(self, background: str = "black") -> np.ndarray:
-        """(K, 3) float32 mean BGR of each emoji drawn on a black or white background, 0..255."""
-        premult, alpha = self.atlas(PATCH_PX)
+    def mean_colours(self, background: str = "black", tile_px: int = PATCH_PX) -> np.ndarray:
+        """(K, 3) float32 mean BGR of each emoji drawn at tile_px on a black or white background, 0..255."""
+        premult, alpha = self.atlas(tile_px)
         bg = 0.0 if background == "black" else 255.0
         return (premult + bg * (1 - alpha)).mean((1, 2)).astype(np.float32)
 

@@ -82,15 +82,15 @@ class Emojifier:
         self.device = resolve_device(settings.device)
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
         self._jits: dict[int, TinyJit] = {}  # by batch size
-        self._stored: set[int] = set()  # batch sizes whose JIT is in this machine's cache (jit_cache)
+        self._unsaved: dict[int, str] = {}  # batch size -> cache key of a JIT compiled here, not yet in jit_cache
         weights = hashlib.sha256(b"".join(t.numpy().tobytes() for t in get_state_dict(ckpt.model).values()))
         self._cache_parts = (self.device, str(getattr(Device[self.device], "arch", "")), settings.tile_px,
                              settings.background, settings.colour_weight, settings.coverage_weight,
                              emoji_set.fingerprint, weights.hexdigest())
         # each emoji's mean colour on black (= its premultiplied mean) and coverage at the output tile size, for
         # the colour-match term and the `auto` background
-        premult, alpha = emoji_set.atlas(settings.tile_px)
-        self._tile_bgr, self._tile_cover = premult.mean((1, 2)), alpha.mean((1, 2, 3))  # (K, 3) BGR, (K,)
+        self._tile_bgr = emoji_set.mean_colours("black", settings.tile_px)  # (K, 3) BGR
+        self._tile_cover = emoji_set.atlas(settings.tile_px)[1].mean((1, 2, 3))  # (K,)
         self._emoji_rgb = Tensor(self._tile_bgr[:, ::-1].copy(), device=self.device).realize()  # (K, 3) RGB
         self._emoji_cover = Tensor(self._tile_cover, device=self.device).realize()  # (K,)
         self._prev: tuple[Grid, np.ndarray, np.ndarray | None] | None = None  # grid, emoji, thumbnails they fit
@@ -104,10 +104,13 @@ class Emojifier:
         """The compiled function for a batch of patches, from this machine's JIT cache when an earlier process
         captured it: the best-scoring emoji per patch, unless it beats the patch's previous emoji by no more
         than margin (hysteresis; a margin of -inf, as on a first frame, always takes the best)."""
-        if batch not in self._jits and (cached := jit_cache.load(jit_cache.cache_key(*self._cache_parts, batch))):
+        if batch in self._jits:
+            return self._jits[batch]
+        key = jit_cache.cache_key(*self._cache_parts, batch)
+        if cached := jit_cache.load(key):
             self._jits[batch] = cached
-            self._stored.add(batch)
-        if batch not in self._jits:
+        else:
+            self._unsaved[batch] = key
 
             def pick(x: Tensor, prev: Tensor, margin: Tensor) -> Tensor:
                 score = self.scores(x)
@@ -148,9 +151,8 @@ class Emojifier:
         out = jit(*inputs)
         if jit.captured is None:  # run it again now so that it is captured (and cached) after its first frame
             out = jit(*inputs)
-        if len(patches) not in self._stored:
-            jit_cache.save(jit_cache.cache_key(*self._cache_parts, len(patches)), jit)
-            self._stored.add(len(patches))
+        if len(patches) in self._unsaved:
+            jit_cache.save(self._unsaved.pop(len(patches)), jit)
         Device[self.device].synchronize()
         t2 = time.perf_counter()
         indices = out.numpy()

@@ -10,6 +10,7 @@ keyed by everything the captured program depends on, so a change to any of them 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -28,15 +29,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EMOJICAM_CACHE") or Path.home() / ".cache" / "emojicam")
 
 
-def cache_key(*parts: object) -> str:
-    """A digest of the parts (device, batch, settings, weights and set digests, ...), tinygrad's version and the
-    source of the modules that build the captured program."""
+@functools.cache
+def _code_digest() -> bytes:
+    """tinygrad's version and the source of the modules that build the captured program (read once)."""
     digest = hashlib.sha256(version("tinygrad").encode())
     here = Path(__file__).resolve().parent
     for name in SOURCES:
         digest.update((here / name).read_bytes())
-    digest.update(repr(parts).encode())
-    return digest.hexdigest()[:24]
+    return digest.digest()
+
+
+def cache_key(*parts: object) -> str:
+    """A digest of the parts (device, batch, settings, weights and set digests, ...) and of the code."""
+    return hashlib.sha256(_code_digest() + repr(parts).encode()).hexdigest()[:24]
 
 
 def load(key: str) -> TinyJit | None:
