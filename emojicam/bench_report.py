@@ -21,10 +21,11 @@ def tables(report: dict) -> list[Table]:
     ours = [r for r in report["records"] if r["system"] == "emojicam"]
     work = [[r["device"], r["grid"], f"{r['patches']:,}", _num(r["gflop_per_frame"], 2),
              _num(r["gflop_per_frame_measured"], 2), _num(r["measured_over_analytic"], 2), str(r["kernels_per_frame"]),
-             _num(r["mb_moved_per_frame"]), _num(r["warmup_s"]), str(r["frames"])] for r in ours]
+             _num(r["mb_moved_per_frame"]), _num(r["warmup_s"]), str(r["frames"]), str(r.get("lanes", 1)),
+             f"BEAM={r['beam_searched']} (tune)" if r.get("beam_searched") else "default"] for r in ours]
     ref = report["reference"]
     work.append(["pic2emoji", "reference", f"~{ref['patches_per_frame']:,}", _num(ref["gflop_per_frame"], 2), "-", "-",
-                 "per row", "-", "-", "-"])
+                 "per row", "-", "-", "-", "-", "-"])
     stages = [[r["device"], r["grid"], *(_num(r["ms"][s]) for s in STAGE_ORDER), _num(r["engine_ms"]),
                _num(r["inference_fps"]), _num(r["e2e_fps"]), f"{r['e2e_over_inference']:.0%}",
                _num(r["achieved_gflops"], 2), "-" if r["share_of_peak"] is None else f"{r['share_of_peak']:.1%}"]
@@ -45,7 +46,7 @@ def tables(report: dict) -> list[Table]:
     return [
         ("Work per frame (GFLOP analytic = flops_per_patch x patches; measured = tinygrad GlobalCounters)",
          ["device", "grid", "patches", "GFLOP", "GFLOP meas", "meas/anal", "kernels", "MB moved", "warm-up s",
-          "frames"], work),
+          "frames", "lanes", "kernels from"], work),
         ("Milliseconds per stage (medians after warm-up) and frames per second",
          ["device", "grid", *STAGE_ORDER, "engine", "engine fps", "e2e fps",
           f"e2e/engine (>={report['config'].get('e2e_target', 0.8):.0%})", "GFLOP/s", "of peak"],

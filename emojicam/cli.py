@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from emojicam import jit_cache
 from emojicam.emoji_set import BACKGROUNDS, DEFAULT_SET
 from emojicam.engine import Settings
 from emojicam.errors import EmojicamError
@@ -95,6 +96,56 @@ def cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    """'1280x720' -> (1280, 720), or a one-line EmojicamError."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise EmojicamError(f"--size: expected WIDTHxHEIGHT such as 1280x720, got {text!r}") from None
+    if not (16 <= width <= 16384 and 16 <= height <= 16384):
+        raise EmojicamError(f"--size: expected 16..16384 pixels a side, got {text!r}")
+    return width, height
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from emojicam.engine import batch_sizes
+    from emojicam.model import PATCH_PX
+
+    width, height = frame_size(args.size)
+    if args.beam < 1:
+        raise EmojicamError(f"--beam: expected a search width >= 1, got {args.beam}")
+    emojifier = make_emojifier(args)
+    grid = emojifier.grid_for((height, width, 3))
+    sizes = batch_sizes(grid.count) if args.still_sizes else [grid.count]
+    print(f"tune: {emojifier.device} ({len(emojifier.lanes)} lane(s)), grid {grid.cols}x{grid.rows}, BEAM={args.beam}, "
+          f"batches of {', '.join(map(str, sizes))} patches; the search takes minutes", flush=True)
+    patches = np.random.default_rng(0).integers(0, 256, (grid.count, 3, PATCH_PX, PATCH_PX), dtype=np.uint8)
+
+    def forward_ms(batch: np.ndarray) -> tuple[float, np.ndarray]:
+        picks = emojifier.classify(batch)  # compiles or loads first
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            emojifier.classify(batch)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times)) * 1e3, picks
+
+    for size in sorted(sizes, reverse=True):
+        before, picks = forward_ms(patches[:size])
+        t0 = time.perf_counter()
+        emojifier.tune(size, args.beam)
+        searched = time.perf_counter() - t0
+        after, tuned = forward_ms(patches[:size])
+        print(f"  {size} patches: {before:.1f} -> {after:.1f} ms per forward ({before / after:.2f}x), same emoji for "
+              f"{np.mean(picks == tuned):.2%} of patches, search {searched:.0f} s", flush=True)
+    print(f"stored in {jit_cache.cache_dir()}; `convert` and `live` with the same grid, device and settings use it")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from emojicam.bench import bench_command
 
@@ -152,6 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the PNGs the s key saves (default: the current folder)")
     add_engine_args(p, stability=1.0, still=4.0)
     p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("tune", help="search faster kernels for one grid on this machine (tinygrad BEAM), once",
+                       description="Runs tinygrad's kernel search (BEAM) for the frame function of one grid and "
+                                   "stores the searched kernels in this machine's JIT cache (~/.cache/emojicam), "
+                                   "where `convert` and `live` with the same grid, device and settings pick them "
+                                   "up. Takes minutes; run it on an otherwise idle machine.")
+    p.add_argument("--size", default="1280x720", metavar="WxH",
+                   help="frame size the grid is laid on: your camera's or video's (default 1280x720)")
+    p.add_argument("--beam", type=int, default=2, help="search width, tinygrad's BEAM (default 2)")
+    p.add_argument("--still-sizes", action="store_true",
+                   help="also the smaller batches that live's still cells use (1/8, 1/4, 1/2 of the grid)")
+    add_engine_args(p, stability=1.0)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("bench", help="measure FLOPs, per-stage times and fps per device and grid, against peers",
                        description="Benchmark on a 1280x720 H.264 clip (samples/sample.mp4 rescaled, else synthetic): "

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
-from tinygrad import Device, Tensor, TinyJit, dtypes
+from tinygrad import Context, Device, Tensor, TinyJit, dtypes
+from tinygrad.helpers import BEAM
 from tinygrad.nn.state import get_state_dict
 
 from emojicam import jit_cache
 from emojicam.emoji_set import BACKGROUNDS, EmojiSet
 from emojicam.errors import EmojicamError
 from emojicam.grid import Grid, cell_means, check_tile_px, compose, cut_patches, thumbnails
-from emojicam.model import Checkpoint
+from emojicam.model import PATCH_PX, Checkpoint, TinyConvNet
 
 T = TypeVar("T", np.ndarray, Tensor)
 STAGES = ("cut", "upload", "forward", "download", "composite")
@@ -37,6 +40,8 @@ class Settings:
     # Video and live: a cell whose 6x6 thumbnail moved by at most this many levels (0..255, any pixel and channel)
     # since its emoji was picked keeps that emoji without a forward pass; 0 = every cell through the network.
     still_threshold: float = 0.0
+    # CPU device only: how many cores each batch is split across (0 = every core this process may use).
+    cpu_threads: int = 0
 
 
 def resolve_device(device: str | None) -> str:
@@ -61,6 +66,29 @@ def auto_background(cell_mean: T, emoji_mean: T, uncovered: T) -> T:
     return ((cell_mean - emoji_mean) / (uncovered + 1e-3)).clip(0, 255)
 
 
+def lane_devices(device: str, cpu_threads: int = 0) -> list[str]:
+    """The devices one batch is split across. tinygrad 0.14's CPU device runs every kernel on the calling thread
+    (its THREAD optimisation loops over the thread ids in turn), so on CPU each core gets its own device, CPU:i,
+    and its share of the batch, run from a thread pool (1.9x on 2 cores, benchmarks/results/2026-11-24-cpu-lanes.md).
+    Other devices spread each kernel over their cores or GPU themselves."""
+    if device.split(":")[0] != "CPU":
+        return [device]
+    cores = cpu_threads or len(os.sched_getaffinity(0))
+    return [Device.canonicalize(f"CPU:{i}") for i in range(max(1, cores))]
+
+
+@dataclass
+class Lane:
+    """One device's copy of the network and scoring constants, and its compiled functions by batch size."""
+
+    device: str
+    model: TinyConvNet
+    emoji_rgb: Tensor  # (K, 3) RGB premultiplied mean colour of each emoji at the tile size
+    emoji_cover: Tensor  # (K,) coverage of each emoji at the tile size
+    jits: dict[int, TinyJit] = field(default_factory=dict)
+    beam: dict[int, int] = field(default_factory=dict)  # batch size -> BEAM width its kernels were searched with
+
+
 def batch_sizes(cells: int) -> list[int]:
     """The batch sizes the moved cells of a frame are padded to: 1/8, 1/4, 1/2 and all of the grid's cells."""
     return sorted({-(-cells // d) for d in (8, 4, 2, 1)})
@@ -81,18 +109,20 @@ class Emojifier:
                 raise EmojicamError(f"{flag}: expected a number >= 0, got {value}")
         self.device = resolve_device(settings.device)
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
-        self._jits: dict[int, TinyJit] = {}  # by batch size
-        self._unsaved: dict[int, str] = {}  # batch size -> cache key of a JIT compiled here, not yet in jit_cache
+        self._unsaved: dict[tuple[int, int], str] = {}  # (lane, batch) -> cache key of a JIT not yet in jit_cache
         weights = hashlib.sha256(b"".join(t.numpy().tobytes() for t in get_state_dict(ckpt.model).values()))
-        self._cache_parts = (self.device, str(getattr(Device[self.device], "arch", "")), settings.tile_px,
-                             settings.background, settings.colour_weight, settings.coverage_weight,
-                             emoji_set.fingerprint, weights.hexdigest())
+        self._cache_parts = (str(getattr(Device[self.device], "arch", "")), settings.tile_px, settings.background,
+                             settings.colour_weight, settings.coverage_weight, emoji_set.fingerprint,
+                             weights.hexdigest())
         # each emoji's mean colour on black (= its premultiplied mean) and coverage at the output tile size, for
         # the colour-match term and the `auto` background
         self._tile_bgr = emoji_set.mean_colours("black", settings.tile_px)  # (K, 3) BGR
         self._tile_cover = emoji_set.atlas(settings.tile_px)[1].mean((1, 2, 3))  # (K,)
-        self._emoji_rgb = Tensor(self._tile_bgr[:, ::-1].copy(), device=self.device).realize()  # (K, 3) RGB
-        self._emoji_cover = Tensor(self._tile_cover, device=self.device).realize()  # (K,)
+        self.lanes = [Lane(dev, ckpt.model if dev == self.device else ckpt.model.replica(dev),
+                           Tensor(self._tile_bgr[:, ::-1].copy(), device=dev).realize(),
+                           Tensor(self._tile_cover, device=dev).realize())
+                      for dev in lane_devices(self.device, settings.cpu_threads)]
+        self._pool = ThreadPoolExecutor(len(self.lanes)) if len(self.lanes) > 1 else None
         self._prev: tuple[Grid, np.ndarray, np.ndarray | None] | None = None  # grid, emoji, thumbnails they fit
         self.skipped = 0.0  # share of the last frame's cells that kept their emoji without a forward pass
         self.timings_ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
@@ -100,65 +130,95 @@ class Emojifier:
     def grid_for(self, frame_shape: tuple[int, ...], cols: int | None = None) -> Grid:
         return Grid.for_frame(frame_shape, cols or self.settings.cols, self.settings.tile_px)
 
-    def _jit(self, batch: int) -> TinyJit:
-        """The compiled function for a batch of patches, from this machine's JIT cache when an earlier process
-        captured it: the best-scoring emoji per patch, unless it beats the patch's previous emoji by no more
-        than margin (hysteresis; a margin of -inf, as on a first frame, always takes the best)."""
-        if batch in self._jits:
-            return self._jits[batch]
-        key = jit_cache.cache_key(*self._cache_parts, batch)
-        if cached := jit_cache.load(key):
-            self._jits[batch] = cached
+    def _jit(self, lane: int, batch: int, fresh: bool = False) -> TinyJit:
+        """The compiled function for a lane's batch of patches, from this machine's JIT cache when an earlier
+        process captured it (unless fresh): the best-scoring emoji per patch, unless it beats the patch's previous
+        emoji by no more than margin (hysteresis; a margin of -inf, as on a first frame, always takes the best)."""
+        jits = self.lanes[lane].jits
+        if batch in jits and not fresh:
+            return jits[batch]
+        key = jit_cache.cache_key(self.lanes[lane].device, *self._cache_parts, batch)
+        if not fresh and (cached := jit_cache.load(key)):
+            jits[batch], self.lanes[lane].beam[batch] = cached
         else:
-            self._unsaved[batch] = key
+            self._unsaved[lane, batch] = key
 
             def pick(x: Tensor, prev: Tensor, margin: Tensor) -> Tensor:
-                score = self.scores(x)
+                score = self.scores(x, lane)
                 best = score.argmax(1).cast(dtypes.int32)
                 gap = score.max(1) - score.gather(1, prev.unsqueeze(1)).squeeze(1)
                 return (gap > margin).where(best, prev).realize()
 
-            self._jits[batch] = TinyJit(pick)
-        return self._jits[batch]
+            jits[batch] = TinyJit(pick)
+        return jits[batch]
 
-    def scores(self, x: Tensor) -> Tensor:
+    def scores(self, x: Tensor, lane: int = 0) -> Tensor:
         """(N, K) score of each emoji for each patch: the network's log-probability, minus how far the tile's
         mean colour as drawn is from the patch's (squared, 0..1 units), plus a bonus for covering the tile."""
-        logp = self.model(x)
+        on = self.lanes[lane]
+        logp = on.model(x)
         cfg = self.settings
         if cfg.colour_weight == 0 and cfg.coverage_weight == 0:
             return logp
         patch_mean = x.cast(dtypes.float32).mean((2, 3)).unsqueeze(1)  # (N, 1, 3) RGB
-        emoji, uncovered = self._emoji_rgb.unsqueeze(0), 1 - self._emoji_cover.reshape(1, -1, 1)
+        emoji, uncovered = on.emoji_rgb.unsqueeze(0), 1 - on.emoji_cover.reshape(1, -1, 1)
         if cfg.background == "auto":
             background = auto_background(patch_mean, emoji, uncovered)
         else:
             background = 0.0 if cfg.background == "black" else 255.0
         drawn = emoji + uncovered * background
         colour_err = ((drawn - patch_mean) * (1 / 255)).square().sum(2)
-        return logp - cfg.colour_weight * colour_err + cfg.coverage_weight * self._emoji_cover.unsqueeze(0)
+        return logp - cfg.colour_weight * colour_err + cfg.coverage_weight * on.emoji_cover.unsqueeze(0)
+
+    def searched(self, batch: int) -> int:
+        """The BEAM width the kernels for batches of `batch` patches were searched with (0 = tinygrad's default
+        heuristics; >0 after `emojicam tune`), once that batch size has run."""
+        shares = [len(share) for share in np.array_split(np.arange(batch), len(self.lanes))]
+        return min(lane.beam.get(share, 0) for lane, share in zip(self.lanes, shares, strict=True))
+
+    def tune(self, batch: int, beam: int = 2) -> None:
+        """Compile the frame function for batches of `batch` patches again with tinygrad's kernel search (BEAM) at
+        this width, and store it in this machine's JIT cache in place of the default one: later processes load the
+        searched kernels without searching (`emojicam tune`). The search times candidate kernels on the device, so
+        it takes minutes and wants an otherwise idle machine."""
+        for lane, share in enumerate(np.array_split(np.arange(batch), len(self.lanes))):
+            self._jit(lane, len(share), fresh=True)
+        with Context(BEAM=beam):
+            self.classify(np.zeros((batch, 3, PATCH_PX, PATCH_PX), np.uint8))
 
     def classify(self, patches: np.ndarray, prev: np.ndarray | None = None) -> np.ndarray:
-        """(N, 3, 36, 36) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability."""
+        """(N, 3, 36, 36) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability. The batch is split
+        in equal parts across the lanes (one per core on CPU), which run at the same time."""
         t0 = time.perf_counter()
         stable = prev is not None and self.settings.stability > 0
         margin = np.array([self.settings.stability if stable else -np.inf], np.float32)
         prev = prev.astype(np.int32) if stable else np.zeros(len(patches), np.int32)
-        inputs = [Tensor(a, device=self.device) for a in (patches, prev, margin)]
-        Tensor.realize(*inputs)
+        parts = np.array_split(np.arange(len(patches)), len(self.lanes))
+        inputs = [[Tensor(a, device=lane.device) for a in (patches[part], prev[part], margin)]
+                  for lane, part in zip(self.lanes, parts, strict=True)]
+        Tensor.realize(*(t for lane_inputs in inputs for t in lane_inputs))
         t1 = time.perf_counter()
-        jit = self._jit(len(patches))
-        out = jit(*inputs)
-        if jit.captured is None:  # run it again now so that it is captured (and cached) after its first frame
-            out = jit(*inputs)
-        if len(patches) in self._unsaved:
-            jit_cache.save(self._unsaved.pop(len(patches)), jit)
-        Device[self.device].synchronize()
+        jits = [self._jit(i, len(part)) for i, part in enumerate(parts)]
+        if self._pool is None or any(jit.captured is None for jit in jits):
+            outs = [self._run(i, jit, inputs[i]) for i, jit in enumerate(jits)]  # capture outside the pool
+        else:
+            outs = list(self._pool.map(self._run, range(len(jits)), jits, inputs))
         t2 = time.perf_counter()
-        indices = out.numpy()
+        indices = np.concatenate([out.numpy() for out in outs])
         t3 = time.perf_counter()
         self.timings_ms.update(upload=(t1 - t0) * 1e3, forward=(t2 - t1) * 1e3, download=(t3 - t2) * 1e3)
         return indices
+
+    def _run(self, lane: int, jit: TinyJit, inputs: list[Tensor]) -> Tensor:
+        """One lane's forward pass, finished on its device; the first call of a JIT also captures and caches it."""
+        out = jit(*inputs)
+        if jit.captured is None:  # run it again now so that it is captured (and cached) after its first frame
+            out = jit(*inputs)
+        if (key := self._unsaved.pop((lane, inputs[0].shape[0]), None)) is not None:
+            self.lanes[lane].beam[inputs[0].shape[0]] = BEAM.value
+            jit_cache.save(key, jit, BEAM.value)
+        Device[self.lanes[lane].device].synchronize()
+        return out
 
     def _classify_moved(self, patches: np.ndarray, thumbs: np.ndarray, prev: np.ndarray,
                         prev_thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -44,27 +44,30 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha256(_code_digest() + repr(parts).encode()).hexdigest()[:24]
 
 
-def load(key: str) -> TinyJit | None:
-    """The captured TinyJit stored under key, or None (absent, unreadable, or from an incompatible tinygrad)."""
+def load(key: str) -> tuple[TinyJit, int] | None:
+    """The captured TinyJit stored under key and the BEAM width its kernels were searched with (0 = tinygrad's
+    default heuristics), or None (absent, unreadable, or from an incompatible tinygrad)."""
     path = cache_dir() / f"{key}.jit.pkl"
     try:
         with path.open("rb") as f:
-            jit = pickle.load(f)
+            entry = pickle.load(f)
+        jit, beam = entry["jit"], int(entry["beam"])
     except Exception:  # a missing or stale entry only costs a recompile
         return None
     path.touch()  # recently used entries are the ones kept
-    return jit if getattr(jit, "captured", None) is not None else None
+    return (jit, beam) if getattr(jit, "captured", None) is not None else None
 
 
-def save(key: str, jit: TinyJit) -> None:
-    """Store a captured TinyJit (atomic: temp file + rename), then drop the least recently used entries beyond
-    MAX_BYTES. Best effort: a read-only or full disk only means the next process compiles again."""
+def save(key: str, jit: TinyJit, beam: int = 0) -> None:
+    """Store a captured TinyJit and the BEAM width its kernels were searched with (atomic: temp file + rename),
+    then drop the least recently used entries beyond MAX_BYTES. Best effort: a read-only or full disk only means
+    the next process compiles again."""
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{key}.{os.getpid()}.tmp"
         with tmp.open("wb") as f:
-            pickle.dump(jit, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump({"jit": jit, "beam": beam}, f, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(folder / f"{key}.jit.pkl")
         total = 0
         for entry in sorted(folder.glob("*.jit.pkl"), key=lambda p: p.stat().st_mtime, reverse=True):

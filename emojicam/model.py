@@ -67,6 +67,13 @@ class TinyConvNet:
             t.replace(t.to(device)).realize()
         return self
 
+    def replica(self, device: str) -> TinyConvNet:
+        """A copy of this network with its parameters on device."""
+        net = TinyConvNet(self.config)
+        for mine, theirs in zip(get_state_dict(net).values(), get_state_dict(self).values(), strict=True):
+            mine.replace(theirs.to(device)).realize()
+        return net
+
     def logits(self, x: Tensor) -> Tensor:
         """x: (N, 3, 36, 36) RGB, uint8 0..255 or float; returns (N, K) logits.
 

@@ -1,5 +1,6 @@
-"""Speed features that must not change what the user sees: skipping still cells in video, and the machine's
-cache of captured TinyJits (a later process loads the compiled frame function instead of regenerating it)."""
+"""Speed features that must not change what the user sees: skipping still cells in video, the machine's cache of
+captured TinyJits (a later process loads the compiled frame function instead of regenerating it), and the CPU
+device's batch split across cores."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from conftest import ROOT, run_cli
 from emojicam import jit_cache
 from emojicam import model as model_io
 from emojicam.emoji_set import EmojiSet
-from emojicam.engine import Emojifier, Settings, batch_sizes
+from emojicam.engine import Emojifier, Settings, batch_sizes, lane_devices
+from emojicam.grid import cut_patches
 
 DEVICE = "CPU"
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"
@@ -47,6 +49,24 @@ def with_new_cells(photo: np.ndarray, grid, cells: list[tuple[int, int]]) -> np.
 def test_batch_sizes_are_eighth_quarter_half_and_all():
     assert batch_sizes(2304) == [288, 576, 1152, 2304]
     assert batch_sizes(5) == [1, 2, 3, 5]
+
+
+def test_lane_devices_one_per_core_on_cpu_only():
+    assert lane_devices("CPU", 3) == ["CPU", "CPU:1", "CPU:2"]
+    assert lane_devices("CPU", 1) == ["CPU"]
+    assert lane_devices("CL", 4) == ["CL"]
+
+
+def test_cpu_lanes_pick_what_one_lane_picks(parts, photo):
+    """Three lanes (uneven shares of an odd batch) and one lane give identical emoji, with and without stability."""
+    one, three = engine(parts, cpu_threads=1, stability=1.0), engine(parts, cpu_threads=3, stability=1.0)
+    assert [lane.device for lane in three.lanes] == ["CPU", "CPU:1", "CPU:2"]
+    patches = cut_patches(photo, one.grid_for(photo.shape))[:71]
+    shifted = cut_patches(np.roll(photo, 5, axis=1), one.grid_for(photo.shape))[:71]
+    first = one.classify(patches)
+    np.testing.assert_array_equal(three.classify(patches), first)
+    np.testing.assert_array_equal(three.classify(shifted, first), one.classify(shifted, first))
+    assert [sorted(lane.jits) for lane in three.lanes] == [[24], [24], [23]]
 
 
 def test_only_moved_cells_are_recomputed_and_they_match_a_full_forward(parts, photo):
@@ -85,13 +105,14 @@ def test_a_second_engine_loads_the_captured_jit_and_picks_the_same_emoji(parts, 
     monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
     first = engine(parts, stability=1.0)
     out = first(photo)
-    assert len(list(tmp_path.glob("*.jit.pkl"))) == 1, "the frame function is stored after the first frame"
+    lanes = len(first.lanes)
+    assert len(list(tmp_path.glob("*.jit.pkl"))) == lanes, "each lane's frame function is stored after the first frame"
     second = engine(parts, stability=1.0)
-    batch = second.grid_for(photo.shape).count
-    assert second._jit(batch).captured is not None, "loaded, captured, not compiled again"
+    batch = -(-second.grid_for(photo.shape).count // lanes)  # lane 0's share
+    assert second._jit(0, batch).captured is not None, "loaded, captured, not compiled again"
     np.testing.assert_array_equal(second(photo), out)
     other = engine(parts, stability=1.0, colour_weight=0.0)  # different scores: a different entry
-    assert other._jit(batch).captured is None
+    assert other._jit(0, batch).captured is None
 
 
 def test_a_broken_cache_entry_is_ignored(parts, photo, tmp_path, monkeypatch):
@@ -122,9 +143,44 @@ def test_a_later_process_uses_the_cache_and_writes_the_same_video(tmp_path):
 
 def test_the_cache_keeps_the_most_recently_used_entries_within_its_size(parts, photo, tmp_path, monkeypatch):
     monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
-    first = engine(parts)
+    first = engine(parts, cpu_threads=1)  # one lane: one entry per grid
     first(photo)
     (entry,) = tmp_path.glob("*.jit.pkl")
     monkeypatch.setattr(jit_cache, "MAX_BYTES", entry.stat().st_size * 3 // 2)  # room for one entry, not two
-    engine(parts, cols=COLS + 1)(photo)  # a new grid: a second entry pushes the older one out
+    engine(parts, cols=COLS + 1, cpu_threads=1)(photo)  # a new grid: a second entry pushes the older one out
     assert len(list(tmp_path.glob("*.jit.pkl"))) == 1 and not entry.exists()
+
+
+def test_tune_stores_searched_kernels_that_later_processes_use_with_the_same_emoji(parts, photo, tmp_path,
+                                                                                  monkeypatch):
+    """`emojicam tune` runs tinygrad's kernel search for the photo's grid and stores the result in the JIT cache; a
+    later convert loads it and writes the same picture as a process that never tuned."""
+    height, width = cv2.imread(str(PHOTO)).shape[:2]
+    options = ("--cols", "3", "--tile", "8", "--device", DEVICE)
+    plain, tuned = ({"EMOJICAM_CACHE": str(tmp_path / name)} for name in ("plain", "tuned"))
+    done = run_cli("tune", "--size", f"{width}x{height}", "--beam", "1", *options, env=tuned, timeout=1200)
+    assert done.returncode == 0, done.stderr
+    assert "same emoji for 100.00% of patches" in done.stdout, done.stdout
+    entries = sorted((tmp_path / "tuned").glob("*.jit.pkl"))
+    assert entries, "the searched frame function is stored"
+    for env, out in ((plain, tmp_path / "plain.png"), (tuned, tmp_path / "tuned.png")):
+        done = run_cli("convert", PHOTO, out, *options, env=env)
+        assert done.returncode == 0, done.stderr
+    assert sorted((tmp_path / "tuned").glob("*.jit.pkl")) == entries, "convert loaded the tuned entries, added none"
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "tuned.png")), cv2.imread(str(tmp_path / "plain.png")))
+    monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path / "tuned"))
+    later = engine(parts, cols=3, stability=1.0)
+    later(photo)
+    assert later.searched(later.grid_for(photo.shape).count) == 1, "the engine knows its kernels were searched"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--beam", "0"], "--beam: expected a search width >= 1, got 0"),
+    (["--size", "12x"], "--size: expected WIDTHxHEIGHT"),
+    (["--size", "8x8"], "--size: expected 16..16384 pixels a side"),
+])
+def test_tune_bad_options_get_one_line_and_status_2(options, message):
+    done = run_cli("tune", *options)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("emojicam: error: "), done.stderr
+    assert message in lines[0]
