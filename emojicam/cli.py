@@ -140,8 +140,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
         emojifier.tune(size, args.beam)
         searched = time.perf_counter() - t0
         after, tuned = forward_ms(patches[:size])
+        kept = "searched kernels stored"
+        if after >= before:  # the search found nothing faster (or timing noise misled it): keep the defaults
+            emojifier.tune(size, beam=0)
+            kept = "slower, default kernels kept"
         print(f"  {size} patches: {before:.1f} -> {after:.1f} ms per forward ({before / after:.2f}x), same emoji for "
-              f"{np.mean(picks == tuned):.2%} of patches, search {searched:.0f} s", flush=True)
+              f"{np.mean(picks == tuned):.2%} of patches, search {searched:.0f} s; {kept}", flush=True)
     print(f"stored in {jit_cache.cache_dir()}; `convert` and `live` with the same grid, device and settings use it")
     return 0
 

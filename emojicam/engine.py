@@ -22,6 +22,7 @@ from emojicam.model import PATCH_PX, Checkpoint, TinyConvNet
 
 T = TypeVar("T", np.ndarray, Tensor)
 STAGES = ("cut", "upload", "forward", "download", "composite")
+MAX_LANES = 8  # CPU device: default cap on the cores one batch is split across
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Settings:
     # Video and live: a cell whose 6x6 thumbnail moved by at most this many levels (0..255, any pixel and channel)
     # since its emoji was picked keeps that emoji without a forward pass; 0 = every cell through the network.
     still_threshold: float = 0.0
-    # CPU device only: how many cores each batch is split across (0 = every core this process may use).
+    # CPU device only: how many cores each batch is split across (0 = every core this process may use, up to 8).
     cpu_threads: int = 0
 
 
@@ -70,11 +71,12 @@ def lane_devices(device: str, cpu_threads: int = 0) -> list[str]:
     """The devices one batch is split across. tinygrad 0.14's CPU device runs every kernel on the calling thread
     (its THREAD optimisation loops over the thread ids in turn), so on CPU each core gets its own device, CPU:i,
     and its share of the batch, run from a thread pool (1.9x on 2 cores, benchmarks/results/2026-11-24-cpu-lanes.md).
-    Other devices spread each kernel over their cores or GPU themselves."""
+    Other devices spread each kernel over their cores or GPU themselves. By default one lane per core this process
+    may use, at most MAX_LANES: every lane compiles its own copy of each kernel on a cold start."""
     if device.split(":")[0] != "CPU":
         return [device]
-    cores = cpu_threads or len(os.sched_getaffinity(0))
-    return [Device.canonicalize(f"CPU:{i}") for i in range(max(1, cores))]
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return [Device.canonicalize(f"CPU:{i}") for i in range(max(1, cpu_threads or min(usable, MAX_LANES)))]
 
 
 @dataclass
@@ -180,7 +182,7 @@ class Emojifier:
         """Compile the frame function for batches of `batch` patches again with tinygrad's kernel search (BEAM) at
         this width, and store it in this machine's JIT cache in place of the default one: later processes load the
         searched kernels without searching (`emojicam tune`). The search times candidate kernels on the device, so
-        it takes minutes and wants an otherwise idle machine."""
+        it takes minutes and wants an otherwise idle machine. beam=0 stores tinygrad's default kernels again."""
         for lane, share in enumerate(np.array_split(np.arange(batch), len(self.lanes))):
             self._jit(lane, len(share), fresh=True)
         with Context(BEAM=beam):
