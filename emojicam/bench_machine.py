@@ -103,9 +103,12 @@ def peak_gflops(device: str, overrides: dict[str, float]) -> tuple[float | None,
     cl = opencl_device(device) if kind == "CL" else opencl_device("CL")
     mhz = cl["clock_mhz"] if cl and "CPU" in cl["type"] else _cpu_mhz()
     if kind == "CPU" and mhz:
-        # tinygrad's CPU device runs each kernel on one worker thread, so one core is its ceiling
-        return 1 * mhz * per_cycle / 1e3, f"1 core (tinygrad CPU runs kernels on one thread) x {mhz} MHz x " \
-                                          f"{per_cycle} FLOP/cycle ({how}, assumed)"
+        # tinygrad's CPU device runs each kernel on one thread; the engine runs one lane per core
+        from emojicam.engine import lane_devices
+
+        lanes = len(lane_devices(device))
+        return lanes * mhz * per_cycle / 1e3, f"{lanes} core(s) (one engine lane each) x {mhz} MHz x " \
+                                              f"{per_cycle} FLOP/cycle ({how}, assumed)"
     if kind == "CL" and cl:
         if "CPU" in cl["type"]:
             return cl["compute_units"] * cl["clock_mhz"] * per_cycle / 1e3, \
