@@ -161,6 +161,8 @@ def test_tune_stores_searched_kernels_that_later_processes_use_with_the_same_emo
     done = run_cli("tune", "--size", f"{width}x{height}", "--beam", "1", *options, env=tuned, timeout=1200)
     assert done.returncode == 0, done.stderr
     assert "same emoji for 100.00% of patches" in done.stdout, done.stdout
+    stored = "searched kernels stored" in done.stdout  # or, when the search found nothing faster, the defaults
+    assert stored or "slower, default kernels kept" in done.stdout, done.stdout
     entries = sorted((tmp_path / "tuned").glob("*.jit.pkl"))
     assert entries, "the searched frame function is stored"
     for env, out in ((plain, tmp_path / "plain.png"), (tuned, tmp_path / "tuned.png")):
@@ -171,7 +173,7 @@ def test_tune_stores_searched_kernels_that_later_processes_use_with_the_same_emo
     monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path / "tuned"))
     later = engine(parts, cols=3, stability=1.0)
     later(photo)
-    assert later.searched(later.grid_for(photo.shape).count) == 1, "the engine knows its kernels were searched"
+    assert later.searched(later.grid_for(photo.shape).count) == int(stored), "the engine knows which kernels it runs"
 
 
 @pytest.mark.parametrize(("options", "message"), [
