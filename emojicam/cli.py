@@ -108,10 +108,12 @@ def frame_size(text: str) -> tuple[int, int]:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    import math
     import time
 
     import numpy as np
 
+    from emojicam.bench import median_ms, timed_loop
     from emojicam.engine import batch_sizes
     from emojicam.model import PATCH_PX
 
@@ -127,12 +129,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     def forward_ms(batch: np.ndarray) -> tuple[float, np.ndarray]:
         picks = emojifier.classify(batch)  # compiles or loads first
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            emojifier.classify(batch)
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times)) * 1e3, picks
+        return median_ms(timed_loop(lambda _: emojifier.classify(batch), 5, math.inf)), picks
 
     for size in sorted(sizes, reverse=True):
         before, picks = forward_ms(patches[:size])

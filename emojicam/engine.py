@@ -172,18 +172,21 @@ class Emojifier:
         colour_err = ((drawn - patch_mean) * (1 / 255)).square().sum(2)
         return logp - cfg.colour_weight * colour_err + cfg.coverage_weight * on.emoji_cover.unsqueeze(0)
 
+    def _shares(self, batch: int) -> list[np.ndarray]:
+        """The indices of a batch each lane takes: equal parts, in lane order."""
+        return np.array_split(np.arange(batch), len(self.lanes))
+
     def searched(self, batch: int) -> int:
         """The BEAM width the kernels for batches of `batch` patches were searched with (0 = tinygrad's default
         heuristics; >0 after `emojicam tune`), once that batch size has run."""
-        shares = [len(share) for share in np.array_split(np.arange(batch), len(self.lanes))]
-        return min(lane.beam.get(share, 0) for lane, share in zip(self.lanes, shares, strict=True))
+        return min(lane.beam.get(len(share), 0) for lane, share in zip(self.lanes, self._shares(batch), strict=True))
 
     def tune(self, batch: int, beam: int = 2) -> None:
         """Compile the frame function for batches of `batch` patches again with tinygrad's kernel search (BEAM) at
         this width, and store it in this machine's JIT cache in place of the default one: later processes load the
         searched kernels without searching (`emojicam tune`). The search times candidate kernels on the device, so
         it takes minutes and wants an otherwise idle machine. beam=0 stores tinygrad's default kernels again."""
-        for lane, share in enumerate(np.array_split(np.arange(batch), len(self.lanes))):
+        for lane, share in enumerate(self._shares(batch)):
             self._jit(lane, len(share), fresh=True)
         with Context(BEAM=beam):
             self.classify(np.zeros((batch, 3, PATCH_PX, PATCH_PX), np.uint8))
@@ -195,7 +198,7 @@ class Emojifier:
         stable = prev is not None and self.settings.stability > 0
         margin = np.array([self.settings.stability if stable else -np.inf], np.float32)
         prev = prev.astype(np.int32) if stable else np.zeros(len(patches), np.int32)
-        parts = np.array_split(np.arange(len(patches)), len(self.lanes))
+        parts = self._shares(len(patches))
         inputs = [[Tensor(a, device=lane.device) for a in (patches[part], prev[part], margin)]
                   for lane, part in zip(self.lanes, parts, strict=True)]
         Tensor.realize(*(t for lane_inputs in inputs for t in lane_inputs))
@@ -216,8 +219,9 @@ class Emojifier:
         out = jit(*inputs)
         if jit.captured is None:  # run it again now so that it is captured (and cached) after its first frame
             out = jit(*inputs)
-        if (key := self._unsaved.pop((lane, inputs[0].shape[0]), None)) is not None:
-            self.lanes[lane].beam[inputs[0].shape[0]] = BEAM.value
+        batch = inputs[0].shape[0]
+        if (key := self._unsaved.pop((lane, batch), None)) is not None:
+            self.lanes[lane].beam[batch] = BEAM.value
             jit_cache.save(key, jit, BEAM.value)
         Device[self.lanes[lane].device].synchronize()
         return out
