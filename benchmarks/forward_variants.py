@@ -38,8 +38,8 @@ for i in range(args.frames * 10):  # every 10th frame, so the frames differ
     if i % 10 == 0:
         frames.append(cv2.resize(frame, (1280, 720)))
 grid = Grid(args.cols, args.rows, 16)
-nchw = [cut_patches(f, grid) for f in frames]                        # (N, 3, 36, 36) uint8, what the engine uploads
-nhwc = [np.ascontiguousarray(p.transpose(0, 2, 3, 1)) for p in nchw]  # (N, 36, 36, 3) uint8
+nhwc = [cut_patches(f, grid) for f in frames]                        # (N, 36, 36, 3) uint8, what the engine uploads
+nchw = [np.ascontiguousarray(p.transpose(0, 3, 1, 2)) for p in nhwc]  # (N, 3, 36, 36) uint8, the engine's input before
 
 OFFSETS = [(0, 0), (0, 1), (1, 0), (1, 1)]  # the 4 positions inside a 2x2 pool window
 
@@ -131,11 +131,11 @@ def make_variants(ck: model.Checkpoint, dev: str) -> dict[str, tuple[str, object
 
     def baseline(x):
         return m(x).argmax(1).cast(dtypes.int32)
-    v["baseline: ck.model(x).argmax(1)"] = ("nchw", baseline)
+    v["baseline: ck.model(x).argmax(1)"] = ("nhwc", baseline)
 
     def logits_only(x):
         return m.logits(x).argmax(1).cast(dtypes.int32)
-    v["logits, no log_softmax"] = ("nchw", logits_only)
+    v["logits, no log_softmax"] = ("nhwc", logits_only)
 
     def folded(x):  # normalisation folded into conv1, no log_softmax
         x = x.cast(dtypes.float32).conv2d(W.w1f, W.b1f).relu().max_pool2d(2)

@@ -65,7 +65,7 @@ def main() -> None:
         engine = Emojifier(ckpt, emoji_set, Settings(cols=args.cols, device=args.device, stability=1.0,
                                                      still_threshold=threshold))
         for batch in batch_sizes(engine.grid_for(frames[0].shape).count):  # compile every batch size first
-            engine.classify(np.zeros((batch, 3, 36, 36), np.uint8))
+            engine.classify(np.zeros((batch, 36, 36, 3), np.uint8))
         picked, ms, skipped = play(engine, frames)
         if reference is None:
             reference = picked

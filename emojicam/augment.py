@@ -40,7 +40,7 @@ def backgrounds(count: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def perturb(rgba: np.ndarray, rng: np.random.Generator, p: Perturbation = Perturbation()) -> np.ndarray:
-    """(B, 36, 36, 4) float32 RGBA emoji -> (B, 3, 36, 36) uint8 RGB training patches."""
+    """(B, 36, 36, 4) float32 RGBA emoji -> (B, 36, 36, 3) uint8 RGB training patches."""
     count = len(rgba)
     warped = np.empty_like(rgba)
     scale = 1 + rng.uniform(-p.scale, p.scale, count)
@@ -59,12 +59,12 @@ def perturb(rgba: np.ndarray, rng: np.random.Generator, p: Perturbation = Pertur
     gain = (1 + rng.uniform(-p.colour, p.colour, (count, 1, 1, 3))) * (1 + rng.uniform(-p.brightness, p.brightness,
                                                                                          (count, 1, 1, 1)))
     image = image * gain * 255 + rng.normal(0, p.noise, image.shape)
-    return np.clip(image + 0.5, 0, 255).astype(np.uint8).transpose(0, 3, 1, 2).copy()
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
 def holdout(rgba: np.ndarray, per_class: int = 8, seed: int = 20211031,
             p: Perturbation = Perturbation()) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed, seeded set of perturbed emoji: (K*per_class, 3, 36, 36) uint8 and (K*per_class,) labels."""
+    """A fixed, seeded set of perturbed emoji: (K*per_class, 36, 36, 3) uint8 and (K*per_class,) labels."""
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(rgba)), per_class)
     return perturb(rgba[labels], rng, p), labels.astype(np.int32)

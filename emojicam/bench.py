@@ -271,7 +271,7 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
 
     from emojicam import model
     from emojicam.bench_machine import environment, peak_gflops
-    from emojicam.bench_peers import Peer, cpu_peers, rowwise
+    from emojicam.bench_peers import Peer, rowwise, runtime_peers
     from emojicam.emoji_set import EmojiSet
     from emojicam.engine import Emojifier, Settings
     from emojicam.grid import cut_patches
@@ -291,7 +291,7 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
             ckpt = model.load(weights, device)
             peak = peak_gflops(device, cfg.peak_gflops)
             if cfg.peers and not host_peers:
-                host_peers = cpu_peers(ckpt.model)
+                host_peers = runtime_peers(ckpt.model)
                 log("peers: " + ", ".join(f"{p.name} ({p.note or p.threads})" for p in host_peers))
             for cols in cfg.cols:
                 emojifier = Emojifier(ckpt, emoji_set, Settings(cols=cols, tile_px=cfg.tile_px, device=device))

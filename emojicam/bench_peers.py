@@ -1,6 +1,7 @@
 """Peers for `emojicam bench`: the same TinyConvNet with the same weights, run the reference design's way (one
-forward per grid row) and by other runtimes (onnxruntime, OpenCV's dnn, PyTorch). Each maps uint8 patches to
-emoji indices, so it can be timed against emojicam's upload + forward + download."""
+forward per grid row) and by other runtimes (onnxruntime, OpenCV's dnn, PyTorch on the CPU and on a CUDA GPU where
+torch sees one). Each maps uint8 patches to emoji indices, so it can be timed against emojicam's upload + forward +
+download."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tinygrad.nn.state import get_state_dict
 
 from emojicam.model import TinyConvNet
 
-Classify = Callable[[np.ndarray], np.ndarray]  # (N, 3, 36, 36) uint8 RGB patches -> (N,) emoji indices
+Classify = Callable[[np.ndarray], np.ndarray]  # (N, 36, 36, 3) uint8 RGB patches -> (N,) emoji indices
 
 
 @dataclass
@@ -51,7 +52,8 @@ def onnx_graph(model: TinyConvNet):
     inits += [numpy_helper.from_array(np.array(1 / 255, np.float32), "scale"),
               numpy_helper.from_array(np.array(0.5, np.float32), "shift")]
     node = helper.make_node
-    nodes = [node("Cast", ["patches"], ["x"], to=TensorProto.FLOAT),
+    nodes = [node("Transpose", ["patches"], ["planes"], perm=[0, 3, 1, 2]),  # NCHW, as ONNX's Conv wants
+             node("Cast", ["planes"], ["x"], to=TensorProto.FLOAT),
              node("Mul", ["x", "scale"], ["x_scaled"]), node("Sub", ["x_scaled", "shift"], ["x0"])]
     for i, conv in enumerate(("conv1", "conv2")):
         src = "x0" if i == 0 else "p0"
@@ -63,7 +65,7 @@ def onnx_graph(model: TinyConvNet):
               node("ArgMax", ["logits"], ["indices"], axis=1, keepdims=0)]
     size = model.config.patch_px
     graph = helper.make_graph(nodes, "tinyconvnet", [helper.make_tensor_value_info(
-        "patches", TensorProto.UINT8, ["N", 3, size, size])], [helper.make_tensor_value_info(
+        "patches", TensorProto.UINT8, ["N", size, size, 3])], [helper.make_tensor_value_info(
         "indices", TensorProto.INT64, ["N"])], inits)
     onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="emojicam")
     onnx_model.ir_version = 8  # readable by older onnxruntime and OpenCV builds
@@ -103,27 +105,40 @@ def opencv_peer(graph_bytes: bytes) -> Peer:
     return Peer("cv2.dnn", "CPU", f"cv2.getNumThreads() = {cv2.getNumThreads()}", classify, f"OpenCV {cv2.__version__}")
 
 
-def torch_peer(model: TinyConvNet) -> Peer:
-    """PyTorch eager on the CPU, when torch is importable."""
+def torch_peer(model: TinyConvNet, device: str = "cpu") -> Peer:
+    """PyTorch eager on the CPU, or on a CUDA GPU with cuDNN's autotuned convolutions; upload and download included,
+    as in emojicam's own figure."""
+    name, label = ("torch", "CPU") if device == "cpu" else (f"torch-{device}", device.upper())
     try:
         import torch
         import torch.nn.functional as F
     except ImportError:
-        return Peer("torch", "CPU", "", None, "skipped: torch not installed")
-    w = {name: torch.from_numpy(t.numpy().astype(np.float32)) for name, t in get_state_dict(model).items()}
+        return Peer(name, label, "", None, "skipped: torch not installed")
+    torch.backends.cudnn.benchmark = True  # the fastest convolution algorithm per shape, found on the first call
+    w = {name: torch.from_numpy(t.numpy().astype(np.float32)).to(device) for name, t in get_state_dict(model).items()}
 
     @torch.inference_mode()
     def classify(patches: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(patches).float() * (1 / 255) - 0.5
+        x = torch.from_numpy(patches).to(device).permute(0, 3, 1, 2).float() * (1 / 255) - 0.5
         for conv in ("conv1", "conv2"):
             x = F.max_pool2d(F.relu(F.conv2d(x, w[f"{conv}.weight"], w[f"{conv}.bias"])), 2)
-        return F.linear(x.flatten(1), w["fc.weight"], w["fc.bias"]).argmax(1).numpy()
-    return Peer("torch", "CPU", f"torch.get_num_threads() = {torch.get_num_threads()}", classify,
-                f"torch {torch.__version__}")
+        return F.linear(x.flatten(1), w["fc.weight"], w["fc.bias"]).argmax(1).cpu().numpy()
+    where = f"torch.get_num_threads() = {torch.get_num_threads()}" if device == "cpu" else \
+        torch.cuda.get_device_name(device)
+    return Peer(name, label, where, classify, f"torch {torch.__version__}")
 
 
-def cpu_peers(model: TinyConvNet) -> list[Peer]:
-    """The peers that run on the host CPU, built once for all grids."""
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def runtime_peers(model: TinyConvNet) -> list[Peer]:
+    """Other runtimes on the same network, built once for all grids: onnxruntime, cv2.dnn and torch on the host CPU,
+    and torch on the GPU where torch sees a CUDA device."""
     try:
         graph_bytes = onnx_graph(model).SerializeToString()
     except ImportError:
@@ -132,4 +147,4 @@ def cpu_peers(model: TinyConvNet) -> list[Peer]:
                      Peer("cv2.dnn", "CPU", "", None, skipped)]
     else:
         ort_peers = [onnxruntime_peer(graph_bytes, 0), onnxruntime_peer(graph_bytes, 1), opencv_peer(graph_bytes)]
-    return [*ort_peers, torch_peer(model)]
+    return [*ort_peers, torch_peer(model), *([torch_peer(model, "cuda")] if cuda_available() else [])]

@@ -125,7 +125,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     sizes = batch_sizes(grid.count) if args.still_sizes else [grid.count]
     print(f"tune: {emojifier.device} ({len(emojifier.lanes)} lane(s)), grid {grid.cols}x{grid.rows}, BEAM={args.beam}, "
           f"batches of {', '.join(map(str, sizes))} patches; the search takes minutes", flush=True)
-    patches = np.random.default_rng(0).integers(0, 256, (grid.count, 3, PATCH_PX, PATCH_PX), dtype=np.uint8)
+    patches = np.random.default_rng(0).integers(0, 256, (grid.count, PATCH_PX, PATCH_PX, 3), dtype=np.uint8)
 
     def forward_ms(batch: np.ndarray) -> tuple[float, np.ndarray]:
         picks = emojifier.classify(batch)  # compiles or loads first

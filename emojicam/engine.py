@@ -162,7 +162,7 @@ class Emojifier:
         cfg = self.settings
         if cfg.colour_weight == 0 and cfg.coverage_weight == 0:
             return logp
-        patch_mean = x.cast(dtypes.float32).mean((2, 3)).unsqueeze(1)  # (N, 1, 3) RGB
+        patch_mean = x.cast(dtypes.float32).mean((1, 2)).unsqueeze(1)  # (N, 1, 3) RGB
         emoji, uncovered = on.emoji_rgb.unsqueeze(0), 1 - on.emoji_cover.reshape(1, -1, 1)
         if cfg.background == "auto":
             background = auto_background(patch_mean, emoji, uncovered)
@@ -189,10 +189,10 @@ class Emojifier:
         for lane, share in enumerate(self._shares(batch)):
             self._jit(lane, len(share), fresh=True)
         with Context(BEAM=beam):
-            self.classify(np.zeros((batch, 3, PATCH_PX, PATCH_PX), np.uint8))
+            self.classify(np.zeros((batch, PATCH_PX, PATCH_PX, 3), np.uint8))
 
     def classify(self, patches: np.ndarray, prev: np.ndarray | None = None) -> np.ndarray:
-        """(N, 3, 36, 36) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability. The batch is split
+        """(N, 36, 36, 3) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability. The batch is split
         in equal parts across the lanes (one per core on CPU), which run at the same time."""
         t0 = time.perf_counter()
         stable = prev is not None and self.settings.stability > 0
@@ -250,7 +250,11 @@ class Emojifier:
             premult, alpha = self.emoji_set.atlas(grid.tile_px)
             uncovered = 1 - self._tile_cover[indices, None]
             back = auto_background(cell_means(frame, grid), self._tile_bgr[indices], uncovered)
-            tiles = (premult[indices] + (1 - alpha[indices]) * back[:, None, None, :] + 0.5).astype(np.uint8)
+            # premult + (1 - alpha) * back, rounded; the +0.5 and 1 - alpha on the (K, t, t) atlas, not per tile,
+            # and one product array: 1.1-1.7x faster than the plain expression, same pixels
+            tiles = (1 - alpha)[indices] * back[:, None, None, :]
+            tiles += (premult + 0.5)[indices]
+            tiles = tiles.astype(np.uint8)
         else:
             tiles = self.emoji_set.blended_atlas(grid.tile_px, self.settings.background)[indices]
         return compose(tiles, grid)

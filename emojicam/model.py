@@ -75,12 +75,12 @@ class TinyConvNet:
         return net
 
     def logits(self, x: Tensor) -> Tensor:
-        """x: (N, 3, 36, 36) RGB, uint8 0..255 or float; returns (N, K) logits.
+        """x: (N, 36, 36, 3) RGB, channels-last, uint8 0..255 or float; returns (N, K) logits.
 
-        Same maths as nn.Conv2d + max_pool2d, written channels-last as sums of shifted slices times (Cin, Cout)
-        weight blocks: tinygrad makes 1.5x (CPU) to 1.9x (CL) faster kernels of that, with identical argmax
-        (benchmarks/results/2026-11-23-forward-variants.md)."""
-        x = x.permute(0, 2, 3, 1).cast(dtypes.float32) * (1 / 255) - 0.5
+        Same maths as nn.Conv2d + max_pool2d (same weights), written channels-last as sums of shifted slices times
+        (Cin, Cout) weight blocks: tinygrad makes 1.5x (CPU) to 1.9x (CL) faster kernels of that, with identical
+        argmax (benchmarks/results/2026-11-23-forward-variants.md)."""
+        x = x.cast(dtypes.float32) * (1 / 255) - 0.5
         x = _pool2_nhwc(_conv3x3_nhwc(x, self.conv1.weight, self.conv1.bias).relu()).contiguous()
         x = _pool2_nhwc(_conv3x3_nhwc(x, self.conv2.weight, self.conv2.bias).relu()).contiguous()
         return self.fc(x.permute(0, 3, 1, 2).flatten(1))

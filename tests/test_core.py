@@ -62,11 +62,11 @@ def test_cut_patches_are_the_cells_in_rgb_row_major():
     grid = Grid(cols=5, rows=3, tile_px=8)
     frame = rng.integers(0, 256, (3 * PATCH_PX, 5 * PATCH_PX, 3), dtype=np.uint8)
     patches = cut_patches(frame, grid)
-    assert patches.shape == (15, 3, PATCH_PX, PATCH_PX) and patches.dtype == np.uint8
+    assert patches.shape == (15, PATCH_PX, PATCH_PX, 3) and patches.dtype == np.uint8
     for i in range(grid.count):  # the test may loop; it spells out what the reshape must mean
         r, c = divmod(i, grid.cols)
         cell = frame[r * PATCH_PX:(r + 1) * PATCH_PX, c * PATCH_PX:(c + 1) * PATCH_PX]
-        np.testing.assert_array_equal(patches[i], cell[..., ::-1].transpose(2, 0, 1), err_msg=f"cell {i}")
+        np.testing.assert_array_equal(patches[i], cell[..., ::-1], err_msg=f"cell {i}")
 
 
 def test_cut_patches_of_solid_cells_at_any_frame_size():
@@ -76,7 +76,7 @@ def test_cut_patches_of_solid_cells_at_any_frame_size():
     # a frame 2x4 cells of 25 x 40 px each: not 36 px, so the patches are resampled
     frame = np.repeat(np.repeat(bgr.reshape(2, 4, 3), 25, axis=0), 40, axis=1)
     patches = cut_patches(frame, grid)
-    expected = np.broadcast_to(bgr[:, ::-1, None, None], (8, 3, PATCH_PX, PATCH_PX))
+    expected = np.broadcast_to(bgr[:, None, None, ::-1], (8, PATCH_PX, PATCH_PX, 3))
     np.testing.assert_array_equal(patches, expected)
 
 
@@ -95,7 +95,7 @@ def test_cut_then_compose_round_trip_is_exact():
     rng = np.random.default_rng(3)
     grid = Grid(cols=6, rows=4, tile_px=PATCH_PX)
     frame = rng.integers(0, 256, (4 * PATCH_PX, 6 * PATCH_PX, 3), dtype=np.uint8)
-    tiles = cut_patches(frame, grid)[:, ::-1].transpose(0, 2, 3, 1)  # RGB planes back to BGR pixels
+    tiles = cut_patches(frame, grid)[..., ::-1]  # RGB back to BGR
     np.testing.assert_array_equal(compose(tiles, grid), frame)
 
 
@@ -120,7 +120,7 @@ def test_bad_grid_sizes_are_refused(cols, tile, what):
 # --- model -----------------------------------------------------------------------------------------------------
 
 def reference_forward(state: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """TinyConvNet in float64 numpy: (N, 3, 36, 36) uint8 RGB -> (N, K) log-probabilities."""
+    """TinyConvNet in float64 numpy, planar as nn.Conv2d: (N, 36, 36, 3) uint8 RGB -> (N, K) log-probabilities."""
     def conv3x3(x, w, b):  # valid, stride 1; x (N, C, H, W), w (O, C, 3, 3)
         windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(2, 3))  # (N, C, H-2, W-2, 3, 3)
         return np.einsum("nchwij,ocij->nohw", windows, w) + b[None, :, None, None]
@@ -129,7 +129,7 @@ def reference_forward(state: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray
         n, c, h, w = x.shape
         return x[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).max((3, 5))
 
-    h = x.astype(np.float64) / 255 - 0.5
+    h = x.transpose(0, 3, 1, 2).astype(np.float64) / 255 - 0.5
     h = pool2(np.maximum(conv3x3(h, state["conv1.weight"], state["conv1.bias"]), 0))
     h = pool2(np.maximum(conv3x3(h, state["conv2.weight"], state["conv2.bias"]), 0))
     z = h.reshape(len(h), -1) @ state["fc.weight"].T + state["fc.bias"]  # flatten in NCHW order
@@ -139,7 +139,7 @@ def reference_forward(state: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray
 
 def test_forward_matches_a_numpy_reference(ckpt, photo):
     rng = np.random.default_rng(4)
-    noise = rng.integers(0, 256, (24, 3, PATCH_PX, PATCH_PX), dtype=np.uint8)
+    noise = rng.integers(0, 256, (24, PATCH_PX, PATCH_PX, 3), dtype=np.uint8)
     real = cut_patches(photo, Grid.for_frame(photo.shape, 5, 8))[:24]
     x = np.concatenate([noise, real])
     state = {k: v.numpy().astype(np.float64) for k, v in get_state_dict(ckpt.model).items()}
@@ -158,7 +158,7 @@ def test_forward_of_another_shape_matches_the_reference():
     for key, value in state.items():
         layer, name = key.split(".")
         setattr(getattr(net, layer), name, Tensor(value.astype(np.float32), device=DEVICE))
-    x = rng.integers(0, 256, (8, 3, PATCH_PX, PATCH_PX), dtype=np.uint8)
+    x = rng.integers(0, 256, (8, PATCH_PX, PATCH_PX, 3), dtype=np.uint8)
     np.testing.assert_allclose(net(Tensor(x, device=DEVICE)).numpy(), reference_forward(state, x),
                                rtol=1e-4, atol=1e-4)
 
