@@ -16,13 +16,20 @@ def _num(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
+def kernel_source(record: dict) -> str:
+    """Where a row's kernels came from: BEAM (`emojicam tune`), emojicam's CPU schedule, or tinygrad's heuristics."""
+    if record.get("beam_searched"):
+        return f"BEAM={record['beam_searched']} (tune)"
+    return "CPU schedule" if record.get("scheduled") else "tinygrad heuristics"
+
+
 def tables(report: dict) -> list[Table]:
     """The report as three tables: work per frame, time per stage, and fps against the peers."""
     ours = [r for r in report["records"] if r["system"] == "emojicam"]
     work = [[r["device"], r["grid"], f"{r['patches']:,}", _num(r["gflop_per_frame"], 2),
              _num(r["gflop_per_frame_measured"], 2), _num(r["measured_over_analytic"], 2), str(r["kernels_per_frame"]),
              _num(r["mb_moved_per_frame"]), _num(r["warmup_s"]), str(r["frames"]), str(r.get("lanes", 1)),
-             f"BEAM={r['beam_searched']} (tune)" if r.get("beam_searched") else "default"] for r in ours]
+             kernel_source(r)] for r in ours]
     ref = report["reference"]
     work.append(["pic2emoji", "reference", f"~{ref['patches_per_frame']:,}", _num(ref["gflop_per_frame"], 2), "-", "-",
                  "per row", "-", "-", "-", "-", "-"])

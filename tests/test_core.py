@@ -21,6 +21,7 @@ from emojicam.emoji_set import DEFAULT_SET, EmojiSet
 from emojicam.engine import Emojifier, Settings
 from emojicam.errors import EmojicamError
 from emojicam.grid import MAX_COLS, PATCH_PX, Grid, compose, cut_patches
+from emojicam.kernels import InferenceNet, channel_means
 from emojicam.model import ModelConfig, TinyConvNet
 from emojicam.train import TrainConfig, train
 
@@ -150,16 +151,56 @@ def test_forward_matches_a_numpy_reference(ckpt, photo):
     np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
 
 
-def test_forward_of_another_shape_matches_the_reference():
+def random_net(seed: int) -> tuple[TinyConvNet, dict[str, np.ndarray]]:
+    """A TinyConvNet of another shape (4 and 6 channels, 10 classes) with random weights, and those weights.
+    The weights come from numpy, so tinygrad's random initialisers (slow to compile) never run."""
     net = TinyConvNet(ModelConfig(classes=10, channels=(4, 6)))
-    rng = np.random.default_rng(5)
-    # weights from numpy, so tinygrad's random initialisers (slow to compile) never run
+    rng = np.random.default_rng(seed)
     state = {k: rng.normal(0, 0.2, v.shape) for k, v in get_state_dict(net).items()}
     for key, value in state.items():
         layer, name = key.split(".")
         setattr(getattr(net, layer), name, Tensor(value.astype(np.float32), device=DEVICE))
-    x = rng.integers(0, 256, (8, PATCH_PX, PATCH_PX, 3), dtype=np.uint8)
+    return net, state
+
+
+def test_forward_of_another_shape_matches_the_reference():
+    net, state = random_net(5)
+    x = np.random.default_rng(5).integers(0, 256, (8, PATCH_PX, PATCH_PX, 3), dtype=np.uint8)
     np.testing.assert_allclose(net(Tensor(x, device=DEVICE)).numpy(), reference_forward(state, x),
+                               rtol=1e-4, atol=1e-4)
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+@pytest.mark.parametrize("device", ["CPU", "CL"])
+@pytest.mark.parametrize("batch", [1, 7, 48])
+def test_inference_kernels_match_the_numpy_reference(ckpt, photo, device, batch):
+    """The engine's hand-scheduled kernels (CPU, and OpenCL on the CPU) compute the reference network; odd and
+    single-patch batches take other schedules (the batch axis cannot be upcast by 6 or disappears)."""
+    rng = np.random.default_rng(batch)
+    real = cut_patches(photo, Grid.for_frame(photo.shape, 6, 8))
+    x = np.concatenate([rng.integers(0, 256, (batch // 2, PATCH_PX, PATCH_PX, 3), dtype=np.uint8), real])[:batch]
+    state = {k: v.numpy().astype(np.float64) for k, v in get_state_dict(ckpt.model).items()}
+    expected = reference_forward(state, x)
+    net = InferenceNet(ckpt.model, device)
+    got = log_softmax(net.logits(Tensor(x, device=device)).numpy().astype(np.float64))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+    means = channel_means(Tensor(x, device=device)).numpy()
+    np.testing.assert_allclose(means, x.reshape(batch, -1, 3).mean(1), rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("scheduled", [True, False])
+def test_inference_kernels_of_another_shape_match_the_reference(scheduled):
+    """Another network shape (the schedule's upcasts follow the channel counts), with the CPU schedule and without
+    one (what GPUs and `emojicam tune`'s search get)."""
+    net, state = random_net(6)
+    x = np.random.default_rng(6).integers(0, 256, (6, PATCH_PX, PATCH_PX, 3), dtype=np.uint8)
+    packed = InferenceNet(net, DEVICE, scheduled=scheduled)
+    np.testing.assert_allclose(packed(Tensor(x, device=DEVICE)).numpy(), reference_forward(state, x),
                                rtol=1e-4, atol=1e-4)
 
 

@@ -1,0 +1,139 @@
+"""TinyConvNet's inference kernels, written in tinygrad UOps, with a schedule chosen for CPUs.
+
+For this network tinygrad's own kernels reach 6-15 GFLOP/s on a CPU core: its heuristics vectorise the batch axis
+of a 3-channel convolution and split a 3x3 convolution into nine reductions. Written out as three kernels
+(conv3x3 + ReLU + 2x2 max-pool twice, then the linear layer), each one reduction over channels-last data with the
+output channels contiguous, and given an explicit schedule (upcast the output channels, unroll the pool window and
+the kernel rows), clang vectorises them across output channels: 22-46 GFLOP/s a core, 4.6x the forward pass before
+(benchmarks/results/2026-11-25-kernels.md). On GPUs, and when `emojicam tune` runs tinygrad's kernel search (BEAM),
+the schedule is left to tinygrad. Same maths as TinyConvNet.logits, same weights; the emoji it picks are checked
+against a float64 numpy forward in the tests.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+from tinygrad import Device, Tensor, UOp, dtypes
+from tinygrad.codegen.opt import Opt, OptOps
+from tinygrad.helpers import BEAM
+from tinygrad.uop.ops import AxisType, KernelInfo, Ops
+
+from emojicam.model import TinyConvNet
+
+
+@functools.cache
+def runs_on_cpu(device: str) -> bool:
+    """True for tinygrad's CPU device and for an OpenCL driver that runs on the CPU (PoCL): the devices the
+    hand-written schedule was chosen on. GPUs (CUDA, METAL, AMD, CL on a GPU) get tinygrad's heuristics."""
+    base = device.split(":")[0]
+    if base != "CL":
+        return base == "CPU"
+    from tinygrad.runtime.autogen import opencl as cl
+
+    kind = ctypes.c_uint64()
+    cl.clGetDeviceInfo(Device[device].cl_dev, cl.CL_DEVICE_TYPE, ctypes.sizeof(kind), ctypes.byref(kind), None)
+    return bool(kind.value & cl.CL_DEVICE_TYPE_CPU)
+
+
+def _largest_divisor(n: int, choices: tuple[int, ...]) -> int:
+    return next((c for c in choices if n % c == 0), 1)
+
+
+def _schedule(scheduled: bool, *opts: Opt | None) -> tuple[Opt, ...] | None:
+    """The kernel's explicit schedule, or None: tinygrad's heuristics decide, or BEAM searches (`emojicam tune`)."""
+    if BEAM.value or not scheduled:
+        return None
+    return tuple(opt for opt in opts if opt is not None)
+
+
+def conv3x3_relu_maxpool(x: Tensor, weight: Tensor, bias: Tensor, scheduled: bool = True) -> Tensor:
+    """x (N, H, W, C) float32, weight (3, 3, C, O), bias (O,) -> maxpool2(relu(conv3x3(x) + bias)), (N, (H-2)//2,
+    (W-2)//2, O): valid padding, floor pooling, as nn.Conv2d + max_pool2d compute it on channels-last data."""
+    n, h, w, _ = x.shape
+    out_ch = weight.shape[3]
+    # kernel axes: n, py, px, o | dy, dx, ky, kx*c (tinygrad merges kx and c); axes of size 1 disappear
+    o_axis = sum(size > 1 for size in (n, (h - 2) // 2, (w - 2) // 2))
+    upcast = _largest_divisor(out_ch, (16, 8, 4, 2))
+    opts = _schedule(scheduled, Opt(OptOps.UPCAST, o_axis, upcast) if upcast > 1 else None,
+                     *[Opt(OptOps.UNROLL, 0, 0)] * 3)  # unroll dy, dx, ky: each takes the first reduce axis left
+
+    def kernel(out: UOp, x: UOp, weight: UOp, bias: UOp) -> UOp:
+        n, py, px, o = (UOp.range(size, i) for i, size in enumerate(out.shape))
+        dy, dx, ky, kx, c = (UOp.range(size, 4 + i, AxisType.REDUCE) for i, size in enumerate((2, 2, 3, 3, x.shape[3])))
+        conv = (x[n, py * 2 + dy + ky, px * 2 + dx + kx, c] * weight[ky, kx, c, o]).reduce(ky, kx, c, arg=Ops.ADD)
+        pooled = (conv + bias[o]).maximum(0.0).reduce(dy, dx, arg=Ops.MAX)
+        return out[n, py, px, o].store(pooled).end(n, py, px, o).sink(
+            arg=KernelInfo(name=f"conv3x3_relu_maxpool_{out_ch}", opts_to_apply=opts))
+
+    out = Tensor.empty(n, (h - 2) // 2, (w - 2) // 2, out_ch, device=x.device)
+    return out.custom_kernel(x, weight, bias, fxn=kernel)[0]
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor, scheduled: bool = True) -> Tensor:
+    """x (N, R) @ weight (R, K) + bias (K,) -> (N, K)."""
+    n, k = x.shape[0], weight.shape[1]
+    k_upcast, n_upcast = _largest_divisor(k, (16, 8, 4, 2)), _largest_divisor(n, (6, 4, 3, 2))
+    opts = _schedule(scheduled, Opt(OptOps.UPCAST, int(n > 1), k_upcast) if k_upcast > 1 else None,
+                     Opt(OptOps.UPCAST, 0, n_upcast) if n > 1 and n_upcast > 1 else None)
+
+    def kernel(out: UOp, x: UOp, weight: UOp, bias: UOp) -> UOp:
+        i, j, r = UOp.range(n, 0), UOp.range(k, 1), UOp.range(x.shape[1], 2, AxisType.REDUCE)
+        if opts is None:  # a plain reduction, which any schedule tinygrad picks can work with
+            return out[i, j].store((x[i, r] * weight[r, j]).reduce(r, arg=Ops.ADD) + bias[j]).end(i, j).sink(
+                arg=KernelInfo(name=f"linear_{k}"))
+        # scheduled: accumulate in the output rows themselves, which tinygrad then loads and stores as vectors
+        acc = out[i, j].set(bias[j])
+        acc = acc[i, j].set(acc.after(r)[i, j] + x[i, r] * weight[r, j], end=r)
+        return acc.end(i, j).sink(arg=KernelInfo(name=f"linear_{k}", opts_to_apply=opts))
+
+    return Tensor.empty(n, k, device=x.device).custom_kernel(x, weight, bias, fxn=kernel)[0]
+
+
+def channel_means(x: Tensor, scheduled: bool = True) -> Tensor:
+    """(N, H, W, C) uint8 -> (N, C) float32 mean of each channel (a patch's mean colour). Summed as integers in
+    float32, which is exact; 2.5x faster than Tensor.mean here, which reads the bytes one channel at a time."""
+    n, h, w, ch = x.shape
+    opts = _schedule(scheduled, Opt(OptOps.UPCAST, int(n > 1), ch) if ch <= 16 else None,
+                     Opt(OptOps.UPCAST, 0, _largest_divisor(n, (4, 2))) if n > 1 and n % 2 == 0 else None,
+                     Opt(OptOps.UNROLL, 0, 4) if h * w % 4 == 0 else None)
+
+    def kernel(out: UOp, x: UOp) -> UOp:
+        i, c, p = UOp.range(n, 0), UOp.range(ch, 1), UOp.range(h * w, 2, AxisType.REDUCE)
+        total = x.reshape(n, h * w, ch)[i, p, c].cast(dtypes.float32).reduce(p, arg=Ops.ADD)
+        return out[i, c].store(total * (1 / (h * w))).end(i, c).sink(
+            arg=KernelInfo(name="channel_means", opts_to_apply=opts))
+
+    return Tensor.empty(n, ch, device=x.device).custom_kernel(x, fxn=kernel)[0]
+
+
+class InferenceNet:
+    """A TinyConvNet's weights on one device, laid out for the kernels above (channels-last, output channels
+    contiguous); computes the same logits as TinyConvNet.logits from uint8 patches. `scheduled` (default: whether
+    the device runs on the CPU) gives the kernels their hand-written schedule."""
+
+    def __init__(self, net: TinyConvNet, device: str, scheduled: bool | None = None):
+        classes, (_, c2), side = net.config.classes, net.config.channels, net.config.feature_px
+
+        def packed(t: Tensor) -> Tensor:
+            return t.to(device).contiguous().realize()
+
+        self.config, self.device = net.config, device
+        self.scheduled = runs_on_cpu(device) if scheduled is None else scheduled
+        self.conv1 = packed(net.conv1.weight.permute(2, 3, 1, 0)), packed(net.conv1.bias)  # (ky, kx, c, o)
+        self.conv2 = packed(net.conv2.weight.permute(2, 3, 1, 0)), packed(net.conv2.bias)
+        # the linear layer reads features in (y, x, channel) order; its weights were trained on (channel, y, x)
+        self.fc = (packed(net.fc.weight.reshape(classes, c2, side, side).permute(2, 3, 1, 0).reshape(-1, classes)),
+                   packed(net.fc.bias))
+
+    def logits(self, patches: Tensor) -> Tensor:
+        """(N, 36, 36, 3) uint8 RGB patches -> (N, K) logits."""
+        x = (patches.cast(dtypes.float32) * (1 / 255) - 0.5).contiguous()
+        x = conv3x3_relu_maxpool(x, *self.conv1, scheduled=self.scheduled)
+        x = conv3x3_relu_maxpool(x, *self.conv2, scheduled=self.scheduled)
+        return linear(x.reshape(x.shape[0], -1), *self.fc, scheduled=self.scheduled)
+
+    def __call__(self, patches: Tensor) -> Tensor:
+        """(N, K) log-probabilities."""
+        return self.logits(patches).log_softmax(1)
