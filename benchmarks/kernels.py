@@ -37,7 +37,7 @@ def real_patches(count: int) -> np.ndarray:
 
 def stages(net: model.TinyConvNet, device: str) -> dict[str, tuple[object, object]]:
     """stage -> (tensor-level function, kernel function), each of the stage's input Tensor."""
-    fast = kernels.InferenceNet(net, device)
+    fast = kernels.InferenceNet(net, device, scheduled=True)
     c1, c2 = net.conv1, net.conv2
 
     def old_fc(x: Tensor) -> Tensor:
@@ -47,12 +47,12 @@ def stages(net: model.TinyConvNet, device: str) -> dict[str, tuple[object, objec
         "normalise uint8": (lambda x: x.cast(dtypes.float32) * (1 / 255) - 0.5,
                             lambda x: x.cast(dtypes.float32) * (1 / 255) - 0.5),
         "conv1 + ReLU + pool": (lambda x: _pool2_nhwc(_conv3x3_nhwc(x, c1.weight, c1.bias).relu()),
-                                lambda x: kernels.conv3x3_relu_maxpool(x, *fast.conv1, scheduled=fast.scheduled)),
+                                lambda x: kernels.conv3x3_relu_maxpool(x, *fast.conv1)),
         "conv2 + ReLU + pool": (lambda x: _pool2_nhwc(_conv3x3_nhwc(x, c2.weight, c2.bias).relu()),
-                                lambda x: kernels.conv3x3_relu_maxpool(x, *fast.conv2, scheduled=fast.scheduled)),
-        "linear": (old_fc, lambda x: kernels.linear(x.reshape(x.shape[0], -1), *fast.fc, scheduled=fast.scheduled)),
+                                lambda x: kernels.conv3x3_relu_maxpool(x, *fast.conv2)),
+        "linear": (old_fc, lambda x: kernels.linear(x.reshape(x.shape[0], -1), *fast.fc)),
         "patch mean colour": (lambda x: x.cast(dtypes.float32).mean((1, 2)),
-                              lambda x: kernels.channel_means(x, fast.scheduled)),
+                              kernels.channel_means),
         "whole forward, uint8 -> argmax": (lambda x: net.logits(x).argmax(1),
                                            lambda x: fast.logits(x).argmax(1)),
     }

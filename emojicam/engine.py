@@ -19,7 +19,7 @@ from emojicam import jit_cache
 from emojicam.emoji_set import BACKGROUNDS, EmojiSet
 from emojicam.errors import EmojicamError
 from emojicam.grid import Grid, cell_means, check_tile_px, compose, cut_patches, thumbnails
-from emojicam.kernels import InferenceNet, channel_means
+from emojicam.kernels import InferenceNet
 from emojicam.model import PATCH_PX, Checkpoint
 
 T = TypeVar("T", np.ndarray, Tensor)
@@ -181,7 +181,7 @@ class Emojifier:
         cfg = self.settings
         if cfg.colour_weight == 0 and cfg.coverage_weight == 0:
             return logp
-        patch_mean = channel_means(x, on.net.scheduled).unsqueeze(1)  # (N, 1, 3) RGB
+        patch_mean = on.net.mean_colours(x).unsqueeze(1)  # (N, 1, 3) RGB
         emoji, uncovered = on.emoji_rgb.unsqueeze(0), 1 - on.emoji_cover.reshape(1, -1, 1)
         if cfg.background == "auto":
             background = auto_background(patch_mean, emoji, uncovered)

@@ -4,10 +4,11 @@ For this network tinygrad's own kernels reach 6-15 GFLOP/s on a CPU core: its he
 of a 3-channel convolution and split a 3x3 convolution into nine reductions. Written out as three kernels
 (conv3x3 + ReLU + 2x2 max-pool twice, then the linear layer), each one reduction over channels-last data with the
 output channels contiguous, and given an explicit schedule (upcast the output channels, unroll the pool window and
-the kernel rows), clang vectorises them across output channels: 22-46 GFLOP/s a core, 4.6x the forward pass before
-(benchmarks/results/2026-11-25-kernels.md). On GPUs, and when `emojicam tune` runs tinygrad's kernel search (BEAM),
-the schedule is left to tinygrad. Same maths as TinyConvNet.logits, same weights; the emoji it picks are checked
-against a float64 numpy forward in the tests.
+the kernel rows), clang vectorises them across output channels: 35-45 GFLOP/s a core, 5.3x the forward pass on the
+CPU device and 2.7x on OpenCL on the CPU (benchmarks/results/2026-11-25-kernels.md); tinygrad's kernel search
+(BEAM=2) found nothing faster. Same maths as TinyConvNet.logits, same weights; the tests check them against a
+float64 numpy forward. On GPUs, where this schedule was not measured, InferenceNet runs the tensor-level network,
+whose kernels tinygrad schedules itself (and `emojicam tune` can search).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import functools
 
 from tinygrad import Device, Tensor, UOp, dtypes
 from tinygrad.codegen.opt import Opt, OptOps
-from tinygrad.helpers import BEAM
 from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 
 from emojicam.model import TinyConvNet
@@ -41,14 +41,11 @@ def _largest_divisor(n: int, choices: tuple[int, ...]) -> int:
     return next((c for c in choices if n % c == 0), 1)
 
 
-def _schedule(scheduled: bool, *opts: Opt | None) -> tuple[Opt, ...] | None:
-    """The kernel's explicit schedule, or None: tinygrad's heuristics decide, or BEAM searches (`emojicam tune`)."""
-    if BEAM.value or not scheduled:
-        return None
+def _schedule(*opts: Opt | None) -> tuple[Opt, ...]:
     return tuple(opt for opt in opts if opt is not None)
 
 
-def conv3x3_relu_maxpool(x: Tensor, weight: Tensor, bias: Tensor, scheduled: bool = True) -> Tensor:
+def conv3x3_relu_maxpool(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """x (N, H, W, C) float32, weight (3, 3, C, O), bias (O,) -> maxpool2(relu(conv3x3(x) + bias)), (N, (H-2)//2,
     (W-2)//2, O): valid padding, floor pooling, as nn.Conv2d + max_pool2d compute it on channels-last data."""
     n, h, w, _ = x.shape
@@ -56,7 +53,7 @@ def conv3x3_relu_maxpool(x: Tensor, weight: Tensor, bias: Tensor, scheduled: boo
     # kernel axes: n, py, px, o | dy, dx, ky, kx*c (tinygrad merges kx and c); axes of size 1 disappear
     o_axis = sum(size > 1 for size in (n, (h - 2) // 2, (w - 2) // 2))
     upcast = _largest_divisor(out_ch, (16, 8, 4, 2))
-    opts = _schedule(scheduled, Opt(OptOps.UPCAST, o_axis, upcast) if upcast > 1 else None,
+    opts = _schedule(Opt(OptOps.UPCAST, o_axis, upcast) if upcast > 1 else None,
                      *[Opt(OptOps.UNROLL, 0, 0)] * 3)  # unroll dy, dx, ky: each takes the first reduce axis left
 
     def kernel(out: UOp, x: UOp, weight: UOp, bias: UOp) -> UOp:
@@ -71,19 +68,17 @@ def conv3x3_relu_maxpool(x: Tensor, weight: Tensor, bias: Tensor, scheduled: boo
     return out.custom_kernel(x, weight, bias, fxn=kernel)[0]
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor, scheduled: bool = True) -> Tensor:
+def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """x (N, R) @ weight (R, K) + bias (K,) -> (N, K)."""
     n, k = x.shape[0], weight.shape[1]
     k_upcast, n_upcast = _largest_divisor(k, (16, 8, 4, 2)), _largest_divisor(n, (6, 4, 3, 2))
-    opts = _schedule(scheduled, Opt(OptOps.UPCAST, int(n > 1), k_upcast) if k_upcast > 1 else None,
+    opts = _schedule(Opt(OptOps.UPCAST, int(n > 1), k_upcast) if k_upcast > 1 else None,
                      Opt(OptOps.UPCAST, 0, n_upcast) if n > 1 and n_upcast > 1 else None)
 
     def kernel(out: UOp, x: UOp, weight: UOp, bias: UOp) -> UOp:
         i, j, r = UOp.range(n, 0), UOp.range(k, 1), UOp.range(x.shape[1], 2, AxisType.REDUCE)
-        if opts is None:  # a plain reduction, which any schedule tinygrad picks can work with
-            return out[i, j].store((x[i, r] * weight[r, j]).reduce(r, arg=Ops.ADD) + bias[j]).end(i, j).sink(
-                arg=KernelInfo(name=f"linear_{k}"))
-        # scheduled: accumulate in the output rows themselves, which tinygrad then loads and stores as vectors
+        # accumulated in the output rows themselves, which tinygrad loads and stores as float4 vectors (1.25x a
+        # REDUCE, whose accumulators it keeps as scalars); this form needs the schedule, which never unrolls r
         acc = out[i, j].set(bias[j])
         acc = acc[i, j].set(acc.after(r)[i, j] + x[i, r] * weight[r, j], end=r)
         return acc.end(i, j).sink(arg=KernelInfo(name=f"linear_{k}", opts_to_apply=opts))
@@ -91,11 +86,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor, scheduled: bool = True) -> T
     return Tensor.empty(n, k, device=x.device).custom_kernel(x, weight, bias, fxn=kernel)[0]
 
 
-def channel_means(x: Tensor, scheduled: bool = True) -> Tensor:
+def channel_means(x: Tensor) -> Tensor:
     """(N, H, W, C) uint8 -> (N, C) float32 mean of each channel (a patch's mean colour). Summed as integers in
     float32, which is exact; 2.5x faster than Tensor.mean here, which reads the bytes one channel at a time."""
     n, h, w, ch = x.shape
-    opts = _schedule(scheduled, Opt(OptOps.UPCAST, int(n > 1), ch) if ch <= 16 else None,
+    opts = _schedule(Opt(OptOps.UPCAST, int(n > 1), ch) if ch <= 16 else None,
                      Opt(OptOps.UPCAST, 0, _largest_divisor(n, (4, 2))) if n > 1 and n % 2 == 0 else None,
                      Opt(OptOps.UNROLL, 0, 4) if h * w % 4 == 0 else None)
 
@@ -109,18 +104,21 @@ def channel_means(x: Tensor, scheduled: bool = True) -> Tensor:
 
 
 class InferenceNet:
-    """A TinyConvNet's weights on one device, laid out for the kernels above (channels-last, output channels
-    contiguous); computes the same logits as TinyConvNet.logits from uint8 patches. `scheduled` (default: whether
-    the device runs on the CPU) gives the kernels their hand-written schedule."""
+    """TinyConvNet on one device as the engine runs it: from uint8 patches to logits (and patch mean colours).
+    Where the device runs on the CPU (default; `scheduled` overrides) its weights are laid out for the kernels above
+    (channels-last, output channels contiguous); elsewhere it runs the tensor-level network."""
 
     def __init__(self, net: TinyConvNet, device: str, scheduled: bool | None = None):
+        self.config, self.device = net.config, device
+        self.scheduled = runs_on_cpu(device) if scheduled is None else scheduled
+        if not self.scheduled:
+            self.net = net if net.fc.weight.device == device else net.replica(device)
+            return
         classes, (_, c2), side = net.config.classes, net.config.channels, net.config.feature_px
 
         def packed(t: Tensor) -> Tensor:
             return t.to(device).contiguous().realize()
 
-        self.config, self.device = net.config, device
-        self.scheduled = runs_on_cpu(device) if scheduled is None else scheduled
         self.conv1 = packed(net.conv1.weight.permute(2, 3, 1, 0)), packed(net.conv1.bias)  # (ky, kx, c, o)
         self.conv2 = packed(net.conv2.weight.permute(2, 3, 1, 0)), packed(net.conv2.bias)
         # the linear layer reads features in (y, x, channel) order; its weights were trained on (channel, y, x)
@@ -129,10 +127,16 @@ class InferenceNet:
 
     def logits(self, patches: Tensor) -> Tensor:
         """(N, 36, 36, 3) uint8 RGB patches -> (N, K) logits."""
+        if not self.scheduled:
+            return self.net.logits(patches)
         x = (patches.cast(dtypes.float32) * (1 / 255) - 0.5).contiguous()
-        x = conv3x3_relu_maxpool(x, *self.conv1, scheduled=self.scheduled)
-        x = conv3x3_relu_maxpool(x, *self.conv2, scheduled=self.scheduled)
-        return linear(x.reshape(x.shape[0], -1), *self.fc, scheduled=self.scheduled)
+        x = conv3x3_relu_maxpool(x, *self.conv1)
+        x = conv3x3_relu_maxpool(x, *self.conv2)
+        return linear(x.reshape(x.shape[0], -1), *self.fc)
+
+    def mean_colours(self, patches: Tensor) -> Tensor:
+        """(N, 36, 36, 3) uint8 RGB patches -> (N, 3) float32 mean colour of each."""
+        return channel_means(patches) if self.scheduled else patches.cast(dtypes.float32).mean((1, 2))
 
     def __call__(self, patches: Tensor) -> Tensor:
         """(N, K) log-probabilities."""
