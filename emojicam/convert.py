@@ -74,8 +74,10 @@ def convert_paths(inputs: list[Path], output_dir: Path | None, args, make_emojif
             frame = read_image(src)
             emojifier.reset()
             write_image(dst, emojifier(frame))
+            print(f"{src} -> {dst}")
         else:
             from emojicam.video import convert_video
 
-            convert_video(emojifier, src, dst)
-        print(f"{src} -> {dst}")
+            stats = convert_video(emojifier, src, dst)
+            print(f"{src} -> {dst} ({stats.frames} frames at {stats.fps:.1f} fps; {stats.skipped:.0%} of cells "
+                  f"unchanged from the frame before, not recomputed)")

@@ -354,13 +354,15 @@ def prefetch(frames: Iterable[np.ndarray], depth: int = 4) -> Iterator[np.ndarra
 
 @dataclass
 class ConvertStats:
-    """What one conversion did: frames out of the expected count, wall time, and per-stage median ms."""
+    """What one conversion did: frames out of the expected count, wall time, per-stage median ms, and the share of
+    cells that kept their emoji without a forward pass (unchanged since the previous frame)."""
 
     frames: int
     expected_frames: int
     seconds: float
     has_audio: bool
     stage_ms: dict[str, float] = field(default_factory=dict)
+    skipped: float = 0.0
 
     @property
     def fps(self) -> float:
@@ -377,6 +379,7 @@ def convert_video(emojifier, src: Path, dst: Path, progress: bool = True) -> Con
     start = time.perf_counter()
     timings: dict[str, list[float]] = {"decode_wait": [], "emojify": [], "write": []}
     engine_ms: list[dict[str, float]] = []
+    skipped: list[float] = []
     with open_video(src) as video:
         w, h = video.size
         grid = emojifier.grid_for((h, w, 3))
@@ -401,6 +404,7 @@ def convert_video(emojifier, src: Path, dst: Path, progress: bool = True) -> Con
                 timings["emojify"].append((t2 - t1) * 1e3)
                 timings["write"].append((t3 - t2) * 1e3)
                 engine_ms.append(dict(emojifier.timings_ms))
+                skipped.append(emojifier.skipped)
                 bar.update()
                 t0 = time.perf_counter()
     done = len(timings["emojify"])
@@ -408,4 +412,5 @@ def convert_video(emojifier, src: Path, dst: Path, progress: bool = True) -> Con
         warn(f"{src.name}: converted {done} of {video.frame_count} expected frames (truncated or corrupt input?)")
     stage_ms = {k: statistics.median(v) for k, v in timings.items() if v}
     stage_ms |= {k: statistics.median(d[k] for d in engine_ms) for k in (engine_ms[0] if engine_ms else {})}
-    return ConvertStats(done, video.frame_count, time.perf_counter() - start, video.has_audio, stage_ms)
+    return ConvertStats(done, video.frame_count, time.perf_counter() - start, video.has_audio, stage_ms,
+                        statistics.fmean(skipped) if skipped else 0.0)

@@ -85,6 +85,31 @@ def test_only_moved_cells_are_recomputed_and_they_match_a_full_forward(parts, ph
     np.testing.assert_array_equal(skipping.last_indices, full.last_indices)
 
 
+@pytest.mark.parametrize("stability", [0.0, 1.0])
+def test_cells_repeated_bit_for_bit_keep_the_emoji_a_full_forward_gives(parts, photo, stability):
+    """Without a still threshold (convert) only cells whose patch is exactly the previous frame's are skipped, and
+    the emoji are those of a forward pass over every cell of every frame, with stability or without."""
+    skipping = engine(parts, stability=stability)
+    grid = skipping.grid_for(photo.shape)
+    inner = [(r, c) for r in range(2, grid.rows - 2) for c in range(2, grid.cols - 2)]
+    changed = with_new_cells(photo, grid, inner[:5])
+    noisy = np.clip(photo + np.random.default_rng(1).normal(0, 2.0, photo.shape), 0, 255).astype(np.uint8)
+    frames = [photo, photo, changed, changed, noisy, photo]
+    reference, previous = [], None
+    for frame in frames:  # every cell of every frame through the network, as before this skip existed
+        patches = cut_patches(frame, grid)
+        previous = skipping.classify(patches) if previous is None else skipping.classify(patches, previous)
+        reference.append(previous)
+    skipped = []
+    for frame, expected in zip(frames, reference, strict=True):
+        skipping(frame)
+        skipped.append(skipping.skipped)
+        np.testing.assert_array_equal(skipping.last_indices, expected)
+    unchanged = 1 - 5 / grid.count
+    assert skipped[:4] == [0.0, 1.0, pytest.approx(unchanged), 1.0], skipped
+    assert skipped[4] < 0.5, "sensor noise changes almost every patch: no exact repeat, so no skip"
+
+
 def test_sensor_noise_is_skipped_but_slow_drift_is_caught(parts, photo):
     skipping = engine(parts, still_threshold=4.0)
     skipping(photo)
