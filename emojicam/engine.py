@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -9,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import cv2
 import numpy as np
 from tinygrad import Context, Device, Tensor, TinyJit, dtypes
 from tinygrad.device import Buffer
@@ -278,18 +280,25 @@ class Emojifier:
     def render(self, indices: np.ndarray, frame: np.ndarray, grid: Grid) -> np.ndarray:
         """Composite the chosen emoji tiles; `auto` gives each tile the background that brings its mean colour
         to its cell's (see auto_background)."""
-        if self.settings.background == "auto":
-            premult, alpha = self.emoji_set.atlas(grid.tile_px)
-            uncovered = 1 - self._tile_cover[indices, None]
-            back = auto_background(cell_means(frame, grid), self._tile_bgr[indices], uncovered)
-            # premult + (1 - alpha) * back, rounded; the +0.5 and 1 - alpha on the (K, t, t) atlas, not per tile,
-            # and one product array: 1.1-1.7x faster than the plain expression, same pixels
-            tiles = (1 - alpha)[indices] * back[:, None, None, :]
-            tiles += (premult + 0.5)[indices]
-            tiles = tiles.astype(np.uint8)
-        else:
-            tiles = self.emoji_set.blended_atlas(grid.tile_px, self.settings.background)[indices]
-        return compose(tiles, grid)
+        if self.settings.background != "auto":
+            return compose(self.emoji_set.blended_atlas(grid.tile_px, self.settings.background)[indices], grid)
+        uncover, emoji = self._planes(grid.tile_px)
+        uncovered = 1 - self._tile_cover[indices, None]
+        back = auto_background(cell_means(frame, grid), self._tile_bgr[indices], uncovered).astype(np.float32)
+        # premult + (1 - alpha) * background, rounded: the emoji planes composed first (alpha has one channel),
+        # the background blown up to the frame by cv2, then one multiply-add in float32 over the frame: 14.6 ->
+        # 8.0 ms at 64x36 (the per-tile float64 expression before), same pixels
+        size = grid.output_size
+        out = compose(uncover[indices], grid) * cv2.resize(back.reshape(grid.rows, grid.cols, 3), size,
+                                                           interpolation=cv2.INTER_NEAREST)
+        out += compose(emoji[indices], grid)
+        return out.astype(np.uint8)
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 (a few tile sizes per engine, which lives as long as the process)
+    def _planes(self, tile_px: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per emoji at tile_px: 1 - alpha (K, t, t, 1) and premultiplied BGR + 0.5 for rounding (K, t, t, 3)."""
+        premult, alpha = self.emoji_set.atlas(tile_px)
+        return (1 - alpha).astype(np.float32), (premult + 0.5).astype(np.float32)
 
     def __call__(self, frame: np.ndarray, cols: int | None = None) -> np.ndarray:
         """One BGR uint8 frame -> its emoji frame; consecutive calls share stability state. A cell whose patch is

@@ -74,7 +74,7 @@ def thumbnails(frame: np.ndarray, grid: Grid, px: int = 6) -> np.ndarray:
 
 
 def compose(tiles: np.ndarray, grid: Grid) -> np.ndarray:
-    """(rows*cols, t, t, 3) tiles in cell order -> (rows*t, cols*t, 3) frame."""
-    t = grid.tile_px
-    return np.ascontiguousarray(tiles.reshape(grid.rows, grid.cols, t, t, 3).transpose(0, 2, 1, 3, 4)).reshape(
-        grid.rows * t, grid.cols * t, 3)
+    """(rows*cols, t, t, C) tiles in cell order -> (rows*t, cols*t, C) frame."""
+    t, channels = grid.tile_px, tiles.shape[-1]
+    return np.ascontiguousarray(tiles.reshape(grid.rows, grid.cols, t, t, channels).transpose(0, 2, 1, 3, 4)).reshape(
+        grid.rows * t, grid.cols * t, channels)
