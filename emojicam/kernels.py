@@ -5,7 +5,7 @@ of a 3-channel convolution and split a 3x3 convolution into nine reductions. Wri
 (conv3x3 + ReLU + 2x2 max-pool twice, then the linear layer), each one reduction over channels-last data with the
 output channels contiguous, and given an explicit schedule (upcast the output channels, unroll the pool window and
 the kernel rows), clang vectorises them across output channels: 35-45 GFLOP/s a core, 5.3x the forward pass on the
-CPU device and 2.7x on OpenCL on the CPU (benchmarks/results/2026-11-25-kernels.md); tinygrad's kernel search
+CPU device and 2.7x on OpenCL on the CPU (benchmarks/results/2026-11-24-kernels.md); tinygrad's kernel search
 (BEAM=2) found nothing faster. Same maths as TinyConvNet.logits, same weights; the tests check them against a
 float64 numpy forward. On GPUs, where this schedule was not measured, InferenceNet runs the tensor-level network,
 whose kernels tinygrad schedules itself (and `emojicam tune` can search).
