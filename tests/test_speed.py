@@ -14,6 +14,7 @@ from emojicam import model as model_io
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings, batch_sizes, lane_devices
 from emojicam.grid import cut_patches
+from emojicam.kernels import InferenceNet
 
 DEVICE = "CPU"
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"
@@ -67,6 +68,24 @@ def test_cpu_lanes_pick_what_one_lane_picks(parts, photo):
     np.testing.assert_array_equal(three.classify(patches), first)
     np.testing.assert_array_equal(three.classify(shifted, first), one.classify(shifted, first))
     assert [sorted(lane.jits) for lane in three.lanes] == [[24], [24], [23]]
+
+
+def test_the_gpu_path_picks_what_the_cpu_kernels_pick(parts, photo, tmp_path, monkeypatch):
+    """GPUs run the tensor-level network inside the same frame function (scores, stability, in-place inputs);
+    run here on the CPU, it picks the emoji the scheduled kernels pick. Each engine gets its own JIT cache, or the
+    second would load the first one's captured kernels."""
+    frames = [photo, np.roll(photo, 7, axis=1), np.roll(photo, 7, axis=1)]
+    outputs = {}
+    for scheduled in (False, True):
+        monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path / str(scheduled)))
+        emojifier = engine(parts, stability=1.0)
+        for lane in emojifier.lanes:
+            lane.net = InferenceNet(parts[0].model, lane.device, scheduled=scheduled)
+        outputs[scheduled] = [emojifier(frame) for frame in frames]
+        assert emojifier.skipped == 1.0, "the repeated frame was not recomputed"
+    for tensor_level, kernels in zip(outputs[False], outputs[True], strict=True):
+        np.testing.assert_array_equal(tensor_level, kernels)
+    assert not np.array_equal(outputs[True][0], outputs[True][1]), "the frames should give different emoji"
 
 
 def test_only_moved_cells_are_recomputed_and_they_match_a_full_forward(parts, photo):
