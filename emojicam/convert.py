@@ -79,5 +79,5 @@ def convert_paths(inputs: list[Path], output_dir: Path | None, args, make_emojif
             from emojicam.video import convert_video
 
             stats = convert_video(emojifier, src, dst)
-            print(f"{src} -> {dst} ({stats.frames} frames at {stats.fps:.1f} fps; {stats.skipped:.0%} of cells "
-                  f"unchanged from the frame before, not recomputed)")
+            print(f"{src} -> {dst} ({stats.frames} frames at {stats.fps:.1f} fps; {stats.skipped:.0%} of cells kept "
+                  f"their emoji without a forward pass)")
