@@ -25,8 +25,8 @@ def add_engine_args(p: argparse.ArgumentParser, stability: float, still: float =
                         f"(default {stability})")
     p.add_argument("--still-threshold", type=float, default=still, metavar="LEVELS",
                    help=f"video, live: a cell whose 6x6 thumbnail changed by at most this many levels (0..255) since "
-                        f"its emoji was picked keeps it without a forward pass; 0 = every cell every frame "
-                        f"(default {still})")
+                        f"its emoji was picked keeps it without a forward pass; 0 = only cells repeated bit for "
+                        f"bit from the frame before, which is exact (default {still})")
     p.add_argument("--device", default=None, help="tinygrad device: CPU, CL, METAL, CUDA, ... (default: tinygrad's)")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="trained weights (default: shipped)")
     p.add_argument("--emoji-set", type=Path, default=DEFAULT_SET, help="folder of emoji PNGs (default: shipped)")
