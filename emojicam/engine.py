@@ -280,19 +280,22 @@ class Emojifier:
     def render(self, indices: np.ndarray, frame: np.ndarray, grid: Grid) -> np.ndarray:
         """Composite the chosen emoji tiles; `auto` gives each tile the background that brings its mean colour
         to its cell's (see auto_background)."""
-        if self.settings.background != "auto":
-            return compose(self.emoji_set.blended_atlas(grid.tile_px, self.settings.background)[indices], grid)
-        uncover, emoji = self._planes(grid.tile_px)
-        uncovered = 1 - self._tile_cover[indices, None]
-        back = auto_background(cell_means(frame, grid), self._tile_bgr[indices], uncovered).astype(np.float32)
-        # premult + (1 - alpha) * background, rounded: the emoji planes composed first (alpha has one channel),
-        # the background blown up to the frame by cv2, then one multiply-add in float32 over the frame: 14.6 ->
-        # 8.0 ms at 64x36 (the per-tile float64 expression before), same pixels
-        size = grid.output_size
-        out = compose(uncover[indices], grid) * cv2.resize(back.reshape(grid.rows, grid.cols, 3), size,
-                                                           interpolation=cv2.INTER_NEAREST)
-        out += compose(emoji[indices], grid)
-        return out.astype(np.uint8)
+        t0 = time.perf_counter()
+        if self.settings.background == "auto":
+            uncover, emoji = self._planes(grid.tile_px)
+            uncovered = 1 - self._tile_cover[indices, None]
+            back = auto_background(cell_means(frame, grid), self._tile_bgr[indices], uncovered).astype(np.float32)
+            # premult + (1 - alpha) * background, rounded: the emoji planes composed first (alpha has one channel),
+            # the background blown up to the frame by cv2, then one multiply-add in float32 over the frame: 14.6
+            # -> 8.0 ms at 64x36 (the per-tile float64 expression before), same pixels
+            out = compose(uncover[indices], grid) * cv2.resize(back.reshape(grid.rows, grid.cols, 3),
+                                                               grid.output_size, interpolation=cv2.INTER_NEAREST)
+            out += compose(emoji[indices], grid)
+            out = out.astype(np.uint8)
+        else:
+            out = compose(self.emoji_set.blended_atlas(grid.tile_px, self.settings.background)[indices], grid)
+        self.timings_ms["composite"] = (time.perf_counter() - t0) * 1e3
+        return out
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 (a few tile sizes per engine, which lives as long as the process)
     def _planes(self, tile_px: int) -> tuple[np.ndarray, np.ndarray]:
@@ -301,12 +304,17 @@ class Emojifier:
         return (1 - alpha).astype(np.float32), (premult + 0.5).astype(np.float32)
 
     def __call__(self, frame: np.ndarray, cols: int | None = None) -> np.ndarray:
-        """One BGR uint8 frame -> its emoji frame; consecutive calls share stability state. A cell whose patch is
-        bit for bit the previous frame's keeps its emoji without a forward pass: the network would score it as
-        before, and with or without stability it would pick what it picked then, so this is exact (static scenes,
-        letterboxes and encoders' skipped blocks repeat pixels exactly). With still_threshold > 0 (live), cells
-        whose thumbnail moved no more than that since their emoji was picked are skipped too (slow drift adds up
-        and is caught)."""
+        """One BGR uint8 frame -> its emoji frame; consecutive calls share stability state (see pick)."""
+        grid, indices = self.pick(frame, cols)
+        return self.render(indices, frame, grid)
+
+    def pick(self, frame: np.ndarray, cols: int | None = None) -> tuple[Grid, np.ndarray]:
+        """One BGR uint8 frame -> its grid and the emoji of each cell, without compositing (render does that);
+        consecutive calls share stability state. A cell whose patch is bit for bit the previous frame's keeps its
+        emoji without a forward pass: the network would score it as before, and with or without stability it would
+        pick what it picked then, so this is exact (static scenes, letterboxes and encoders' skipped blocks repeat
+        pixels exactly). With still_threshold > 0 (live), cells whose thumbnail moved no more than that since their
+        emoji was picked are skipped too (slow drift adds up and is caught)."""
         grid = self.grid_for(frame.shape, cols)
         t0 = time.perf_counter()
         patches = cut_patches(frame, grid)
@@ -327,10 +335,7 @@ class Emojifier:
             indices = self._classify_moved(patches, moved, prev.indices)
         self._prev = Previous(grid, indices, patches, thumbs)
         self.last_grid, self.last_indices = grid, indices
-        t0 = time.perf_counter()
-        out = self.render(indices, frame, grid)
-        self.timings_ms["composite"] = (time.perf_counter() - t0) * 1e3
-        return out
+        return grid, indices
 
     def reset(self) -> None:
         """Forget the previous frame (start of a new video or after a cut)."""

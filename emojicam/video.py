@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -391,14 +392,19 @@ def convert_video(emojifier, src: Path, dst: Path, progress: bool = True) -> Con
             stack.callback(bar.close)
             frames = prefetch(video)
             stack.callback(frames.close)  # stops the decoder thread, also on errors and Ctrl-C
+            # frame t is composited (numpy and OpenCV, without the GIL) while frame t+1 goes through the network
+            compositor = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="video-compositor"))
+            composited = None
             t0 = time.perf_counter()
             for frame in frames:
                 t1 = time.perf_counter()
                 if frame.shape[:2] != (h, w):  # a mid-stream size change keeps the first frame's grid
                     frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-                emoji = emojifier(frame, grid.cols)
+                picked = emojifier.pick(frame, grid.cols)
                 t2 = time.perf_counter()
-                out.write(emoji)
+                if composited is not None:
+                    out.write(composited.result())
+                composited = compositor.submit(emojifier.render, picked[1], frame, picked[0])
                 t3 = time.perf_counter()
                 timings["decode_wait"].append((t1 - t0) * 1e3)
                 timings["emojify"].append((t2 - t1) * 1e3)
@@ -407,6 +413,8 @@ def convert_video(emojifier, src: Path, dst: Path, progress: bool = True) -> Con
                 skipped.append(emojifier.skipped)
                 bar.update()
                 t0 = time.perf_counter()
+            if composited is not None:
+                out.write(composited.result())
     done = len(timings["emojify"])
     if video.frame_count and done < video.frame_count - max(2, video.frame_count // 50):
         warn(f"{src.name}: converted {done} of {video.frame_count} expected frames (truncated or corrupt input?)")
