@@ -98,24 +98,29 @@ class Lane:
 
     def upload(self, patches: np.ndarray, prev: np.ndarray, margin: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
         """The batch's input tensors holding these arrays. The tensors are made once per batch size; later frames
-        are written into their buffers: in place where the device's memory is the host's (CPU), else with one
-        copy. Building and realizing new tensors from numpy cost tinygrad 2-3 ms per array."""
+        are written into their buffers: in place on the CPU device, else with one copy. Building and realizing
+        new tensors from numpy cost tinygrad 2-3 ms per array."""
         arrays = (patches, prev, margin)
         if (inputs := self.inputs.get(len(patches))) is None:
             inputs = self.inputs[len(patches)] = tuple(Tensor(a, device=self.device).realize() for a in arrays)
             return inputs
         for tensor, a in zip(inputs, arrays, strict=True):
             buf, data = tensor.uop.buffer, memoryview(np.ascontiguousarray(a)).cast("B")
-            if hasattr(buf.allocator, "_as_buffer"):  # what Buffer.as_memoryview tests for a zero-copy view
-                buf.as_memoryview(force_zero_copy=True)[:] = data
+            if self.on_host:
+                buf.as_memoryview(force_zero_copy=True)[:] = data  # synchronizes with the device first
             else:
                 buf.copy_from(Buffer("PYTHON", buf.size, buf.dtype, opaque=data))
         return inputs
 
-    @staticmethod
-    def download(out: Tensor) -> np.ndarray:
-        """A finished output tensor as a numpy copy (read in place where device memory is the host's)."""
-        return np.frombuffer(out.uop.buffer.as_memoryview(allow_zero_copy=True), np.int32).copy()
+    def download(self, out: Tensor) -> np.ndarray:
+        """A finished output tensor as a numpy copy (read in place on the CPU device)."""
+        return np.frombuffer(out.uop.buffer.as_memoryview(force_zero_copy=self.on_host), np.int32).copy()
+
+    @property
+    def on_host(self) -> bool:
+        """tinygrad's CPU device: its buffers are host memory that numpy can read and write in place (GPU
+        backends may keep theirs where the host cannot see them)."""
+        return self.device.split(":")[0] == "CPU"
 
 
 @dataclass(frozen=True)
@@ -246,7 +251,7 @@ class Emojifier:
         else:
             outs = list(self._pool.map(self._run, range(len(jits)), jits, inputs))
         t2 = time.perf_counter()
-        indices = np.concatenate([Lane.download(out) for out in outs])
+        indices = np.concatenate([lane.download(out) for lane, out in zip(self.lanes, outs, strict=True)])
         t3 = time.perf_counter()
         self.timings_ms.update(upload=(t1 - t0) * 1e3, forward=(t2 - t1) * 1e3, download=(t3 - t2) * 1e3)
         return indices

@@ -4,8 +4,8 @@ For this network tinygrad's own kernels reach 6-15 GFLOP/s on a CPU core: its he
 of a 3-channel convolution and split a 3x3 convolution into nine reductions. Written out as three kernels
 (conv3x3 + ReLU + 2x2 max-pool twice, then the linear layer), each one reduction over channels-last data with the
 output channels contiguous, and given an explicit schedule (upcast the output channels, unroll the pool window and
-the kernel rows), clang vectorises them across output channels: 35-45 GFLOP/s a core, 5.3x the forward pass on the
-CPU device and 2.7x on OpenCL on the CPU (benchmarks/results/2026-11-24-kernels.md); tinygrad's kernel search
+the kernel rows), clang vectorises them across output channels: 35-46 GFLOP/s a core, 4.9x the forward pass on the
+CPU device and 3.3x on OpenCL on the CPU (benchmarks/results/2026-11-24-kernels.md); tinygrad's kernel search
 (BEAM=2) found nothing faster. Same maths as TinyConvNet.logits, same weights; the tests check them against a
 float64 numpy forward. On GPUs, where this schedule was not measured, InferenceNet runs the tensor-level network,
 whose kernels tinygrad schedules itself (and `emojicam tune` can search).
@@ -64,11 +64,12 @@ def conv3x3_relu_maxpool(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
                      Opt(OptOps.LOCAL, o_axis - 1, out_w) if _opencl(x) and out_w > 1 else None)
 
     def kernel(out: UOp, x: UOp, weight: UOp, bias: UOp) -> UOp:
-        n, py, px, o = (UOp.range(size, i) for i, size in enumerate(out.shape))
-        dy, dx, ky, kx, c = (UOp.range(size, 4 + i, AxisType.REDUCE) for i, size in enumerate((2, 2, 3, 3, x.shape[3])))
-        conv = (x[n, py * 2 + dy + ky, px * 2 + dx + kx, c] * weight[ky, kx, c, o]).reduce(ky, kx, c, arg=Ops.ADD)
+        b, py, px, o = (UOp.range(size, axis) for axis, size in enumerate(out.shape))
+        dy, dx, ky, kx, c = (UOp.range(size, 4 + axis, AxisType.REDUCE)
+                             for axis, size in enumerate((2, 2, 3, 3, x.shape[3])))
+        conv = (x[b, py * 2 + dy + ky, px * 2 + dx + kx, c] * weight[ky, kx, c, o]).reduce(ky, kx, c, arg=Ops.ADD)
         pooled = (conv + bias[o]).maximum(0.0).reduce(dy, dx, arg=Ops.MAX)
-        return out[n, py, px, o].store(pooled).end(n, py, px, o).sink(
+        return out[b, py, px, o].store(pooled).end(b, py, px, o).sink(
             arg=KernelInfo(name=f"conv3x3_relu_maxpool_{out_ch}", opts_to_apply=opts))
 
     out = Tensor.empty(n, (h - 2) // 2, (w - 2) // 2, out_ch, device=x.device)
