@@ -20,7 +20,7 @@ import numpy as np
 
 from emojicam import model
 from emojicam.emoji_set import EmojiSet
-from emojicam.engine import Emojifier, Settings, batch_sizes
+from emojicam.engine import Emojifier, Settings
 from emojicam.model import DEFAULT_WEIGHTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +64,7 @@ def main() -> None:
     for threshold in (float(t) for t in args.thresholds.split(",")):
         engine = Emojifier(ckpt, emoji_set, Settings(cols=args.cols, device=args.device, stability=1.0,
                                                      still_threshold=threshold))
-        for batch in batch_sizes(engine.grid_for(frames[0].shape).count):  # compile every batch size first
-            engine.classify(np.zeros((batch, 36, 36, 3), np.uint8))
+        engine.warm_up(engine.grid_for(frames[0].shape).count)  # compile every batch size first
         picked, ms, skipped = play(engine, frames)
         if reference is None:
             reference = picked

@@ -247,13 +247,10 @@ def measure_grid(emojifier, frames: list[np.ndarray], clip: Path, workdir: Path,
     if cols not in encode_cache:  # encoding cost depends on the output size only, not on the device
         encode_cache[cols] = encode_ms(outputs, workdir / "encode.mp4")
     rec["ms"] = {"decode": decode_ms, **rec["ms"], "encode": encode_cache[cols]}
-    # convert recomputes only the cells that changed, in batches of 1/8, 1/4, 1/2 or all cells: compile (or load)
-    # those shapes first, so that the end-to-end time, like the engine's, leaves compilation out
-    from emojicam.engine import batch_sizes
-
+    # convert recomputes only the cells that changed, in smaller batches: compile (or load) those shapes first, so
+    # that the end-to-end time, like the engine's, leaves compilation out
     t0 = time.perf_counter()
-    for batch in batch_sizes(rec["patches"]):
-        emojifier.classify(np.zeros((batch, 36, 36, 3), np.uint8))
+    emojifier.warm_up(rec["patches"])
     rec["warmup_s"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     done, rec["e2e_skipped"] = convert_e2e(emojifier, clip, workdir / "e2e.mp4")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import time
@@ -161,7 +160,11 @@ class Emojifier:
         # each emoji's mean colour on black (= its premultiplied mean) and coverage at the output tile size, for
         # the colour-match term and the `auto` background
         self._tile_bgr = emoji_set.mean_colours("black", settings.tile_px)  # (K, 3) BGR
-        self._tile_cover = emoji_set.atlas(settings.tile_px)[1].mean((1, 2, 3))  # (K,)
+        premult, alpha = emoji_set.atlas(settings.tile_px)
+        self._tile_cover = alpha.mean((1, 2, 3))  # (K,)
+        # what `auto` compositing multiplies and adds per emoji: 1 - alpha (K, t, t, 1), premultiplied BGR + 0.5
+        # for rounding (K, t, t, 3)
+        self._tile_uncover, self._tile_premult = (1 - alpha).astype(np.float32), (premult + 0.5).astype(np.float32)
         self.lanes = [Lane(dev, InferenceNet(ckpt.model, dev),
                            Tensor(self._tile_bgr[:, ::-1].copy(), device=dev).realize(),
                            Tensor(self._tile_cover, device=dev).realize())
@@ -235,6 +238,12 @@ class Emojifier:
         with Context(BEAM=beam):
             self.classify(np.zeros((batch, PATCH_PX, PATCH_PX, 3), np.uint8))
 
+    def warm_up(self, cells: int) -> None:
+        """Compile (or load from the JIT cache) the frame function for every batch size a grid of `cells` cells
+        uses in video: all of them, and the 1/8, 1/4, 1/2 batches of cells that changed."""
+        for batch in batch_sizes(cells):
+            self.classify(np.zeros((batch, PATCH_PX, PATCH_PX, 3), np.uint8))
+
     def classify(self, patches: np.ndarray, prev: np.ndarray | None = None) -> np.ndarray:
         """(N, 36, 36, 3) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability. The batch is split
         in equal parts across the lanes (one per core on CPU), which run at the same time."""
@@ -287,26 +296,20 @@ class Emojifier:
         to its cell's (see auto_background)."""
         t0 = time.perf_counter()
         if self.settings.background == "auto":
-            uncover, emoji = self._planes(grid.tile_px)
             uncovered = 1 - self._tile_cover[indices, None]
             back = auto_background(cell_means(frame, grid), self._tile_bgr[indices], uncovered).astype(np.float32)
             # premult + (1 - alpha) * background, rounded: the emoji planes composed first (alpha has one channel),
             # the background blown up to the frame by cv2, then one multiply-add in float32 over the frame: 14.6
             # -> 8.0 ms at 64x36 (the per-tile float64 expression before), same pixels
-            out = compose(uncover[indices], grid) * cv2.resize(back.reshape(grid.rows, grid.cols, 3),
-                                                               grid.output_size, interpolation=cv2.INTER_NEAREST)
-            out += compose(emoji[indices], grid)
+            background = cv2.resize(back.reshape(grid.rows, grid.cols, 3), grid.output_size,
+                                    interpolation=cv2.INTER_NEAREST)
+            out = compose(self._tile_uncover[indices], grid) * background
+            out += compose(self._tile_premult[indices], grid)
             out = out.astype(np.uint8)
         else:
             out = compose(self.emoji_set.blended_atlas(grid.tile_px, self.settings.background)[indices], grid)
         self.timings_ms["composite"] = (time.perf_counter() - t0) * 1e3
         return out
-
-    @functools.lru_cache(maxsize=4)  # noqa: B019 (a few tile sizes per engine, which lives as long as the process)
-    def _planes(self, tile_px: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per emoji at tile_px: 1 - alpha (K, t, t, 1) and premultiplied BGR + 0.5 for rounding (K, t, t, 3)."""
-        premult, alpha = self.emoji_set.atlas(tile_px)
-        return (1 - alpha).astype(np.float32), (premult + 0.5).astype(np.float32)
 
     def __call__(self, frame: np.ndarray, cols: int | None = None) -> np.ndarray:
         """One BGR uint8 frame -> its emoji frame; consecutive calls share stability state (see pick)."""

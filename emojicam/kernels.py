@@ -122,7 +122,6 @@ class InferenceNet:
     (channels-last, output channels contiguous); elsewhere it runs the tensor-level network."""
 
     def __init__(self, net: TinyConvNet, device: str, scheduled: bool | None = None):
-        self.config, self.device = net.config, device
         self.scheduled = runs_on_cpu(device) if scheduled is None else scheduled
         if not self.scheduled:
             self.net = net if net.fc.weight.device == device else net.replica(device)

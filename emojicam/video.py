@@ -356,7 +356,7 @@ def prefetch(frames: Iterable[np.ndarray], depth: int = 4) -> Iterator[np.ndarra
 @dataclass
 class ConvertStats:
     """What one conversion did: frames out of the expected count, wall time, per-stage median ms, and the share of
-    cells that kept their emoji without a forward pass (unchanged since the previous frame)."""
+    cells that kept their emoji without a forward pass (repeated from the frame before, or still: see pick)."""
 
     frames: int
     expected_frames: int
