@@ -2,6 +2,8 @@
 
 import os
 
+__version__ = "0.2.0"
+
 # OpenCV's decoders print their own "[ERROR] ... readHeader" lines for broken files; emojicam reports those
 # itself, on one line, so OpenCV stays quiet unless the user asks otherwise.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")

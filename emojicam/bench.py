@@ -19,12 +19,13 @@ import cv2
 import numpy as np
 
 from emojicam.errors import EmojicamError
+from emojicam.resources import shipped
 
 SOURCE_SIZE = (1280, 720)                # (width, height) of the source frames
 LADDER_COLS = (32, 64, 80, 128)          # 32x18, 64x36, 80x45, 128x72 tiles on a 16:9 frame
 E2E_TARGET = 0.8                         # the video issue: end to end at least 80% of the engine alone
 WARMUP_FRAMES = 3                        # TinyJit: run, capture, then replay from the third call on
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "sample.mp4"
+SAMPLE = shipped("samples", "sample.mp4")
 REFERENCE = {"mflop_per_patch": 2.2, "patches_per_frame": 5000, "gflop_per_frame": 11.0,
              "forwards_per_frame": "one per grid row", "source": "pic2emoji write-up (2021)"}
 

@@ -10,10 +10,11 @@ import cv2
 import numpy as np
 
 from emojicam.errors import EmojicamError
+from emojicam.resources import shipped
 
 PATCH_PX = 36
 BACKGROUNDS = ("black", "white", "auto")
-DEFAULT_SET = Path(__file__).resolve().parent.parent / "emoji_set"
+DEFAULT_SET = shipped("emoji_set")
 
 
 class EmojiSet:

@@ -10,9 +10,10 @@ from tinygrad import Device, Tensor, dtypes, nn
 from tinygrad.nn.state import get_state_dict, safe_load, safe_save
 
 from emojicam.errors import EmojicamError
+from emojicam.resources import shipped
 
 PATCH_PX = 36
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "default.safetensors"
+DEFAULT_WEIGHTS = shipped("weights", "default.safetensors")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Shipped data: installed as emojicam.data.samples (see emojicam/resources.py)."""

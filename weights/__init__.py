@@ -1,0 +1,1 @@
+"""Shipped data: installed as emojicam.data.weights (see emojicam/resources.py)."""
