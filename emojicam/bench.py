@@ -160,7 +160,7 @@ def convert_e2e(emojifier, src: Path, dst: Path) -> tuple[int, float]:
     share of cells left unchanged (not recomputed)."""
     from emojicam.video import convert_video
 
-    stats = convert_video(emojifier, src, dst, progress=False)
+    stats = convert_video(emojifier, src, dst, quiet=True)
     return stats.frames, stats.skipped
 
 
@@ -350,7 +350,7 @@ def config_from_args(args) -> BenchConfig:
     from emojicam.devices import working_devices
     from emojicam.engine import resolve_device
 
-    names = split_list(args.device) or [d for d, status in working_devices().items() if status == "ok"]
+    names = split_list(args.device) or working_devices()
     devices = tuple(dict.fromkeys(resolve_device(name) for name in names))
     if not devices:
         raise EmojicamError("--device: expected a working tinygrad device (see `emojicam devices`), got none here")

@@ -6,11 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from emojicam import jit_cache
+from emojicam import __version__, jit_cache
 from emojicam.emoji_set import BACKGROUNDS, DEFAULT_SET
 from emojicam.engine import Settings
 from emojicam.errors import EmojicamError
 from emojicam.model import DEFAULT_WEIGHTS
+
+QUIET_HELP = ("no progress and no per-file lines, only warnings and errors (progress is a bar on a terminal, "
+              "a line every few seconds in a log)")
 
 
 def add_engine_args(p: argparse.ArgumentParser, stability: float, still: float = 0.0) -> None:
@@ -62,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     emoji_set = EmojiSet.load(args.emoji_dir)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
-    ckpt = train(emoji_set, args.output, cfg, device=resolve_device(args.device))
+    ckpt = train(emoji_set, args.output, cfg, device=resolve_device(args.device), quiet=args.quiet)
     print(f"hold-out top-1 {ckpt.info['holdout_top1']:.2%} on {ckpt.info['holdout_size']} perturbed emoji; "
           f"wrote {args.output}")
     return 0
@@ -71,7 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_devices(args: argparse.Namespace) -> int:
     from emojicam.devices import describe_devices
 
-    print(describe_devices())
+    print(describe_devices(verbose=args.verbose))
     return 0
 
 
@@ -156,6 +159,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emojicam", description="Webcam, video and photos to emoji art.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"emojicam {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="convert photos and videos to emoji art",
@@ -163,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Give IN OUT, or several inputs / folders with -o DIR.")
     p.add_argument("inputs", nargs="+", type=Path, help="IN OUT, or inputs (files or folders) with -o")
     p.add_argument("-o", "--output-dir", type=Path, default=None, help="output folder for several inputs")
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     add_engine_args(p, stability=1.0)
     p.set_defaults(func=cmd_convert)
 
@@ -174,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate, cosine-decayed (default 0.003)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default=None, help="tinygrad device (default: tinygrad's)")
+    p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="measure emoji-art quality on photos against the classic emoji mosaic")
@@ -184,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("devices", help="list the tinygrad devices (and OpenCL devices) that work here")
+    p.add_argument("--verbose", action="store_true", help="also say why each missing backend is not available")
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("live", help="live emoji mirror of a webcam, video file or stream",

@@ -3,23 +3,55 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
+
+import cv2
 
 from emojicam.errors import EmojicamError
 from emojicam.images import IMAGE_EXTS, check_image_output, read_image, write_image
 
-VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif")
+# names that are taken as videos without a look inside; any other file is asked (FFmpeg, then OpenCV) what it holds
+VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".ts", ".mts", ".m2ts", ".3gp", ".flv",
+              ".mpg", ".mpeg", ".wmv", ".ogv")
 VIDEO_OUT_EXTS = (".mp4", ".webm", ".gif")
 
 
+@lru_cache(maxsize=256)
 def kind_of(path: Path) -> str:
+    """'image' or 'video': by a well-known extension, else by the file's content, whatever its name."""
     ext = path.suffix.lower()
     if ext in IMAGE_EXTS:
         return "image"
     if ext in VIDEO_EXTS:
         return "video"
-    raise EmojicamError(f"input: expected an image ({' '.join(IMAGE_EXTS)}) or video ({' '.join(VIDEO_EXTS)}), "
-                        f"got '{path.suffix or path.name}' ({path})")
+    from emojicam.video import is_still_image, probe
+
+    if path.is_file() and path.stat().st_size > 0:
+        info = probe(path)
+        if info is None:  # no FFmpeg: OpenCV's image decoders know their formats by their first bytes
+            return "image" if cv2.haveImageReader(str(path)) else "video"
+        if info.has_video:
+            return "image" if is_still_image(info) and cv2.haveImageReader(str(path)) else "video"
+        reason = info.error or f"FFmpeg found no picture in it ({info.container or 'unknown format'})"
+    else:
+        reason = "an empty file" if path.is_file() else "not a file"
+    raise EmojicamError(f"input: expected an image or a video FFmpeg can decode, got {path} ({reason})")
+
+
+def _media(path: Path) -> bool:
+    """Whether a file found in an input folder is an image or a video (others there are left alone)."""
+    try:
+        kind_of(path)
+    except EmojicamError:
+        return False
+    return True
+
+
+def _output_suffix(src: Path) -> str:
+    """The input's own suffix where emojicam writes that format, else .png for stills and .mp4 for videos."""
+    keep = IMAGE_EXTS if kind_of(src) == "image" else VIDEO_OUT_EXTS  # each led by its default: .png, .mp4
+    return src.suffix if src.suffix.lower() in keep else keep[0]
 
 
 def plan(inputs: list[Path], output_dir: Path | None) -> list[tuple[Path, Path]]:
@@ -35,7 +67,7 @@ def plan(inputs: list[Path], output_dir: Path | None) -> list[tuple[Path, Path]]
         files: list[Path] = []
         for path in inputs:
             if path.is_dir():
-                found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS)
+                found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and _media(p))
                 if not found:
                     raise EmojicamError(f"input: expected images or videos in folder {path}, got none")
                 files += found
@@ -44,8 +76,7 @@ def plan(inputs: list[Path], output_dir: Path | None) -> list[tuple[Path, Path]]
             else:
                 raise EmojicamError(f"input: expected a file or folder, got nothing at {path}")
         output_dir.mkdir(parents=True, exist_ok=True)
-        pairs = [(f, output_dir / (f.stem + "_emoji" + (f.suffix if f.suffix.lower() in IMAGE_EXTS + VIDEO_OUT_EXTS
-                                                          else ".mp4"))) for f in files]
+        pairs = [(f, output_dir / (f.stem + "_emoji" + _output_suffix(f))) for f in files]
     for src, dst in pairs:
         if kind_of(src) == "image":
             check_image_output(dst)
@@ -58,7 +89,8 @@ def plan(inputs: list[Path], output_dir: Path | None) -> list[tuple[Path, Path]]
 
 
 def convert_paths(inputs: list[Path], output_dir: Path | None, args, make_emojifier: Callable) -> None:
-    """Convert every planned pair, printing one line per output; stops at the first bad input."""
+    """Convert every planned pair, printing one line per output (none with --quiet); stops at the first bad input."""
+    say = (lambda _: None) if args.quiet else print
     pairs = plan(inputs, output_dir)
     for src, dst in pairs:  # a bad input fails in a moment, not after the weights load
         if kind_of(src) == "image":
@@ -74,10 +106,10 @@ def convert_paths(inputs: list[Path], output_dir: Path | None, args, make_emojif
             frame = read_image(src)
             emojifier.reset()
             write_image(dst, emojifier(frame))
-            print(f"{src} -> {dst}")
+            say(f"{src} -> {dst}")
         else:
             from emojicam.video import convert_video
 
-            stats = convert_video(emojifier, src, dst)
-            print(f"{src} -> {dst} ({stats.frames} frames at {stats.fps:.1f} fps; {stats.skipped:.0%} of cells kept "
+            stats = convert_video(emojifier, src, dst, quiet=args.quiet)
+            say(f"{src} -> {dst} ({stats.frames} frames at {stats.fps:.1f} fps; {stats.skipped:.0%} of cells kept "
                   f"their emoji without a forward pass)")

@@ -1,24 +1,39 @@
-"""`emojicam devices`: which tinygrad backends work here, and the OpenCL devices pyopencl can see."""
+"""`emojicam devices`: which tinygrad backends work here (the default marked), and the OpenCL devices."""
 
 from __future__ import annotations
 
-KNOWN = ("CPU", "CL", "METAL", "CUDA", "NV", "AMD", "QCOM", "WEBGPU", "PYTHON")
+from dataclasses import dataclass
+
+KNOWN = ("CPU", "CL", "METAL", "CUDA", "NV", "AMD", "QCOM", "WEBGPU")  # PYTHON: the reference interpreter, too slow
 
 
-def working_devices(candidates: tuple[str, ...] = KNOWN) -> dict[str, str]:
-    """{device: "ok" or the reason it failed} after a tiny real computation on each."""
+@dataclass(frozen=True)
+class DeviceStatus:
+    """One tinygrad backend: whether a tiny real computation ran on it here, and why not when it did not."""
+
+    name: str
+    works: bool
+    reason: str = ""
+
+
+def probe_devices(candidates: tuple[str, ...] = KNOWN) -> list[DeviceStatus]:
+    """Each candidate backend after a tiny real computation on it (a missing backend raises anything from
+    ImportError to RuntimeError, so every exception means "not here")."""
     from tinygrad import Tensor
 
-    status = {}
+    out = []
     for name in candidates:
-        if name == "PYTHON":
-            continue  # the reference interpreter: works everywhere, far too slow to be useful
         try:
             value = Tensor([1.0, 2.0], device=name).mul(2).sum().item()
-            status[name] = "ok" if value == 6.0 else f"wrong result {value}"
-        except Exception as e:  # a missing backend raises anything from ImportError to RuntimeError
-            status[name] = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
-    return status
+            out.append(DeviceStatus(name, value == 6.0, "" if value == 6.0 else f"wrong result {value}"))
+        except Exception as e:
+            out.append(DeviceStatus(name, False, (str(e).strip().splitlines() or [type(e).__name__])[0][:160]))
+    return out
+
+
+def working_devices(candidates: tuple[str, ...] = KNOWN) -> list[str]:
+    """The names of the backends that work here, in KNOWN's order."""
+    return [d.name for d in probe_devices(candidates) if d.works]
 
 
 def opencl_devices() -> list[dict]:
@@ -37,16 +52,30 @@ def opencl_devices() -> list[dict]:
     return out
 
 
-def describe_devices() -> str:
+def describe_devices(verbose: bool = False) -> str:
+    """What works here, the default marked with '*'; one line for the backends that do not (their errors when
+    verbose)."""
     from tinygrad import Device
 
-    lines = [f"tinygrad default device: {Device.DEFAULT}"]
-    lines += [f"  {name:7s} {'works' if s == 'ok' else 'unavailable: ' + s}" for name, s in working_devices().items()]
+    default = Device.DEFAULT
+    statuses = probe_devices()
+    working = [s for s in statuses if s.works]
+    lines = ["tinygrad devices that work here (* = the default, used when --device is not given):"]
+    lines += [f"  {'*' if s.name == default else ' '} {s.name}" for s in working] or ["  none"]
+    if default not in {s.name for s in working}:
+        lines.append(f"  (the default, {default}, does not work here: pass --device)")
+    missing = [s for s in statuses if not s.works]
+    if missing:
+        if verbose:
+            lines.append("not available here:")
+            lines += [f"    {s.name:7s} {s.reason}" for s in missing]
+        else:
+            lines.append(f"not available here: {', '.join(s.name for s in missing)} (--verbose says why)")
     cl_devs = opencl_devices()
     if cl_devs:
         lines.append("OpenCL devices (pyopencl):")
-        lines += [f"  {d['platform']}: {d['device']} ({d['type']}), {d['compute_units']} compute units, "
+        lines += [f"    {d['platform']}: {d['device']} ({d['type']}), {d['compute_units']} compute units, "
                   f"{d['clock_mhz']} MHz, {d['memory_mib']} MiB" for d in cl_devs]
-    else:
-        lines.append("OpenCL devices: none found (needs the `opencl` extra and a driver, e.g. pocl-opencl-icd)")
+    elif "CL" in {s.name for s in working}:
+        lines.append("OpenCL device details: install the `opencl` extra (pyopencl) to see them")
     return "\n".join(lines)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 from tinygrad import Context, Device, Tensor, TinyJit, dtypes, nn
-from tqdm import tqdm
 
 from emojicam import model as model_io
 from emojicam.augment import Perturbation, holdout, perturb
 from emojicam.emoji_set import EmojiSet
 from emojicam.model import Checkpoint, ModelConfig, TinyConvNet
+from emojicam.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def accuracy(model: TinyConvNet, x: np.ndarray, y: np.ndarray, device: str, batc
 
 
 def train(emoji_set: EmojiSet, out: str | Path, cfg: TrainConfig = TrainConfig(),
-          perturbation: Perturbation = Perturbation(), device: str | None = None, progress: bool = True) -> Checkpoint:
+          perturbation: Perturbation = Perturbation(), device: str | None = None, quiet: bool = False) -> Checkpoint:
     """Train TinyConvNet on emoji_set and save it to out; Ctrl-C stops early and still saves."""
     device = device or Device.DEFAULT
     rgba = emoji_set.rgba_patches()
@@ -55,7 +55,7 @@ def train(emoji_set: EmojiSet, out: str | Path, cfg: TrainConfig = TrainConfig()
         return loss.realize(*opt.schedule_step())
 
     acc, done, started = 0.0, 0, time.perf_counter()
-    bar = tqdm(total=cfg.steps, disable=not progress, unit="step", dynamic_ncols=True)
+    bar = progress_bar(cfg.steps, "train", "step", quiet)
     try:
         for done in range(1, cfg.steps + 1):
             lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * (done - 1) / cfg.steps))  # cosine decay

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from emojicam.errors import EmojicamError
+from emojicam.progress import progress_bar
 
 OUT_EXTS = (".mp4", ".webm", ".gif")
 _DONE = object()
@@ -48,8 +49,11 @@ def ffmpeg_exe() -> str | None:
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """What `ffmpeg -i` says about a file: audio present, duration, video fps; error = why it cannot be read."""
+    """What `ffmpeg -i` says about a file: its container (demuxer), video and audio present, duration, video fps;
+    error = why it cannot be read."""
 
+    container: str = ""
+    has_video: bool = False
     has_audio: bool = False
     duration_s: float = 0.0
     fps: float = 0.0
@@ -69,8 +73,16 @@ def probe(path: Path) -> StreamInfo | None:
     duration = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", text)
     seconds = int(duration[1]) * 3600 + int(duration[2]) * 60 + float(duration[3]) if duration else 0.0
     fps = re.search(r"Stream #\S+.*?: Video: .*?([\d.]+) (?:fps|tbr)", text)
-    return StreamInfo(has_audio=re.search(r"Stream #\S+.*?: Audio: ", text) is not None, duration_s=seconds,
+    container = re.search(r"^Input #0, ([^,]+),", text, re.M)
+    return StreamInfo(container=container[1] if container else "",
+                      has_video=re.search(r"Stream #\S+.*?: Video: ", text) is not None,
+                      has_audio=re.search(r"Stream #\S+.*?: Audio: ", text) is not None, duration_s=seconds,
                       fps=float(fps[1]) if fps else 0.0)
+
+
+def is_still_image(info: StreamInfo) -> bool:
+    """FFmpeg reads single images through its image demuxers (image2, png_pipe, jpeg_pipe, webp_pipe, ...)."""
+    return info.container == "image2" or info.container.endswith("_pipe")
 
 
 class VideoFile:
@@ -370,11 +382,9 @@ class ConvertStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def convert_video(emojifier, src: Path, dst: Path, progress: bool = True) -> ConvertStats:
+def convert_video(emojifier, src: Path, dst: Path, quiet: bool = False) -> ConvertStats:
     """Emojify every frame of src into dst at the source frame rate, keeping the audio; decode, inference
     and encoding overlap (decoder thread, main thread, FFmpeg process)."""
-    from tqdm import tqdm
-
     src, dst = Path(src), Path(dst)
     emojifier.reset()
     start = time.perf_counter()
@@ -387,8 +397,7 @@ def convert_video(emojifier, src: Path, dst: Path, progress: bool = True) -> Con
         with contextlib.ExitStack() as stack:
             out = stack.enter_context(VideoWriter(dst, video.fps, grid.output_size,
                                                   audio_from=src if video.has_audio else None))
-            bar = tqdm(total=video.frame_count or None, unit="frame", desc=src.name, disable=not progress,
-                       dynamic_ncols=True, leave=False)
+            bar = progress_bar(video.frame_count or None, src.name, "frame", quiet)
             stack.callback(bar.close)
             frames = prefetch(video)
             stack.callback(frames.close)  # stops the decoder thread, also on errors and Ctrl-C

@@ -415,7 +415,7 @@ def test_short_training_run_learns_and_saves_its_metadata(emoji_set, tmp_path):
     Tensor.manual_seed(cfg.seed)  # the same start as train()'s own model
     before = holdout_loss(TinyConvNet(ModelConfig(classes=8)).to_(DEVICE))
     out = tmp_path / "w" / "tiny.safetensors"
-    trained = train(small, out, cfg, device=DEVICE, progress=False)
+    trained = train(small, out, cfg, device=DEVICE, quiet=True)
     after = holdout_loss(trained.model)
     # measured: 2.09 -> about 0.4, hold-out top-1 about 0.9 (chance 0.125)
     assert before > 0.8 * math.log(8) and after < 0.5 * before, (before, after)
