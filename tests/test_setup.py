@@ -103,6 +103,7 @@ def test_macos_without_command_line_tools_says_what_to_run(tmp_path: Path) -> No
     done, calls = run_setup(env, "system")
     assert done.returncode == 1
     assert "xcode-select --install" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert [c.split()[0] for c in calls] == ["uname", "xcode-select"], calls
 
 
 def test_linux_without_a_known_manager_stops_with_one_line(tmp_path: Path) -> None:
@@ -110,6 +111,7 @@ def test_linux_without_a_known_manager_stops_with_one_line(tmp_path: Path) -> No
     done, calls = run_setup(env, "system")
     assert done.returncode == 1
     assert "clang" in done.stderr and "PoCL" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert [c.split()[0] for c in calls] == ["uname"], calls
 
 
 def test_non_root_without_sudo_gets_the_one_command_to_run(tmp_path: Path) -> None:
