@@ -135,3 +135,10 @@ def test_wheel_installs_and_runs_outside_the_checkout(clip, tmp_path):
     installed("evaluate", "photo.jpg", "--cols", "16", "-o", "quality")
     assert (work / "photo_emoji.png").stat().st_size > 0 and len(decoded_frames(work / "clip_emoji.mp4")) > 0
     assert (work / "quality" / "quality.json").exists()
+
+
+def test_readme_benchmark_tables_are_generated_from_their_results_file():
+    """The README's tables are exactly what benchmarks/readme_tables.py makes of the results file they name."""
+    done = subprocess.run([sys.executable, ROOT / "benchmarks" / "readme_tables.py", "--check"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
