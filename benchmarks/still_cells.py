@@ -42,10 +42,10 @@ def play(engine: Emojifier, frames: list[np.ndarray]) -> tuple[np.ndarray, list[
     picked, ms, skipped = [], [], []
     for frame in frames:
         t0 = time.perf_counter()
-        engine(frame)
+        result = engine(frame)
         ms.append((time.perf_counter() - t0) * 1e3)
-        picked.append(engine.last_indices.copy())
-        skipped.append(engine.skipped)
+        picked.append(result.indices)
+        skipped.append(result.skipped)
     return np.stack(picked), ms, skipped
 
 

@@ -189,9 +189,9 @@ def measure_engine(emojifier, frames: list[np.ndarray], cfg: BenchConfig) -> tup
         emojifier.reset()
         out = emojifier(frames[i % len(frames)])
         for s in STAGES:
-            stages[s].append(emojifier.timings_ms[s])
+            stages[s].append(out.stage_ms[s])
         if len(outputs) < 16:
-            outputs.append(out)
+            outputs.append(out.image)
     times = timed_loop(step, cfg.frames, cfg.max_seconds)
     ms = {s: statistics.median(v) for s, v in stages.items()}
     classify_ms = float(np.median(np.sum([stages[s] for s in ("upload", "forward", "download")], axis=0)))

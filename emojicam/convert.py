@@ -105,7 +105,7 @@ def convert_paths(inputs: list[Path], output_dir: Path | None, args, make_emojif
         if kind_of(src) == "image":
             frame = read_image(src)
             emojifier.reset()
-            write_image(dst, emojifier(frame))
+            write_image(dst, emojifier(frame).image)
             say(f"{src} -> {dst}")
         else:
             from emojicam.video import convert_video

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import cv2
 import numpy as np
 from tinygrad import Context, Device, Tensor, TinyJit, dtypes
+from tinygrad import helpers as tinygrad_helpers
 from tinygrad.device import Buffer
 from tinygrad.helpers import BEAM
 from tinygrad.nn.state import get_state_dict
@@ -70,6 +73,22 @@ def auto_background(cell_mean: T, emoji_mean: T, uncovered: T) -> T:
     return ((cell_mean - emoji_mean) / (uncovered + 1e-3)).clip(0, 255)
 
 
+def share_kernel_cache() -> None:
+    """Let every thread use tinygrad's on-disk kernel cache. tinygrad opens one sqlite connection per process, bound
+    to the thread that first compiled something, but the engine compiles on its own thread (see Emojifier) while
+    other code (the device check, the tests, the benchmark's peers) compiles on the main one. sqlite3 here is
+    built serialized (threadsafety 3), so one connection opened without the same-thread check serves both."""
+    if sqlite3.threadsafety < 3 or getattr(tinygrad_helpers.db_connection, "_shared", False):
+        return
+    os.makedirs(os.path.dirname(tinygrad_helpers.CACHEDB), exist_ok=True)
+    conn = sqlite3.connect(tinygrad_helpers.CACHEDB, timeout=60, isolation_level="IMMEDIATE", check_same_thread=False)
+    with suppress(sqlite3.OperationalError):  # another process holds the lock while it sets the same mode
+        conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    conn.execute("PRAGMA synchronous=NORMAL")
+    tinygrad_helpers._db_connection = conn
+    tinygrad_helpers.db_connection._shared = True
+
+
 def lane_devices(device: str, cpu_threads: int = 0) -> list[str]:
     """The devices one batch is split across. tinygrad 0.14's CPU device runs every kernel on the calling thread
     (its THREAD optimisation loops over the thread ids in turn), so on CPU each core gets its own device, CPU:i,
@@ -91,19 +110,16 @@ class Lane:
     net: InferenceNet
     emoji_rgb: Tensor  # (K, 3) RGB premultiplied mean colour of each emoji at the tile size
     emoji_cover: Tensor  # (K,) coverage of each emoji at the tile size
-    jits: dict[int, TinyJit] = field(default_factory=dict)
+    jits: dict[int, TinyJit] = field(default_factory=dict)  # batch size -> captured function, ready to replay
     beam: dict[int, int] = field(default_factory=dict)  # batch size -> BEAM width its kernels were searched with
     inputs: dict[int, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)
 
     def upload(self, patches: np.ndarray, prev: np.ndarray, margin: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
-        """The batch's input tensors holding these arrays. The tensors are made once per batch size; later frames
-        are written into their buffers: in place on the CPU device, else with one copy. Building and realizing
-        new tensors from numpy cost tinygrad 2-3 ms per array."""
-        arrays = (patches, prev, margin)
-        if (inputs := self.inputs.get(len(patches))) is None:
-            inputs = self.inputs[len(patches)] = tuple(Tensor(a, device=self.device).realize() for a in arrays)
-            return inputs
-        for tensor, a in zip(inputs, arrays, strict=True):
+        """The batch's input tensors (made with its compiled function) holding these arrays: written into their
+        buffers, in place on the CPU device, else with one copy. Building and realizing new tensors from numpy
+        cost tinygrad 2-3 ms per array, and would schedule work while a background build captures."""
+        inputs = self.inputs[len(patches)]
+        for tensor, a in zip(inputs, (patches, prev, margin), strict=True):
             buf, data = tensor.uop.buffer, memoryview(np.ascontiguousarray(a)).cast("B")
             if self.on_host:
                 buf.as_memoryview(force_zero_copy=True)[:] = data  # synchronizes with the device first
@@ -120,6 +136,19 @@ class Lane:
         """tinygrad's CPU device: its buffers are host memory that numpy can read and write in place (GPU
         backends may keep theirs where the host cannot see them)."""
         return self.device.split(":")[0] == "CPU"
+
+
+@dataclass(frozen=True)
+class EmojiFrame:
+    """What one call made of one frame: its grid, each cell's emoji, the share of cells that kept their emoji
+    without a forward pass, milliseconds per stage (STAGES) and, once rendered, the emoji frame itself. Returned by
+    the call that made it, so two threads (the network and the compositor) never mix two frames' figures."""
+
+    grid: Grid
+    indices: np.ndarray  # (N,) int32, row-major cell order
+    skipped: float
+    stage_ms: dict[str, float]
+    image: np.ndarray | None = None  # (rows*tile, cols*tile, 3) BGR uint8, after render
 
 
 @dataclass(frozen=True)
@@ -150,9 +179,9 @@ class Emojifier:
         for flag, value in (("--stability", settings.stability), ("--still-threshold", settings.still_threshold)):
             if not value >= 0:
                 raise EmojicamError(f"{flag}: expected a number >= 0, got {value}")
+        share_kernel_cache()
         self.device = resolve_device(settings.device)
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
-        self._unsaved: dict[tuple[int, int], str] = {}  # (lane, batch) -> cache key of a JIT not yet in jit_cache
         weights = hashlib.sha256(b"".join(t.numpy().tobytes() for t in get_state_dict(ckpt.model).values()))
         self._cache_parts = (str(getattr(Device[self.device], "arch", "")), settings.tile_px, settings.background,
                              settings.colour_weight, settings.coverage_weight, emoji_set.fingerprint,
@@ -170,34 +199,82 @@ class Emojifier:
                            Tensor(self._tile_cover, device=dev).realize())
                       for dev in lane_devices(self.device, settings.cpu_threads)]
         self._pool = ThreadPoolExecutor(len(self.lanes)) if len(self.lanes) > 1 else None
+        # Every compile, JIT capture and new device tensor happens on this one thread, one batch size at a time,
+        # so that the live loop can keep replaying captured functions while a new shape is prepared. tinygrad
+        # keeps process-wide state (the JIT being captured collects whatever any thread schedules), so two
+        # builds never overlap, and the frame path itself only writes into existing buffers and replays.
+        self._builder = ThreadPoolExecutor(1, thread_name_prefix="emojicam-compile")
+        self._builds: dict[int, Future] = {}  # batch size -> its build, queued or running or done
         self._prev: Previous | None = None
-        self.skipped = 0.0  # share of the last frame's cells that kept their emoji without a forward pass
-        self.timings_ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
     def grid_for(self, frame_shape: tuple[int, ...], cols: int | None = None) -> Grid:
         return Grid.for_frame(frame_shape, cols or self.settings.cols, self.settings.tile_px)
 
-    def _jit(self, lane: int, batch: int, fresh: bool = False) -> TinyJit:
-        """The compiled function for a lane's batch of patches, from this machine's JIT cache when an earlier
-        process captured it (unless fresh): the best-scoring emoji per patch, unless it beats the patch's previous
-        emoji by no more than margin (hysteresis; a margin of -inf, as on a first frame, always takes the best)."""
-        jits = self.lanes[lane].jits
-        if batch in jits and not fresh:
-            return jits[batch]
-        key = jit_cache.cache_key(self.lanes[lane].device, *self._cache_parts, batch)
+    def _build_lane(self, lane: int, batch: int, fresh: bool = False) -> None:
+        """Compile and capture one lane's function for batches of `batch` patches, or load it from this machine's
+        JIT cache when an earlier process captured it (unless fresh), with its input tensors; published into the
+        lane's dicts only when it is ready to replay. The function: the best-scoring emoji per patch, unless it
+        beats the patch's previous emoji by no more than margin (hysteresis; a margin of -inf, as on a first frame,
+        always takes the best)."""
+        on = self.lanes[lane]
+        key = jit_cache.cache_key(on.device, *self._cache_parts, batch)
+        inputs = tuple(Tensor(a, device=on.device).realize() for a in (
+            np.zeros((batch, PATCH_PX, PATCH_PX, 3), np.uint8), np.zeros(batch, np.int32),
+            np.array([-np.inf], np.float32)))
         if not fresh and (cached := jit_cache.load(key)):
-            jits[batch], self.lanes[lane].beam[batch] = cached
+            jit, beam = cached
         else:
-            self._unsaved[lane, batch] = key
-
             def pick(x: Tensor, prev: Tensor, margin: Tensor) -> Tensor:
                 score = self.scores(x, lane)
                 best = score.argmax(1).cast(dtypes.int32)
                 gap = score.max(1) - score.gather(1, prev.unsqueeze(1)).squeeze(1)
                 return (gap > margin).where(best, prev).realize()
 
-            jits[batch] = TinyJit(pick)
-        return jits[batch]
+            jit, beam = TinyJit(pick), BEAM.value
+            for _ in range(2):  # TinyJit runs the function on its first call and captures it on the second
+                jit(*inputs)
+            jit_cache.save(key, jit, beam)
+        Device[on.device].synchronize()
+        on.inputs[batch], on.beam[batch] = inputs, beam
+        on.jits[batch] = jit  # last: a lane's batch counts as ready once its JIT is here
+
+    def _build(self, batch: int, fresh: bool = False) -> None:
+        for lane, share in enumerate(self._shares(batch)):
+            if fresh or len(share) not in self.lanes[lane].jits:
+                self._build_lane(lane, len(share), fresh)
+
+    def ready(self, batch: int) -> bool:
+        """Whether batches of `batch` patches run without a compile: every lane's function is captured. A build of
+        that size that failed in the background raises its error here."""
+        if (build := self._builds.get(batch)) is not None and build.done() and not build.cancelled():
+            build.result()
+        return all(len(share) in lane.jits for lane, share in zip(self.lanes, self._shares(batch), strict=True))
+
+    def prepare(self, cells: int) -> None:
+        """Compile (or load from the JIT cache) in the background every batch size a grid of `cells` cells uses,
+        the whole grid first; returns at once (see ready). Builds queued for other sizes and not yet started go
+        back in the queue behind these: the grid asked for last is the one the user waits for."""
+        wanted = sorted(batch_sizes(cells), reverse=True)
+        for batch, build in list(self._builds.items()):
+            if batch not in wanted and build.cancel():
+                del self._builds[batch]
+        for batch in wanted:
+            self._queue_build(batch)
+
+    def preparing(self) -> bool:
+        """Whether a background build is queued or running."""
+        return any(not build.done() for build in self._builds.values())
+
+    def _queue_build(self, batch: int, fresh: bool = False) -> Future:
+        build = self._builds.get(batch)
+        if fresh or build is None or build.cancelled() or (build.done() and build.exception() is not None):
+            build = self._builds[batch] = self._builder.submit(self._build, batch, fresh)
+        return build
+
+    def _ensure(self, batch: int) -> None:
+        """Wait until batches of `batch` patches are ready, building them now if no build is queued."""
+        if not self.ready(batch):
+            self._queue_build(batch).result()
 
     def scores(self, x: Tensor, lane: int = 0) -> Tensor:
         """(N, K) score of each emoji for each patch: the network's log-probability, minus how far the tile's
@@ -233,20 +310,24 @@ class Emojifier:
         this width, and store it in this machine's JIT cache in place of the default one: later processes load the
         searched kernels without searching (`emojicam tune`). The search times candidate kernels on the device, so
         it takes minutes and wants an otherwise idle machine. beam=0 stores tinygrad's default kernels again."""
-        for lane, share in enumerate(self._shares(batch)):
-            self._jit(lane, len(share), fresh=True)
         with Context(BEAM=beam):
-            self.classify(np.zeros((batch, PATCH_PX, PATCH_PX, 3), np.uint8))
+            self._queue_build(batch, fresh=True).result()
 
     def warm_up(self, cells: int) -> None:
         """Compile (or load from the JIT cache) the frame function for every batch size a grid of `cells` cells
-        uses in video: all of them, and the 1/8, 1/4, 1/2 batches of cells that changed."""
+        uses in video, and wait: all of them, and the 1/8, 1/4, 1/2 batches of cells that changed."""
         for batch in batch_sizes(cells):
-            self.classify(np.zeros((batch, PATCH_PX, PATCH_PX, 3), np.uint8))
+            self._ensure(batch)
 
     def classify(self, patches: np.ndarray, prev: np.ndarray | None = None) -> np.ndarray:
-        """(N, 36, 36, 3) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability. The batch is split
-        in equal parts across the lanes (one per core on CPU), which run at the same time."""
+        """(N, 36, 36, 3) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability. Compiles (or loads)
+        the function for this batch size first if needed."""
+        return self._forward(patches, prev)[0]
+
+    def _forward(self, patches: np.ndarray, prev: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, float]]:
+        """classify, and its upload/forward/download milliseconds. The batch is split in equal parts across the
+        lanes (one per core on CPU), which run at the same time."""
+        self._ensure(len(patches))
         t0 = time.perf_counter()
         stable = prev is not None and self.settings.stability > 0
         margin = np.array([self.settings.stability if stable else -np.inf], np.float32)
@@ -254,47 +335,45 @@ class Emojifier:
         parts = self._shares(len(patches))
         inputs = [lane.upload(patches[part], prev[part], margin) for lane, part in zip(self.lanes, parts, strict=True)]
         t1 = time.perf_counter()
-        jits = [self._jit(i, len(part)) for i, part in enumerate(parts)]
-        if self._pool is None or any(jit.captured is None for jit in jits):
-            outs = [self._run(i, jit, inputs[i]) for i, jit in enumerate(jits)]  # capture outside the pool
+        if self._pool is None:
+            outs = [self._run(0, inputs[0])]
         else:
-            outs = list(self._pool.map(self._run, range(len(jits)), jits, inputs))
+            outs = list(self._pool.map(self._run, range(len(self.lanes)), inputs))
         t2 = time.perf_counter()
         indices = np.concatenate([lane.download(out) for lane, out in zip(self.lanes, outs, strict=True)])
         t3 = time.perf_counter()
-        self.timings_ms.update(upload=(t1 - t0) * 1e3, forward=(t2 - t1) * 1e3, download=(t3 - t2) * 1e3)
-        return indices
+        return indices, {"upload": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "download": (t3 - t2) * 1e3}
 
-    def _run(self, lane: int, jit: TinyJit, inputs: list[Tensor]) -> Tensor:
-        """One lane's forward pass, finished on its device; the first call of a JIT also captures and caches it."""
-        out = jit(*inputs)
-        if jit.captured is None:  # run it again now so that it is captured (and cached) after its first frame
-            out = jit(*inputs)
-        batch = inputs[0].shape[0]
-        if (key := self._unsaved.pop((lane, batch), None)) is not None:
-            self.lanes[lane].beam[batch] = BEAM.value
-            jit_cache.save(key, jit, BEAM.value)
+    def _run(self, lane: int, inputs: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        """One lane's forward pass (a replay of its captured function), finished on its device."""
+        out = self.lanes[lane].jits[inputs[0].shape[0]](*inputs)
         Device[self.lanes[lane].device].synchronize()
         return out
 
-    def _classify_moved(self, patches: np.ndarray, moved: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    def _classify_moved(self, patches: np.ndarray, moved: np.ndarray, prev: np.ndarray,
+                        wait: bool) -> tuple[np.ndarray, dict[str, float]]:
         """Only the cells marked moved go through the network, padded to one of four batch sizes (1/8, 1/4, 1/2,
-        all cells) so that at most four compiled shapes exist per grid; the others keep their previous emoji."""
+        all cells) so that at most four compiled shapes exist per grid; the others keep their previous emoji.
+        wait=False never waits for a compile: the cells go into the smallest batch size already compiled (the
+        whole grid's is), and the one they fit is prepared in the background."""
         moved = np.flatnonzero(moved)
-        self.skipped = 1 - moved.size / len(patches)
         indices = prev.copy()
         if moved.size == 0:
-            self.timings_ms.update(upload=0.0, forward=0.0, download=0.0)
-            return indices
-        batch = next(b for b in batch_sizes(len(patches)) if b >= moved.size)
+            return indices, dict.fromkeys(("upload", "forward", "download"), 0.0)
+        fits = [b for b in batch_sizes(len(patches)) if b >= moved.size]
+        batch = fits[0] if wait else next((b for b in fits if self.ready(b)), fits[-1])
+        if batch != fits[0]:
+            self._queue_build(fits[0])
         take = np.concatenate([moved, np.repeat(moved[:1], batch - moved.size)])
-        indices[moved] = self.classify(patches[take], prev[take])[:moved.size]
-        return indices
+        picked, ms = self._forward(patches[take], prev[take])
+        indices[moved] = picked[:moved.size]
+        return indices, ms
 
-    def render(self, indices: np.ndarray, frame: np.ndarray, grid: Grid) -> np.ndarray:
-        """Composite the chosen emoji tiles; `auto` gives each tile the background that brings its mean colour
-        to its cell's (see auto_background)."""
+    def render(self, picked: EmojiFrame, frame: np.ndarray) -> EmojiFrame:
+        """Composite the chosen emoji tiles of a picked frame; `auto` gives each tile the background that brings
+        its mean colour to its cell's (see auto_background). Reads nothing pick writes: safe in another thread."""
         t0 = time.perf_counter()
+        grid, indices = picked.grid, picked.indices
         if self.settings.background == "auto":
             uncovered = 1 - self._tile_cover[indices, None]
             back = auto_background(cell_means(frame, grid), self._tile_bgr[indices], uncovered).astype(np.float32)
@@ -308,29 +387,27 @@ class Emojifier:
             out = out.astype(np.uint8)
         else:
             out = compose(self.emoji_set.blended_atlas(grid.tile_px, self.settings.background)[indices], grid)
-        self.timings_ms["composite"] = (time.perf_counter() - t0) * 1e3
-        return out
+        return replace(picked, image=out, stage_ms={**picked.stage_ms, "composite": (time.perf_counter() - t0) * 1e3})
 
-    def __call__(self, frame: np.ndarray, cols: int | None = None) -> np.ndarray:
-        """One BGR uint8 frame -> its emoji frame; consecutive calls share stability state (see pick)."""
-        grid, indices = self.pick(frame, cols)
-        return self.render(indices, frame, grid)
+    def __call__(self, frame: np.ndarray, cols: int | None = None, wait: bool = True) -> EmojiFrame:
+        """One BGR uint8 frame -> its emoji frame (in .image); consecutive calls share stability state (see pick)."""
+        return self.render(self.pick(frame, cols, wait), frame)
 
-    def pick(self, frame: np.ndarray, cols: int | None = None) -> tuple[Grid, np.ndarray]:
+    def pick(self, frame: np.ndarray, cols: int | None = None, wait: bool = True) -> EmojiFrame:
         """One BGR uint8 frame -> its grid and the emoji of each cell, without compositing (render does that);
         consecutive calls share stability state. A cell whose patch is bit for bit the previous frame's keeps its
         emoji without a forward pass: the network would score it as before, and with or without stability it would
         pick what it picked then, so this is exact (static scenes, letterboxes and encoders' skipped blocks repeat
         pixels exactly). With still_threshold > 0 (live), cells whose thumbnail moved no more than that since their
-        emoji was picked are skipped too (slow drift adds up and is caught)."""
+        emoji was picked are skipped too (slow drift adds up and is caught). wait=False: see _classify_moved."""
         grid = self.grid_for(frame.shape, cols)
         t0 = time.perf_counter()
         patches = cut_patches(frame, grid)
-        self.timings_ms["cut"] = (time.perf_counter() - t0) * 1e3
+        cut_ms = (time.perf_counter() - t0) * 1e3
         threshold = self.settings.still_threshold
         thumbs = thumbnails(frame, grid) if threshold > 0 else None
         if self._prev is None or self._prev.grid != grid:
-            indices, self.skipped = self.classify(patches), 0.0
+            (indices, ms), skipped = self._forward(patches), 0.0
         else:
             prev = self._prev
             if thumbs is None:
@@ -340,10 +417,10 @@ class Emojifier:
             else:
                 moved = np.abs(thumbs - prev.thumbs).max(1) > threshold
                 thumbs = np.where(moved[:, None], thumbs, prev.thumbs)  # per cell, the thumbnail its emoji fits
-            indices = self._classify_moved(patches, moved, prev.indices)
+            indices, ms = self._classify_moved(patches, moved, prev.indices, wait)
+            skipped = 1 - int(moved.sum()) / grid.count
         self._prev = Previous(grid, indices, patches, thumbs)
-        self.last_grid, self.last_indices = grid, indices
-        return grid, indices
+        return EmojiFrame(grid, indices, skipped, {"cut": cut_ms, **ms})
 
     def reset(self) -> None:
         """Forget the previous frame (start of a new video or after a cut)."""

@@ -71,8 +71,8 @@ def evaluate(emojifier, photos: list[Path], out_dir: Path, cols: int = 64, seed:
     for photo in photos:
         frame = read_image(photo)
         emojifier.reset()
-        ours = emojifier(frame, cols=cols)
-        grid, indices = emojifier.last_grid, emojifier.last_indices
+        result = emojifier(frame, cols=cols)
+        ours, grid, indices = result.image, result.grid, result.indices
         base_idx = baseline_indices(emoji_set, frame, grid)
         base = draw_on_black(emoji_set, base_idx, grid)
         rand_idx = rng.integers(0, len(emoji_set), grid.count)
@@ -112,10 +112,10 @@ def flicker_rate(emojifier, frames: list[np.ndarray], cols: int) -> float:
     emojifier.reset()
     changes, prev = [], None
     for frame in frames:
-        emojifier(frame, cols=cols)
+        indices = emojifier.pick(frame, cols=cols).indices
         if prev is not None:
-            changes.append(float((emojifier.last_indices != prev).mean()))
-        prev = emojifier.last_indices
+            changes.append(float((indices != prev).mean()))
+        prev = indices
     return float(np.mean(changes))
 
 
@@ -133,9 +133,8 @@ def cut_lag(emojifier, before: np.ndarray, after: np.ndarray, cols: int, settle:
     target = emojifier.classify(cut_patches(after, grid))  # no previous frame: no hysteresis
     emojifier.reset()
     for _ in range(3):
-        emojifier(before, cols=cols)
+        emojifier.pick(before, cols=cols)
     for lag in range(1, 10):
-        emojifier(after, cols=cols)
-        if (emojifier.last_indices == target).mean() >= settle:
+        if (emojifier.pick(after, cols=cols).indices == target).mean() >= settle:
             return lag
     return 10

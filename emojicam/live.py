@@ -76,7 +76,7 @@ class FpsMeter:
 class LiveState:
     """What the keys change while the mirror runs."""
 
-    cols: int
+    cols: int                # the grid density asked for (keys); shown once compiled
     mirror: bool
     steps: list[int] = field(default_factory=list)  # the grid densities +/- move between
     view: str = "emoji"
@@ -84,6 +84,8 @@ class LiveState:
     quit: bool = False
     rerender: bool = False   # emojify the held frame again (a key changed how it looks)
     reset: bool = False      # forget the stability state (the picture moved: mirror toggled)
+    shown_cols: int = 0      # the grid density on screen: the last one asked for that is compiled
+    asked: tuple[float, int] = (0.0, 0)  # when the last +/- was pressed: (perf_counter, frames shown by then)
 
 
 def on_key(key: int, st: LiveState, shown: np.ndarray, snapshot_dir: Path, frame_no: int) -> None:
@@ -96,6 +98,7 @@ def on_key(key: int, st: LiveState, shown: np.ndarray, snapshot_dir: Path, frame
         options = [c for c in st.steps if (c > st.cols if finer else c < st.cols)]
         if options:
             st.cols, st.rerender = (options[0] if finer else options[-1]), True
+            st.asked = (time.perf_counter(), frame_no)
         print(f"grid: {st.cols} columns", flush=True)
     elif ch == "m":
         st.mirror, st.rerender, st.reset = not st.mirror, True, True
@@ -111,18 +114,34 @@ def on_key(key: int, st: LiveState, shown: np.ndarray, snapshot_dir: Path, frame
         print(f"snapshot: {write_image(snapshot_dir / name, shown)}", flush=True)
 
 
-def render(emojifier, frame: np.ndarray, st: LiveState) -> np.ndarray:
-    """Mirror -> emojify -> the chosen view; the original is shown at the emoji frame's size."""
+def render(emojifier, frame: np.ndarray, st: LiveState):
+    """Mirror -> emojify -> the chosen view (the original at the emoji frame's size); returns the picture and the
+    engine's EmojiFrame. A grid asked for that is not compiled yet is prepared in the background while the grid on
+    screen keeps running (only the very first frame waits for its grid); it is shown from the first frame after
+    it is ready. Never waits for a batch size of moved cells either (see Emojifier.pick)."""
     if st.reset:
         emojifier.reset()
         st.reset = False
     if st.mirror:
         frame = cv2.flip(frame, 1)
-    emoji = emojifier(frame, cols=st.cols)
+    wanted = emojifier.grid_for(frame.shape, st.cols)
+    emojifier.prepare(wanted.count)  # queued once per batch size; the whole grid first
+    if not st.shown_cols or emojifier.ready(wanted.count):
+        st.shown_cols = st.cols
+    result = emojifier(frame, cols=st.shown_cols, wait=False)
+    emoji = result.image
     if st.view == "emoji":
-        return emoji
+        return emoji, result
     original = cv2.resize(frame, (emoji.shape[1], emoji.shape[0]), interpolation=cv2.INTER_AREA)
-    return original if st.view == "original" else np.hstack([original, emoji])
+    return (original if st.view == "original" else np.hstack([original, emoji])), result
+
+
+def report_switch(before, after, st: LiveState, frame_no: int) -> None:
+    """One line when the grid on screen changes (Grids before -> after): how long the new one took to prepare and
+    how many frames were shown meanwhile, so scripts (and tests) see the picture never waited."""
+    if before is not None and after != before:
+        print(f"grid: {after.cols}x{after.rows} ready after {time.perf_counter() - st.asked[0]:.1f} s, "
+              f"{frame_no - st.asked[1]} frames shown while it was prepared", flush=True)
 
 
 def letterbox(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -288,12 +307,15 @@ def grid_steps(frame_shape: tuple[int, ...], tile_px: int, cols: int) -> list[in
     return steps
 
 
-def hud_lines(meter: FpsMeter, emojifier, frame_shape: tuple[int, ...], first_s: float, st: LiveState) -> list[str]:
-    """fps, grid, device; ms per engine stage; first-frame latency and the view; the keys."""
-    grid = emojifier.grid_for(frame_shape, st.cols)
-    stages = " ".join(f"{name} {ms:.1f}" for name, ms in emojifier.timings_ms.items())
+def hud_lines(meter: FpsMeter, emojifier, result, frame_shape: tuple[int, ...], first_s: float,
+              st: LiveState) -> list[str]:
+    """fps, grid, device (and the grid being prepared); ms per engine stage of the frame shown (result, an
+    EmojiFrame); first-frame latency and the view; the keys."""
+    grid, wanted = result.grid, emojifier.grid_for(frame_shape, st.cols)
+    stages = " ".join(f"{name} {ms:.1f}" for name, ms in result.stage_ms.items())
     state = f"{st.view}, mirror {'on' if st.mirror else 'off'}" + (", PAUSED" if st.paused else "")
-    return [f"{meter.fps:.1f} fps  grid {grid.cols}x{grid.rows} ({grid.count} tiles)  {emojifier.device}",
+    preparing = f"  preparing {wanted.cols}x{wanted.rows}" if wanted != grid else ""
+    return [f"{meter.fps:.1f} fps  grid {grid.cols}x{grid.rows} ({grid.count} tiles)  {emojifier.device}{preparing}",
             f"{stages} ms", f"first frame {first_s:.1f} s  {state}", KEYS_HELP]
 
 
@@ -359,21 +381,29 @@ def run_live(opts: LiveOptions, settings, make_engine: Callable) -> None:
         t_engine = time.perf_counter()
         st = LiveState(cols=settings.cols, mirror=capture.kind == "camera",
                        steps=grid_steps(capture.frame_shape, settings.tile_px, settings.cols))
-        meter, frames, reason, first_s = FpsMeter(), iter(capture), "", 0.0
+        meter, frames, reason, first_s, result = FpsMeter(), iter(capture), "", 0.0, None
         try:
             while True:
                 fresh = not st.paused
                 if fresh and (frame := next(frames, None)) is None:
                     reason = capture.end_reason
                     break
-                if changed := fresh or st.rerender:
-                    shown, st.rerender = render(emojifier, frame, st), False
+                # paused on a grid that was being prepared: show it once it is ready
+                switch = st.paused and st.shown_cols != st.cols and emojifier.ready(
+                    emojifier.grid_for(frame.shape, st.cols).count)
+                if changed := fresh or st.rerender or switch:
+                    before = result.grid if result is not None else None
+                    (shown, result), st.rerender = render(emojifier, frame, st), False
+                    report_switch(before, result.grid, st, meter.count)
                 now = time.perf_counter()
                 for sink in sinks:
                     sink.write(shown, changed, now)
                 if window is not None:
-                    window.show(shown, hud_lines(meter, emojifier, frame.shape, first_s, st))
-                    on_key(window.key(30 if st.paused else 1), st, shown, opts.snapshot_dir, meter.count)
+                    window.show(shown, hud_lines(meter, emojifier, result, frame.shape, first_s, st))
+                    wait_ms = 30 if st.paused else 1
+                    while (key := window.key(wait_ms)) != -1:  # every key pressed since the last frame, in order
+                        on_key(key, st, shown, opts.snapshot_dir, meter.count)
+                        wait_ms = 1
                     capture.pause(st.paused)
                 if fresh:
                     meter.tick()
@@ -386,7 +416,7 @@ def run_live(opts: LiveOptions, settings, make_engine: Callable) -> None:
                     break
         except KeyboardInterrupt:
             reason = "interrupted (Ctrl-C)"
-    grid = emojifier.grid_for(capture.frame_shape, st.cols)
+    grid = emojifier.grid_for(capture.frame_shape, st.shown_cols or st.cols)
     recorded = f"; recorded {opts.record}" if opts.record is not None else ""
     print(f"live: {meter.count} frames, mean {meter.mean_fps:.1f} fps, device {emojifier.device}, grid {grid.cols}x"
           f"{grid.rows} ({grid.count} tiles), first frame {first_s:.2f} s; ended: {reason}{recorded}", flush=True)

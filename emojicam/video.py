@@ -382,6 +382,12 @@ class ConvertStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+def write_rendered(out: VideoWriter, rendered) -> dict[str, float]:
+    """Write a rendered EmojiFrame's picture; its stage times are returned."""
+    out.write(rendered.image)
+    return rendered.stage_ms
+
+
 def convert_video(emojifier, src: Path, dst: Path, quiet: bool = False) -> ConvertStats:
     """Emojify every frame of src into dst at the source frame rate, keeping the audio; decode, inference
     and encoding overlap (decoder thread, main thread, FFmpeg process)."""
@@ -389,7 +395,7 @@ def convert_video(emojifier, src: Path, dst: Path, quiet: bool = False) -> Conve
     emojifier.reset()
     start = time.perf_counter()
     timings: dict[str, list[float]] = {"decode_wait": [], "emojify": [], "write": []}
-    engine_ms: list[dict[str, float]] = []
+    engine_ms: list[dict[str, float]] = []  # one frame's stages, from the calls that made it
     skipped: list[float] = []
     with open_video(src) as video:
         w, h = video.size
@@ -412,18 +418,17 @@ def convert_video(emojifier, src: Path, dst: Path, quiet: bool = False) -> Conve
                 picked = emojifier.pick(frame, grid.cols)
                 t2 = time.perf_counter()
                 if composited is not None:
-                    out.write(composited.result())
-                composited = compositor.submit(emojifier.render, picked[1], frame, picked[0])
+                    engine_ms.append(write_rendered(out, composited.result()))
+                composited = compositor.submit(emojifier.render, picked, frame)
                 t3 = time.perf_counter()
                 timings["decode_wait"].append((t1 - t0) * 1e3)
                 timings["emojify"].append((t2 - t1) * 1e3)
                 timings["write"].append((t3 - t2) * 1e3)
-                engine_ms.append(dict(emojifier.timings_ms))
-                skipped.append(emojifier.skipped)
+                skipped.append(picked.skipped)
                 bar.update()
                 t0 = time.perf_counter()
             if composited is not None:
-                out.write(composited.result())
+                engine_ms.append(write_rendered(out, composited.result()))
     done = len(timings["emojify"])
     if video.frame_count and done < video.frame_count - max(2, video.frame_count // 50):
         warn(f"{src.name}: converted {done} of {video.frame_count} expected frames (truncated or corrupt input?)")

@@ -228,7 +228,7 @@ def test_jit_replay_agrees_with_the_plain_forward(ckpt, emoji_set, photo, scorin
     atlas = emoji_set.blended_atlas(8, "black")
     seen = []
     for frame in varied_frames(photo, 5):
-        out = emojifier(frame)
+        out = emojifier(frame).image
         grid = emojifier.grid_for(frame.shape)
         assert (grid.cols, grid.rows) == (6, 4)
         x = Tensor(cut_patches(frame, grid), device=DEVICE)
@@ -258,10 +258,10 @@ def test_stability_keeps_a_tile_unless_the_new_emoji_wins_by_the_margin(ckpt, em
                                                  stability=margin))
     atlas = emoji_set.blended_atlas(8, "black")
     for _ in range(2):  # the second round replays the captured JIT
-        np.testing.assert_array_equal(stable(a), compose(atlas[prev], grid))
-        np.testing.assert_array_equal(stable(b), compose(atlas[expected], grid))
+        np.testing.assert_array_equal(stable(a).image, compose(atlas[prev], grid))
+        np.testing.assert_array_equal(stable(b).image, compose(atlas[expected], grid))
         stable.reset()
-    np.testing.assert_array_equal(stable(b), compose(atlas[best], grid), err_msg="reset forgets the last frame")
+    np.testing.assert_array_equal(stable(b).image, compose(atlas[best], grid), err_msg="reset forgets the last frame")
 
 
 def test_weights_for_another_set_are_refused_naming_both_fingerprints(ckpt, emoji_set, tmp_path):
@@ -305,7 +305,7 @@ def shuffled_emoji(emoji_set) -> np.ndarray:
 def recovered(emojifier: Emojifier, emoji_set: EmojiSet, frame: np.ndarray, truth: np.ndarray) -> float:
     """Share of cells whose emoji the engine gives back (read from its output, drawn on black or white)."""
     emojifier.reset()
-    out = emojifier(frame)
+    out = emojifier(frame).image
     grid = emojifier.grid_for(frame.shape)
     assert (grid.cols, grid.rows) == (ACCURACY_COLS, ACCURACY_COLS)
     atlas = emoji_set.blended_atlas(grid.tile_px, emojifier.settings.background)

@@ -102,6 +102,13 @@ def key(display: str, window: str, name: str) -> None:
                    check=True, timeout=30, capture_output=True)
 
 
+def find_window(display: str) -> str:
+    """The id of the visible "emojicam" window."""
+    found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^emojicam$"],
+                           env={**os.environ, "DISPLAY": display}, capture_output=True, text=True, timeout=60)
+    return found.stdout.split()[-1]
+
+
 class Live:
     """`emojicam live ARGS` running in the background; wait for its stdout lines one by one."""
 
@@ -219,9 +226,7 @@ def test_window_keys_and_screen(clip, xvfb, atlas, weights, tmp_path):
     with Live("--source", clip, "--record", out, "--snapshots", snaps, *ENGINE, "--weights", weights,
               env={"DISPLAY": xvfb}) as live:
         live.expect("first frame after")
-        found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^emojicam$"],
-                               env={**os.environ, "DISPLAY": xvfb}, capture_output=True, text=True, timeout=60)
-        window = found.stdout.split()[-1]
+        window = find_window(xvfb)
 
         def press(name: str, reply: str) -> str:
             key(xvfb, window, name)
@@ -249,7 +254,8 @@ def test_window_keys_and_screen(clip, xvfb, atlas, weights, tmp_path):
         side = snapshot()
         assert side.shape[:2] == (72, 256) and np.array_equal(side[:, 128:], mirrored)
         assert emoji_misfit(side[:, :128], atlas) > 25  # the left half is the (mirrored) input itself
-        press("plus", "grid: 24 columns")  # a new grid shape: compiled now, the window waits for it
+        press("plus", "grid: 24 columns")  # a new grid shape: prepared in the background, shown once ready
+        live.expect("grid: 24x14 ready")
         finer = snapshot()
         assert finer.shape[:2] == (112, 384)
         press("q", "live: ")
@@ -261,6 +267,32 @@ def test_window_keys_and_screen(clip, xvfb, atlas, weights, tmp_path):
     recorded = read_frames(out)
     assert recorded and all(f.shape[:2] == CANVAS for f in recorded)  # one size, whatever was shown
     assert recorded[0][:10].mean() > 30 and recorded[-1][:10].mean() < 12  # side-by-side ends up letterboxed
+
+
+def test_a_new_grid_is_prepared_while_the_picture_keeps_moving(clip, xvfb, weights, tmp_path):
+    """`+` with empty caches (no captured TinyJits, no compiled kernels): the new grid compiles in the background
+    while frames of the current grid keep being shown, and keys pressed meanwhile take effect once each."""
+    env = {"DISPLAY": xvfb, "EMOJICAM_CACHE": str(tmp_path / "jits"), "CACHEDB": str(tmp_path / "kernels.db")}
+    long_clip = make_clip(tmp_path / "long.mp4", 180)  # paced at 10 fps: cold compiles on 2 cores take a while
+    with Live("--source", long_clip, *ENGINE, "--weights", weights, env=env) as live:
+        live.expect("first frame after")
+        window = find_window(xvfb)
+        key(xvfb, window, "plus")
+        live.expect("grid: 24 columns")
+        # while 24x14 is being prepared (or just after) each press takes effect once; presses a frame apart, as
+        # a person's are: OpenCV's Qt backend keeps only the last of the keys that arrive within one frame
+        key(xvfb, window, "o")
+        live.expect("view: side-by-side")
+        key(xvfb, window, "o")
+        live.expect("view: original")
+        ready = live.expect("grid: 24x14 ready after")
+        key(xvfb, window, "q")
+        rc, lines = live.finish()
+    assert rc == 0, lines
+    shown_meanwhile = int(ready.split(", ")[1].split()[0])
+    assert shown_meanwhile >= 2, f"frames stopped while the grid compiled: {ready}"
+    assert [line for line in lines if line.startswith("view: ")] == ["view: side-by-side", "view: original"], lines
+    assert "grid 24x14" in lines[-1] and "ended: q pressed" in lines[-1]
 
 
 def test_ctrl_c_finalises_the_recording(clip, weights, tmp_path):

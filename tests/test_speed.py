@@ -81,8 +81,9 @@ def test_the_gpu_path_picks_what_the_cpu_kernels_pick(parts, photo, tmp_path, mo
         emojifier = engine(parts, stability=1.0)
         for lane in emojifier.lanes:
             lane.net = InferenceNet(parts[0].model, lane.device, scheduled=scheduled)
-        outputs[scheduled] = [emojifier(frame) for frame in frames]
-        assert emojifier.skipped == 1.0, "the repeated frame was not recomputed"
+        results = [emojifier(frame) for frame in frames]
+        assert results[-1].skipped == 1.0, "the repeated frame was not recomputed"
+        outputs[scheduled] = [r.image for r in results]
     for tensor_level, kernels in zip(outputs[False], outputs[True], strict=True):
         np.testing.assert_array_equal(tensor_level, kernels)
     assert not np.array_equal(outputs[True][0], outputs[True][1]), "the frames should give different emoji"
@@ -93,15 +94,14 @@ def test_only_moved_cells_are_recomputed_and_they_match_a_full_forward(parts, ph
     grid = skipping.grid_for(photo.shape)
     inner = [(r, c) for r in range(2, grid.rows - 2) for c in range(2, grid.cols - 2)]  # away from cell borders
     changed = with_new_cells(photo, grid, inner[:5])
-    skipping(photo)
-    assert skipping.skipped == 0.0, "a first frame goes through the network whole"
-    first = skipping.last_indices.copy()
-    skipping(changed)
-    moved = np.flatnonzero(skipping.last_indices != first)
-    assert skipping.skipped == pytest.approx(1 - 5 / grid.count), "exactly the five changed cells"
+    first = skipping(photo)
+    assert first.skipped == 0.0, "a first frame goes through the network whole"
+    second = skipping(changed)
+    moved = np.flatnonzero(second.indices != first.indices)
+    assert second.skipped == pytest.approx(1 - 5 / grid.count), "exactly the five changed cells"
     assert len(moved) >= 1, "flipped, colour-swapped cells should change emoji"
-    full(changed)  # stability 0: the same emoji a whole-frame forward picks, for moved and kept cells alike
-    np.testing.assert_array_equal(skipping.last_indices, full.last_indices)
+    # stability 0: the same emoji a whole-frame forward picks, for moved and kept cells alike
+    np.testing.assert_array_equal(second.indices, full(changed).indices)
 
 
 @pytest.mark.parametrize("stability", [0.0, 1.0])
@@ -121,9 +121,9 @@ def test_cells_repeated_bit_for_bit_keep_the_emoji_a_full_forward_gives(parts, p
         reference.append(previous)
     skipped = []
     for frame, expected in zip(frames, reference, strict=True):
-        skipping(frame)
-        skipped.append(skipping.skipped)
-        np.testing.assert_array_equal(skipping.last_indices, expected)
+        result = skipping(frame)
+        skipped.append(result.skipped)
+        np.testing.assert_array_equal(result.indices, expected)
     unchanged = 1 - 5 / grid.count
     assert skipped[:4] == [0.0, 1.0, pytest.approx(unchanged), 1.0], skipped
     assert skipped[4] < 0.5, "sensor noise changes almost every patch: no exact repeat, so no skip"
@@ -131,16 +131,13 @@ def test_cells_repeated_bit_for_bit_keep_the_emoji_a_full_forward_gives(parts, p
 
 def test_sensor_noise_is_skipped_but_slow_drift_is_caught(parts, photo):
     skipping = engine(parts, still_threshold=4.0)
-    skipping(photo)
-    first = skipping.last_indices.copy()
+    first = skipping(photo)
     rng = np.random.default_rng(0)
-    noisy = np.clip(photo + rng.normal(0, 2.0, photo.shape), 0, 255).astype(np.uint8)
-    skipping(noisy)
-    assert skipping.skipped == 1.0 and np.array_equal(skipping.last_indices, first)
+    noisy = skipping(np.clip(photo + rng.normal(0, 2.0, photo.shape), 0, 255).astype(np.uint8))
+    assert noisy.skipped == 1.0 and np.array_equal(noisy.indices, first.indices)
     skipped = []
     for step in range(1, 9):  # one grey level per frame: never more than 1 between frames, 8 in all
-        skipping(np.clip(photo.astype(np.int16) + step, 0, 255).astype(np.uint8))
-        skipped.append(skipping.skipped)
+        skipped.append(skipping(np.clip(photo.astype(np.int16) + step, 0, 255).astype(np.uint8)).skipped)
     assert skipped[0] == 1.0, "one level is below the threshold"
     assert min(skipped) < 0.5, f"drift adds up against the thumbnail each emoji was picked on: {skipped}"
 
@@ -148,23 +145,26 @@ def test_sensor_noise_is_skipped_but_slow_drift_is_caught(parts, photo):
 def test_a_second_engine_loads_the_captured_jit_and_picks_the_same_emoji(parts, photo, tmp_path, monkeypatch):
     monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
     first = engine(parts, stability=1.0)
-    out = first(photo)
+    out = first(photo).image
     lanes = len(first.lanes)
     assert len(list(tmp_path.glob("*.jit.pkl"))) == lanes, "each lane's frame function is stored after the first frame"
     second = engine(parts, stability=1.0)
-    batch = -(-second.grid_for(photo.shape).count // lanes)  # lane 0's share
-    assert second._jit(0, batch).captured is not None, "loaded, captured, not compiled again"
-    np.testing.assert_array_equal(second(photo), out)
+    cells = second.grid_for(photo.shape).count
+    batch = -(-cells // lanes)  # lane 0's share
+    np.testing.assert_array_equal(second(photo).image, out)
+    # a TinyJit loaded from its pickle has no Python function to trace: it was not compiled again
+    assert second.lanes[0].jits[batch].fxn is None, "loaded, captured, not compiled again"
     other = engine(parts, stability=1.0, colour_weight=0.0)  # different scores: a different entry
-    assert other._jit(0, batch).captured is None
+    other.warm_up(cells)
+    assert other.lanes[0].jits[batch].fxn is not None
 
 
 def test_a_broken_cache_entry_is_ignored(parts, photo, tmp_path, monkeypatch):
     monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
-    reference = engine(parts)(photo)
+    reference = engine(parts)(photo).image
     for entry in tmp_path.glob("*.jit.pkl"):
         entry.write_bytes(b"not a pickle")
-    np.testing.assert_array_equal(engine(parts)(photo), reference)
+    np.testing.assert_array_equal(engine(parts)(photo).image, reference)
     assert jit_cache.load("no-such-key") is None
 
 
