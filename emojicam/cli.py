@@ -8,7 +8,7 @@ from pathlib import Path
 
 from emojicam import __version__, jit_cache
 from emojicam.emoji_set import BACKGROUNDS, DEFAULT_SET
-from emojicam.engine import Settings
+from emojicam.engine import COMPOSITES, Settings
 from emojicam.errors import EmojicamError
 from emojicam.model import DEFAULT_WEIGHTS
 
@@ -31,13 +31,16 @@ def add_engine_args(p: argparse.ArgumentParser, stability: float, still: float =
                         f"its emoji was picked keeps it without a forward pass; 0 = only cells repeated bit for "
                         f"bit from the frame before, which is exact (default {still})")
     p.add_argument("--device", default=None, help="tinygrad device: CPU, CL, METAL, CUDA, ... (default: tinygrad's)")
+    p.add_argument("--composite", choices=COMPOSITES, default="auto",
+                   help="where frames are cut and composited: host (OpenCV/numpy), device (the whole frame in one "
+                        "compiled function on the device), auto = device on GPUs, host on CPU devices (default auto)")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="trained weights (default: shipped)")
     p.add_argument("--emoji-set", type=Path, default=DEFAULT_SET, help="folder of emoji PNGs (default: shipped)")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(cols=args.cols, tile_px=args.tile, background=args.background, device=args.device,
-                    stability=args.stability, still_threshold=args.still_threshold)
+                    stability=args.stability, still_threshold=args.still_threshold, composite=args.composite)
 
 
 def make_emojifier(args: argparse.Namespace):

@@ -20,10 +20,11 @@ from tinygrad.helpers import BEAM
 from tinygrad.nn.state import get_state_dict
 
 from emojicam import jit_cache
+from emojicam.device_frame import DeviceFrame, Tiles, frame_function
 from emojicam.emoji_set import BACKGROUNDS, EmojiSet
 from emojicam.errors import EmojicamError
 from emojicam.grid import Grid, cell_means, check_tile_px, compose, cut_patches, thumbnails
-from emojicam.kernels import InferenceNet
+from emojicam.kernels import InferenceNet, runs_on_cpu
 from emojicam.model import PATCH_PX, Checkpoint
 
 T = TypeVar("T", np.ndarray, Tensor)
@@ -49,6 +50,12 @@ class Settings:
     still_threshold: float = 0.0
     # CPU device only: how many cores each batch is split across (0 = every core this process may use, up to 8).
     cpu_threads: int = 0
+    # Where a frame is cut and composited: "host" (OpenCV/numpy, the network on the device), "device" (the whole
+    # frame in one compiled function, device_frame.py), "auto" = device on GPUs, host on CPU devices.
+    composite: str = "auto"
+
+
+COMPOSITES = ("auto", "host", "device")
 
 
 def resolve_device(device: str | None) -> str:
@@ -120,16 +127,12 @@ class Lane:
         cost tinygrad 2-3 ms per array, and would schedule work while a background build captures."""
         inputs = self.inputs[len(patches)]
         for tensor, a in zip(inputs, (patches, prev, margin), strict=True):
-            buf, data = tensor.uop.buffer, memoryview(np.ascontiguousarray(a)).cast("B")
-            if self.on_host:
-                buf.as_memoryview(force_zero_copy=True)[:] = data  # synchronizes with the device first
-            else:
-                buf.copy_from(Buffer("PYTHON", buf.size, buf.dtype, opaque=data))
+            write_into(tensor, a, self.on_host)
         return inputs
 
     def download(self, out: Tensor) -> np.ndarray:
         """A finished output tensor as a numpy copy (read in place on the CPU device)."""
-        return np.frombuffer(out.uop.buffer.as_memoryview(force_zero_copy=self.on_host), np.int32).copy()
+        return read_from(out, np.int32, self.on_host)
 
     @property
     def on_host(self) -> bool:
@@ -161,6 +164,20 @@ class Previous:
     thumbs: np.ndarray | None  # (N, 108) with still_threshold > 0: per cell, the thumbnail its emoji was picked on
 
 
+def write_into(tensor: Tensor, a: np.ndarray, on_host: bool) -> None:
+    """Copy an array into a realized tensor's buffer: in place on tinygrad's CPU device (on_host), else one copy."""
+    buf, data = tensor.uop.buffer, memoryview(np.ascontiguousarray(a)).cast("B")
+    if on_host:
+        buf.as_memoryview(force_zero_copy=True)[:] = data  # synchronizes with the device first
+    else:
+        buf.copy_from(Buffer("PYTHON", buf.size, buf.dtype, opaque=data))
+
+
+def read_from(tensor: Tensor, dtype: type, on_host: bool) -> np.ndarray:
+    """A finished tensor's buffer as a flat numpy copy (read in place on tinygrad's CPU device)."""
+    return np.frombuffer(tensor.uop.buffer.as_memoryview(force_zero_copy=on_host), dtype).copy()
+
+
 def batch_sizes(cells: int) -> list[int]:
     """The batch sizes the moved cells of a frame are padded to: 1/8, 1/4, 1/2 and all of the grid's cells."""
     return sorted({-(-cells // d) for d in (8, 4, 2, 1)})
@@ -176,6 +193,8 @@ class Emojifier:
         if settings.background not in BACKGROUNDS:
             raise EmojicamError(f"--background: expected one of {', '.join(BACKGROUNDS)}, got {settings.background}")
         check_tile_px(settings.tile_px)
+        if settings.composite not in COMPOSITES:
+            raise EmojicamError(f"--composite: expected one of {', '.join(COMPOSITES)}, got {settings.composite}")
         for flag, value in (("--stability", settings.stability), ("--still-threshold", settings.still_threshold)):
             if not value >= 0:
                 raise EmojicamError(f"{flag}: expected a number >= 0, got {value}")
@@ -204,8 +223,14 @@ class Emojifier:
         # keeps process-wide state (the JIT being captured collects whatever any thread schedules), so two
         # builds never overlap, and the frame path itself only writes into existing buffers and replays.
         self._builder = ThreadPoolExecutor(1, thread_name_prefix="emojicam-compile")
-        self._builds: dict[int, Future] = {}  # batch size -> its build, queued or running or done
+        self._builds: dict = {}  # batch size (or device path: frame h, w, grid) -> its build Future
         self._prev: Previous | None = None
+        # the device path: frame functions by (frame height, width, grid), and which one ran last (None: forget)
+        self.on_device = settings.composite == "device" or (settings.composite == "auto" and not runs_on_cpu(
+            self.device))
+        self._frames: dict[tuple[int, int, Grid], DeviceFrame] = {}
+        self._last_frame_key: tuple[int, int, Grid] | None = None
+        self._tiles = self._device_tiles() if self.on_device else None
 
     def grid_for(self, frame_shape: tuple[int, ...], cols: int | None = None) -> Grid:
         return Grid.for_frame(frame_shape, cols or self.settings.cols, self.settings.tile_px)
@@ -238,6 +263,24 @@ class Emojifier:
         on.inputs[batch], on.beam[batch] = inputs, beam
         on.jits[batch] = jit  # last: a lane's batch counts as ready once its JIT is here
 
+    def _device_tiles(self) -> Tiles:
+        dev, blended = self.device, None
+        if self.settings.background != "auto":
+            blended = Tensor(self.emoji_set.blended_atlas(self.settings.tile_px, self.settings.background), device=dev)
+        return Tiles(*(Tensor(np.ascontiguousarray(a, np.float32), device=dev).realize() for a in (
+            self._tile_bgr, self._tile_cover, self._tile_premult, self._tile_uncover)),
+            blended.realize() if blended is not None else None)
+
+    def _build_frame(self, key: tuple[int, int, Grid]) -> None:
+        """Compile the device path's frame function for this frame size and grid (two calls: run, capture)."""
+        h, w, grid = key
+        built = frame_function(lambda x: self.scores(x, 0), self._tiles, (h, w, 3), grid,
+                               self.settings.still_threshold > 0, self.device)
+        for _ in range(2):
+            built.jit(built.frame, built.params)
+        Device[self.device].synchronize()
+        self._frames[key] = built
+
     def _build(self, batch: int, fresh: bool = False) -> None:
         for lane, share in enumerate(self._shares(batch)):
             if fresh or len(share) not in self.lanes[lane].jits:
@@ -250,13 +293,31 @@ class Emojifier:
             build.result()
         return all(len(share) in lane.jits for lane, share in zip(self.lanes, self._shares(batch), strict=True))
 
+    def grid_ready(self, frame_shape: tuple[int, ...], cols: int | None = None) -> bool:
+        """Whether frames of this shape at this grid run without a compile (the whole grid's batch, or on the
+        device path its frame function)."""
+        grid = self.grid_for(frame_shape, cols)
+        if self.on_device:
+            return (*frame_shape[:2], grid) in self._frames
+        return self.ready(grid.count)
+
+    def prepare_grid(self, frame_shape: tuple[int, ...], cols: int | None = None) -> None:
+        """prepare for frames of this shape at this grid: in the background, returns at once (see grid_ready)."""
+        grid = self.grid_for(frame_shape, cols)
+        if self.on_device:
+            key = (*frame_shape[:2], grid)
+            if key not in self._builds:
+                self._builds[key] = self._builder.submit(self._build_frame, key)
+        else:
+            self.prepare(grid.count)
+
     def prepare(self, cells: int) -> None:
         """Compile (or load from the JIT cache) in the background every batch size a grid of `cells` cells uses,
         the whole grid first; returns at once (see ready). Builds queued for other sizes and not yet started go
         back in the queue behind these: the grid asked for last is the one the user waits for."""
         wanted = sorted(batch_sizes(cells), reverse=True)
         for batch, build in list(self._builds.items()):
-            if batch not in wanted and build.cancel():
+            if isinstance(batch, int) and batch not in wanted and build.cancel():
                 del self._builds[batch]
         for batch in wanted:
             self._queue_build(batch)
@@ -371,7 +432,10 @@ class Emojifier:
 
     def render(self, picked: EmojiFrame, frame: np.ndarray) -> EmojiFrame:
         """Composite the chosen emoji tiles of a picked frame; `auto` gives each tile the background that brings
-        its mean colour to its cell's (see auto_background). Reads nothing pick writes: safe in another thread."""
+        its mean colour to its cell's (see auto_background). Reads nothing pick writes: safe in another thread.
+        On the device path the frame came composited: returned as it is."""
+        if picked.image is not None:
+            return picked
         t0 = time.perf_counter()
         grid, indices = picked.grid, picked.indices
         if self.settings.background == "auto":
@@ -401,6 +465,8 @@ class Emojifier:
         pixels exactly). With still_threshold > 0 (live), cells whose thumbnail moved no more than that since their
         emoji was picked are skipped too (slow drift adds up and is caught). wait=False: see _classify_moved."""
         grid = self.grid_for(frame.shape, cols)
+        if self.on_device:
+            return self._pick_on_device(frame, grid)
         t0 = time.perf_counter()
         patches = cut_patches(frame, grid)
         cut_ms = (time.perf_counter() - t0) * 1e3
@@ -422,6 +488,33 @@ class Emojifier:
         self._prev = Previous(grid, indices, patches, thumbs)
         return EmojiFrame(grid, indices, skipped, {"cut": cut_ms, **ms})
 
+    def _pick_on_device(self, frame: np.ndarray, grid: Grid) -> EmojiFrame:
+        """The device path: frame up, one compiled function, emoji frame and each cell's emoji down."""
+        key = (*frame.shape[:2], grid)
+        if key not in self._frames:
+            self._builds.pop(key, None)
+            self.prepare_grid(frame.shape, grid.cols)
+            self._builds[key].result()
+        built, on_host = self._frames[key], self.lanes[0].on_host
+        first = self._last_frame_key != key
+        stable = not first and self.settings.stability > 0
+        t0 = time.perf_counter()
+        write_into(built.frame, frame, on_host)
+        write_into(built.params, np.array([self.settings.stability if stable else -np.inf,
+                                           self.settings.still_threshold, float(first)], np.float32), on_host)
+        t1 = time.perf_counter()
+        image, report = built.jit(built.frame, built.params)
+        Device[self.device].synchronize()
+        t2 = time.perf_counter()
+        out = read_from(image, np.uint8, on_host).reshape(image.shape)
+        report = read_from(report, np.int32, on_host)
+        t3 = time.perf_counter()
+        self._last_frame_key = key
+        ms = {"cut": 0.0, "upload": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "download": (t3 - t2) * 1e3,
+              "composite": 0.0}
+        return EmojiFrame(grid, report[:-1], 0.0 if first else 1 - report[-1] / grid.count, ms, out)
+
     def reset(self) -> None:
         """Forget the previous frame (start of a new video or after a cut)."""
         self._prev = None
+        self._last_frame_key = None

@@ -1,0 +1,126 @@
+"""The device path: the whole frame in one compiled function, BGR frame in, emoji frame out (GPUs).
+
+The host path (engine.Emojifier on CPU devices) cuts patches with OpenCV, runs the network on the device and
+composites with numpy. Here one TinyJit per frame size and grid does every step on the device, so a frame costs
+one upload of H x W x 3 bytes and one download of the emoji frame (plus the cells' emoji, 4 bytes each):
+
+    frame (H, W, 3) uint8 BGR -> area resize to (rows*36, cols*36) and to (rows, cols) -> RGB patches
+    -> network + scores (Emojifier.scores) -> stability -> moved cells (exact, or --still-threshold)
+    -> tiles gathered from the atlas on the device, `auto` background -> (rows*t, cols*t, 3) uint8
+
+The resize is exact area averaging (each output pixel the mean of the input area it covers, up or down), rounded
+to whole levels: what cv2.resize's INTER_AREA computes, which the host path uses, except that OpenCV works in
+fixed point (11-bit weights when enlarging), so a few pixels land one level apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from tinygrad import Tensor, TinyJit, dtypes
+
+from emojicam.grid import PATCH_PX, Grid
+
+THUMB_PX = 6  # the still-cell thumbnail side, as grid.thumbnails
+
+
+def area_weights(n: int, m: int) -> tuple[int, np.ndarray]:
+    """Resampling n pixels to m by area: the axis splits into g = gcd(n, m) blocks of n' = n/g inputs and
+    m' = m/g outputs that see only each other (a small matrix per block, not an n x m one, unless the sizes share
+    no factor); returns g and the (n', m') weights of one block, each column summing to 1. Measured in 1/m' of an
+    input pixel, input i covers [i*m', (i+1)*m') and output j covers [j*n', (j+1)*n')."""
+    g = math.gcd(n, m)
+    ni, mo = n // g, m // g
+    i, j = np.arange(ni)[:, None], np.arange(mo)[None, :]
+    overlap = np.minimum((i + 1) * mo, (j + 1) * ni) - np.maximum(i * mo, j * ni)
+    return g, (np.maximum(overlap, 0) / ni).astype(np.float32)
+
+
+def area_resize(x: Tensor, size: tuple[int, int], weights: tuple[Tensor, Tensor]) -> Tensor:
+    """(H, W, C) float -> (h, w, C) float by exact area averaging along each axis; weights from area_weights
+    (as tensors on x's device: along H, then along W)."""
+    h, w = size
+    (H, W, C), (wy, wx) = x.shape, weights
+    gy, gx = H // wy.shape[0], W // wx.shape[0]
+    x = (x.reshape(H, gx, wx.shape[0], 1, C) * wx.reshape(1, 1, *wx.shape, 1)).sum(2).reshape(H, w, C)
+    return (x.reshape(gy, wy.shape[0], 1, w, C) * wy.reshape(1, *wy.shape, 1, 1)).sum(1).reshape(h, w, C)
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """The emoji tiles at the output size, on the device, for gathering by index."""
+
+    bgr: Tensor      # (K, 3) mean BGR of each emoji on black (premultiplied)
+    cover: Tensor    # (K,) coverage
+    premult: Tensor  # (K, t, t, 3) premultiplied BGR + 0.5 (for rounding), `auto` background
+    uncover: Tensor  # (K, t, t, 1) 1 - alpha, `auto` background
+    blended: Tensor | None  # (K, t, t, 3) uint8 on a fixed background (black/white), else None
+
+
+@dataclass
+class DeviceFrame:
+    """One frame size x grid on one device: the compiled frame function and its two inputs. The state it keeps
+    between frames (each cell's emoji and the patches or thumbnails they were picked on) lives inside it."""
+
+    jit: TinyJit
+    frame: Tensor   # (H, W, 3) uint8
+    params: Tensor  # (3,) float32: stability margin, still threshold, 1 on a first frame (forget the state)
+
+
+def frame_function(scores: Callable[[Tensor], Tensor], tiles: Tiles, frame_shape: tuple[int, ...], grid: Grid,
+                   still: bool, device: str) -> DeviceFrame:
+    """Build (not yet compile: the first two calls do) the frame function for this frame size and grid. scores:
+    (N, 36, 36, 3) uint8 RGB patches -> (N, K) scores, as the host path's. still: compare 6x6 thumbnails against
+    the threshold (live) instead of whole patches bit for bit."""
+    from emojicam.engine import auto_background  # the one definition, shared with the host path
+
+    (h, w), n, t = frame_shape[:2], grid.count, grid.tile_px
+    def weights(rows: int, cols: int) -> tuple[Tensor, Tensor]:
+        return tuple(Tensor(area_weights(a, b)[1], device=device).realize() for a, b in ((h, rows), (w, cols)))
+
+    to_patches, to_cells = weights(grid.rows * PATCH_PX, grid.cols * PATCH_PX), weights(grid.rows, grid.cols)
+    to_thumbs = weights(grid.rows * THUMB_PX, grid.cols * THUMB_PX) if still else None
+    picked_on = Tensor.zeros(n, THUMB_PX * THUMB_PX * 3 if still else PATCH_PX * PATCH_PX * 3,
+                             device=device).contiguous().realize()
+    shown = Tensor.zeros(n, dtype=dtypes.int32, device=device).contiguous().realize()
+
+    def cells(x: Tensor, px: int) -> Tensor:  # (rows*px, cols*px, 3) -> (N, px, px, 3), row-major cell order
+        return x.reshape(grid.rows, px, grid.cols, px, 3).permute(0, 2, 1, 3, 4).reshape(n, px, px, 3)
+
+    def run(frame: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+        x = frame.cast(dtypes.float32)
+        small = area_resize(x, (grid.rows * PATCH_PX, grid.cols * PATCH_PX), to_patches).round().clip(0, 255)
+        patches = cells(small.flip(2), PATCH_PX).cast(dtypes.uint8).contiguous()  # RGB, as the network learnt
+        score = scores(patches)
+        margin, threshold, first = params[0], params[1], params[2] > 0
+        best = score.argmax(1).cast(dtypes.int32)
+        gap = score.max(1) - score.gather(1, shown.unsqueeze(1)).squeeze(1)
+        pick = (first | (gap > margin)).where(best, shown)
+        if still:
+            seen = cells(area_resize(x, (grid.rows * THUMB_PX, grid.cols * THUMB_PX), to_thumbs).round(),
+                         THUMB_PX).reshape(n, -1)
+            moved = first | ((seen - picked_on).abs().max(1) > threshold)
+            keep = moved.unsqueeze(1).where(seen, picked_on)
+        else:
+            keep = patches.reshape(n, -1).cast(dtypes.float32)
+            moved = first | (keep != picked_on).max(1)
+        indices = moved.where(pick, shown)
+        if tiles.blended is not None:
+            out = tiles.blended[indices]
+        else:
+            means = area_resize(x, (grid.rows, grid.cols), to_cells).round().reshape(n, 1, 1, 3)
+            back = auto_background(means, tiles.bgr[indices].reshape(n, 1, 1, 3),
+                                   1 - tiles.cover[indices].reshape(n, 1, 1, 1))
+            out = (tiles.uncover[indices] * back + tiles.premult[indices]).cast(dtypes.uint8)
+        image = out.reshape(grid.rows, grid.cols, t, t, 3).permute(0, 2, 1, 3, 4).reshape(grid.rows * t,
+                                                                                          grid.cols * t, 3).contiguous()
+        report = indices.cat(moved.cast(dtypes.int32).sum().reshape(1))  # each cell's emoji, then how many moved
+        Tensor.realize(image, report, shown.assign(indices), picked_on.assign(keep))
+        return image, report
+
+    frame = Tensor.zeros(h, w, 3, dtype=dtypes.uint8, device=device).contiguous().realize()
+    params = Tensor([0.0, 0.0, 1.0], device=device).realize()
+    return DeviceFrame(TinyJit(run), frame, params)
