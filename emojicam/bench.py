@@ -43,6 +43,15 @@ class BenchConfig:
     peers: bool = True
     source: Path | None = None    # video to cut the clip from; default samples/sample.mp4, else synthetic
     peak_gflops: dict[str, float] = field(default_factory=dict)  # device (or "*") -> assumed peak
+    # where frames are cut and composited; empty = both paths on GPUs, the host path on CPU devices
+    composites: tuple[str, ...] = ()
+
+
+def paths_for(device: str, cfg: BenchConfig) -> tuple[str, ...]:
+    """The --composite paths measured on a device."""
+    from emojicam.kernels import runs_on_cpu
+
+    return cfg.composites or (("host",) if runs_on_cpu(device) else ("host", "device"))
 
 
 QUICK = {"cols": (32,), "frames": 4, "clip_frames": 8, "max_seconds": 5.0}
@@ -194,6 +203,7 @@ def measure_engine(emojifier, frames: list[np.ndarray], cfg: BenchConfig) -> tup
             outputs.append(out.image)
     times = timed_loop(step, cfg.frames, cfg.max_seconds)
     ms = {s: statistics.median(v) for s, v in stages.items()}
+    up, down = emojifier.traffic(frames[0].shape)
     classify_ms = float(np.median(np.sum([stages[s] for s in ("upload", "forward", "download")], axis=0)))
     engine_ms = median_ms(times)
     analytic = emojifier.model.config.flops_per_patch() * grid.count
@@ -206,6 +216,8 @@ def measure_engine(emojifier, frames: list[np.ndarray], cfg: BenchConfig) -> tup
         "flops_per_patch": emojifier.model.config.flops_per_patch(), "gflop_per_frame": analytic / 1e9,
         "gflop_per_frame_measured": measured_flops / 1e9, "measured_over_analytic": measured_flops / analytic,
         "mb_moved_per_frame": moved / 1e6, "kernels_per_frame": kernels,
+        "composite": "device" if emojifier.on_device else "host", "bytes_up_per_frame": up,
+        "bytes_down_per_frame": down, "device_ms": ms["forward"], "host_ms": median_ms(times) - ms["forward"],
         "ms": ms, "engine_ms": engine_ms, "classify_ms": classify_ms,
         "inference_fps": 1e3 / engine_ms, "classify_fps": 1e3 / classify_ms, "forward_fps": 1e3 / ms["forward"],
         "achieved_gflops": analytic / 1e9 / (ms["forward"] / 1e3),
@@ -251,7 +263,8 @@ def measure_grid(emojifier, frames: list[np.ndarray], clip: Path, workdir: Path,
     # convert recomputes only the cells that changed, in smaller batches: compile (or load) those shapes first, so
     # that the end-to-end time, like the engine's, leaves compilation out
     t0 = time.perf_counter()
-    emojifier.warm_up(rec["patches"])
+    if not emojifier.on_device:  # the device path has one function per frame size, compiled by now
+        emojifier.warm_up(rec["patches"])
     rec["warmup_s"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     done, rec["e2e_skipped"] = convert_e2e(emojifier, clip, workdir / "e2e.mp4")
@@ -291,13 +304,16 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
             if cfg.peers and not host_peers:
                 host_peers = runtime_peers(ckpt.model)
                 log("peers: " + ", ".join(f"{p.name} ({p.note or p.threads})" for p in host_peers))
-            for cols in cfg.cols:
-                emojifier = Emojifier(ckpt, emoji_set, Settings(cols=cols, tile_px=cfg.tile_px, device=device))
+            for cols, composite in ((c, p) for c in cfg.cols for p in paths_for(device, cfg)):
+                emojifier = Emojifier(ckpt, emoji_set, Settings(cols=cols, tile_px=cfg.tile_px, device=device,
+                                                                composite=composite))
                 rec = measure_grid(emojifier, frames, clip, Path(tmp), decode_ms, encode_cache, peak, cfg)
                 records.append(rec)
-                log(f"{device} {rec['grid']}: engine {rec['inference_fps']:.1f} fps (forward {rec['ms']['forward']:.1f}"
-                    f" ms), end to end {rec['e2e_fps']:.1f} fps, warm-up {rec['warmup_s']:.1f} s")
-                if not cfg.peers:
+                log(f"{device} {rec['grid']} ({composite} path): engine {rec['inference_fps']:.1f} fps (forward "
+                    f"{rec['ms']['forward']:.1f} ms), end to end {rec['e2e_fps']:.1f} fps, warm-up "
+                    f"{rec['warmup_s']:.1f} s, {rec['bytes_up_per_frame'] / 1e6:.2f} MB up, "
+                    f"{rec['bytes_down_per_frame'] / 1e6:.2f} MB down")
+                if not cfg.peers or composite != "host":  # the peers classify the host path's patches
                     continue
                 grid = emojifier.grid_for(frames[0].shape)
                 patch_sets = [cut_patches(f, grid) for f in frames[:6]]
@@ -313,6 +329,7 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
         if rec["system"] != "emojicam" and rec.get("status") == "ok":
             rec["vs_emojicam"] = {r["device"]: rec["classify_fps"] / r["classify_fps"] for r in records
                                   if r["system"] == "emojicam" and r["grid"] == rec["grid"]
+                                  and r["composite"] == "host"
                                   and (rec["system"] != "rowwise" or r["device"] == rec["device"])}
     return {"environment": env, "reference": REFERENCE, "clip": made_from,
             "config": {"devices": list(cfg.devices), "cols": list(cfg.cols), "frames": cfg.frames,
@@ -365,8 +382,11 @@ def config_from_args(args) -> BenchConfig:
         raise EmojicamError(f"--source: expected a video file, got no file at {args.source}")
     sizes = {**(QUICK if args.quick else {}), "cols": cols}
     sizes |= {k: v for k, v in (("frames", args.frames), ("clip_frames", args.clip_frames)) if v is not None}
+    composites = tuple(dict.fromkeys(split_list(getattr(args, "composite", None))))
+    if bad := [c for c in composites if c not in ("host", "device")]:
+        raise EmojicamError(f"--composite: expected host, device or both (host,device), got {','.join(bad)}")
     return BenchConfig(devices=devices, tile_px=args.tile, peers=not args.no_peers, source=args.source,
-                       peak_gflops=parse_peaks(args.peak_gflops), **sizes)
+                       peak_gflops=parse_peaks(args.peak_gflops), composites=composites, **sizes)
 
 
 def bench_command(args) -> int:

@@ -23,17 +23,22 @@ def kernel_source(record: dict) -> str:
     return "CPU schedule" if record.get("scheduled") else "tinygrad heuristics"
 
 
+def where(record: dict) -> str:
+    """An emojicam record's device, and the path when it is the device path (--composite device)."""
+    return record["device"] + (" device path" if record.get("composite", "host") == "device" else "")
+
+
 def tables(report: dict) -> list[Table]:
-    """The report as three tables: work per frame, time per stage, and fps against the peers."""
+    """The report as four tables: work per frame, time per stage, fps against the peers, traffic per frame."""
     ours = [r for r in report["records"] if r["system"] == "emojicam"]
-    work = [[r["device"], r["grid"], f"{r['patches']:,}", _num(r["gflop_per_frame"], 2),
+    work = [[where(r), r["grid"], f"{r['patches']:,}", _num(r["gflop_per_frame"], 2),
              _num(r["gflop_per_frame_measured"], 2), _num(r["measured_over_analytic"], 2), str(r["kernels_per_frame"]),
              _num(r["mb_moved_per_frame"]), _num(r["warmup_s"]), str(r["frames"]), str(r.get("lanes", 1)),
              kernel_source(r)] for r in ours]
     ref = report["reference"]
     work.append(["pic2emoji", "reference", f"~{ref['patches_per_frame']:,}", _num(ref["gflop_per_frame"], 2), "-", "-",
                  "per row", "-", "-", "-", "-", "-"])
-    stages = [[r["device"], r["grid"], *(_num(r["ms"][s]) for s in STAGE_ORDER), _num(r["engine_ms"]),
+    stages = [[where(r), r["grid"], *(_num(r["ms"][s]) for s in STAGE_ORDER), _num(r["engine_ms"]),
                _num(r["inference_fps"]), _num(r["e2e_fps"]), f"{r.get('e2e_skipped', 0):.0%}",
                f"{r['e2e_over_inference']:.0%}",
                _num(r["achieved_gflops"], 2), "-" if r["share_of_peak"] is None else f"{r['share_of_peak']:.1%}"]
@@ -41,7 +46,7 @@ def tables(report: dict) -> list[Table]:
     speed = []
     for r in report["records"]:
         if r["system"] == "emojicam":
-            speed.append(["emojicam", r["device"], r["grid"], "1", str(r["kernels_per_frame"]), _num(r["classify_ms"]),
+            speed.append(["emojicam", where(r), r["grid"], "1", str(r["kernels_per_frame"]), _num(r["classify_ms"]),
                           _num(r["classify_fps"]), "1.00", "-", "tinygrad, one batched pass"])
         elif r["status"] != "ok":
             speed.append([r["system"], r["device"], r["grid"], "-", "-", "-", "-", "-", "-",
@@ -63,6 +68,13 @@ def tables(report: dict) -> list[Table]:
          "same argmax = share of patches where a peer picks what our network's argmax picks",
          ["system", "device", "grid", "forwards", "kernels", "ms", "fps", "fps / emojicam's", "same argmax",
           "threads / note"], speed),
+        ("Traffic per frame, host path (cut and compositing on the host) and device path (the whole frame in one "
+         "compiled function): bytes up and down, kernels, host ms (everything but the forward) and device ms "
+         "(the forward, finished on the device)",
+         ["device", "grid", "MB up", "MB down", "kernels", "host ms", "device ms", "engine fps"],
+         [[where(r), r["grid"], _num(r["bytes_up_per_frame"] / 1e6, 3), _num(r["bytes_down_per_frame"] / 1e6, 3),
+           str(r["kernels_per_frame"]), _num(r["host_ms"]), _num(r["device_ms"]), _num(r["inference_fps"])]
+          for r in ours if "bytes_up_per_frame" in r]),
     ]
 
 

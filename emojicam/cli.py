@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames in the clip converted end to end (default 30, quick 8)")
     p.add_argument("--source", type=Path, default=None, help="video to cut the clip from (default samples/sample.mp4)")
     p.add_argument("--no-peers", action="store_true", help="measure emojicam only")
+    p.add_argument("--composite", action="append", default=None, metavar="host,device",
+                   help="paths to measure: host (OpenCV/numpy cut and compositing), device (the whole frame on the "
+                        "device); default both on GPUs, host on CPU devices")
     p.add_argument("--peak-gflops", action="append", default=None,
                    help="assumed peak GFLOP/s: N for every device or DEVICE=N (default: worked out per device)")
     p.add_argument("--tile", type=int, default=16, help="output pixels per emoji tile (default 16)")

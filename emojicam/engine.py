@@ -293,6 +293,16 @@ class Emojifier:
             build.result()
         return all(len(share) in lane.jits for lane, share in zip(self.lanes, self._shares(batch), strict=True))
 
+    def traffic(self, frame_shape: tuple[int, ...], cols: int | None = None) -> tuple[int, int]:
+        """Bytes uploaded and downloaded per frame when every cell goes through the network. Host path: the
+        patches, previous emoji and margin up, the emoji down; device path: the frame and three numbers up, the
+        emoji frame and each cell's emoji (and the moved count) down."""
+        grid, lanes = self.grid_for(frame_shape, cols), len(self.lanes)
+        if self.on_device:
+            width, height = grid.output_size
+            return frame_shape[0] * frame_shape[1] * 3 + 3 * 4, width * height * 3 + (grid.count + 1) * 4
+        return grid.count * (PATCH_PX * PATCH_PX * 3 + 4) + lanes * 4, grid.count * 4
+
     def grid_ready(self, frame_shape: tuple[int, ...], cols: int | None = None) -> bool:
         """Whether frames of this shape at this grid run without a compile (the whole grid's batch, or on the
         device path its frame function)."""
