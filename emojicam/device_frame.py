@@ -8,9 +8,11 @@ one upload of H x W x 3 bytes and one download of the emoji frame (plus the cell
     -> network + scores (Emojifier.scores) -> stability -> moved cells (exact, or --still-threshold)
     -> tiles gathered from the atlas on the device, `auto` background -> (rows*t, cols*t, 3) uint8
 
-The resize is exact area averaging (each output pixel the mean of the input area it covers, up or down), rounded
-to whole levels: what cv2.resize's INTER_AREA computes, which the host path uses, except that OpenCV works in
-fixed point (11-bit weights when enlarging), so a few pixels land one level apart.
+The resize is area averaging (each output pixel the mean of the input area it covers, up or down), in whole
+levels: what cv2.resize's INTER_AREA computes for the host path. Shrinking, OpenCV works in float and rounds; so
+do we. Enlarging, OpenCV works in fixed point (11-bit weights, its vector code's shifts); we do the same integer
+steps, except at the ends of rows, which OpenCV's scalar tail rounds once instead of twice, and where one side
+grows and the other shrinks (OpenCV then uses two-tap weights on the shrinking side; we keep true area there).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tinygrad import Tensor, TinyJit, dtypes
 from emojicam.grid import PATCH_PX, Grid
 
 THUMB_PX = 6  # the still-cell thumbnail side, as grid.thumbnails
+RESIZE_COEF_SCALE = 2048  # OpenCV's INTER_RESIZE_COEF_SCALE: the fixed point of its enlarging weights
 
 
 def area_weights(n: int, m: int) -> tuple[int, np.ndarray]:
@@ -35,18 +38,39 @@ def area_weights(n: int, m: int) -> tuple[int, np.ndarray]:
     g = math.gcd(n, m)
     ni, mo = n // g, m // g
     i, j = np.arange(ni)[:, None], np.arange(mo)[None, :]
-    overlap = np.minimum((i + 1) * mo, (j + 1) * ni) - np.maximum(i * mo, j * ni)
-    return g, (np.maximum(overlap, 0) / ni).astype(np.float32)
+    weights = np.maximum(np.minimum((i + 1) * mo, (j + 1) * ni) - np.maximum(i * mo, j * ni), 0) / ni
+    return g, weights.astype(np.float32)
+
+
+def enlarges(frame_hw: tuple[int, int], size: tuple[int, int]) -> bool:
+    """Whether OpenCV's INTER_AREA takes its fixed-point path (either side enlarged) for this resize."""
+    return size[0] > frame_hw[0] or size[1] > frame_hw[1]
+
+
+def resize_weights(frame_hw: tuple[int, int], size: tuple[int, int], device: str) -> tuple[Tensor, Tensor]:
+    """area_weights along H and along W as tensors for area_resize: float32, or when enlarging the int32 weights
+    OpenCV uses (rounded to 1/2048)."""
+    weights = [area_weights(n, m)[1] for n, m in zip(frame_hw, size, strict=True)]
+    if enlarges(frame_hw, size):
+        weights = [np.round(w * RESIZE_COEF_SCALE).astype(np.int32) for w in weights]
+    return tuple(Tensor(w, device=device).realize() for w in weights)
 
 
 def area_resize(x: Tensor, size: tuple[int, int], weights: tuple[Tensor, Tensor]) -> Tensor:
-    """(H, W, C) float -> (h, w, C) float by exact area averaging along each axis; weights from area_weights
-    (as tensors on x's device: along H, then along W)."""
+    """(H, W, C) uint8 -> (h, w, C) float32 whole levels by area averaging along W, then along H; weights from
+    resize_weights. Shrinking: exact in float32, rounded half up (OpenCV's float path). Enlarging: OpenCV's
+    fixed point, step for step (its vector code: 11-bit weights, the row sums shifted right by 4 before a
+    16-bit high multiply by the column weight, then rounded by 2 bits)."""
     h, w = size
     (H, W, C), (wy, wx) = x.shape, weights
     gy, gx = H // wy.shape[0], W // wx.shape[0]
+    x = x.cast(wx.dtype)
     x = (x.reshape(H, gx, wx.shape[0], 1, C) * wx.reshape(1, 1, *wx.shape, 1)).sum(2).reshape(H, w, C)
-    return (x.reshape(gy, wy.shape[0], 1, w, C) * wy.reshape(1, *wy.shape, 1, 1)).sum(1).reshape(h, w, C)
+    if wx.dtype == dtypes.int32:
+        x = (x // 16).reshape(gy, wy.shape[0], 1, w, C) * wy.reshape(1, *wy.shape, 1, 1) // 65536
+        return ((x.sum(1) + 2) // 4).reshape(h, w, C).cast(dtypes.float32)
+    x = (x.reshape(gy, wy.shape[0], 1, w, C) * wy.reshape(1, *wy.shape, 1, 1)).sum(1).reshape(h, w, C)
+    return (x + 0.5).floor()
 
 
 @dataclass(frozen=True)
@@ -78,8 +102,9 @@ def frame_function(scores: Callable[[Tensor], Tensor], tiles: Tiles, frame_shape
     from emojicam.engine import auto_background  # the one definition, shared with the host path
 
     (h, w), n, t = frame_shape[:2], grid.count, grid.tile_px
+
     def weights(rows: int, cols: int) -> tuple[Tensor, Tensor]:
-        return tuple(Tensor(area_weights(a, b)[1], device=device).realize() for a, b in ((h, rows), (w, cols)))
+        return resize_weights((h, w), (rows, cols), device)
 
     to_patches, to_cells = weights(grid.rows * PATCH_PX, grid.cols * PATCH_PX), weights(grid.rows, grid.cols)
     to_thumbs = weights(grid.rows * THUMB_PX, grid.cols * THUMB_PX) if still else None
@@ -91,8 +116,7 @@ def frame_function(scores: Callable[[Tensor], Tensor], tiles: Tiles, frame_shape
         return x.reshape(grid.rows, px, grid.cols, px, 3).permute(0, 2, 1, 3, 4).reshape(n, px, px, 3)
 
     def run(frame: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
-        x = frame.cast(dtypes.float32)
-        small = area_resize(x, (grid.rows * PATCH_PX, grid.cols * PATCH_PX), to_patches).round().clip(0, 255)
+        small = area_resize(frame, (grid.rows * PATCH_PX, grid.cols * PATCH_PX), to_patches)
         patches = cells(small.flip(2), PATCH_PX).cast(dtypes.uint8).contiguous()  # RGB, as the network learnt
         score = scores(patches)
         margin, threshold, first = params[0], params[1], params[2] > 0
@@ -100,7 +124,7 @@ def frame_function(scores: Callable[[Tensor], Tensor], tiles: Tiles, frame_shape
         gap = score.max(1) - score.gather(1, shown.unsqueeze(1)).squeeze(1)
         pick = (first | (gap > margin)).where(best, shown)
         if still:
-            seen = cells(area_resize(x, (grid.rows * THUMB_PX, grid.cols * THUMB_PX), to_thumbs).round(),
+            seen = cells(area_resize(frame, (grid.rows * THUMB_PX, grid.cols * THUMB_PX), to_thumbs),
                          THUMB_PX).reshape(n, -1)
             moved = first | ((seen - picked_on).abs().max(1) > threshold)
             keep = moved.unsqueeze(1).where(seen, picked_on)
@@ -111,7 +135,7 @@ def frame_function(scores: Callable[[Tensor], Tensor], tiles: Tiles, frame_shape
         if tiles.blended is not None:
             out = tiles.blended[indices]
         else:
-            means = area_resize(x, (grid.rows, grid.cols), to_cells).round().reshape(n, 1, 1, 3)
+            means = area_resize(frame, (grid.rows, grid.cols), to_cells).reshape(n, 1, 1, 3)
             back = auto_background(means, tiles.bgr[indices].reshape(n, 1, 1, 3),
                                    1 - tiles.cover[indices].reshape(n, 1, 1, 1))
             out = (tiles.uncover[indices] * back + tiles.premult[indices]).cast(dtypes.uint8)

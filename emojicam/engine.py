@@ -272,12 +272,18 @@ class Emojifier:
             blended.realize() if blended is not None else None)
 
     def _build_frame(self, key: tuple[int, int, Grid]) -> None:
-        """Compile the device path's frame function for this frame size and grid (two calls: run, capture)."""
+        """Compile the device path's frame function for this frame size and grid (two calls: run, capture), or
+        load it from this machine's JIT cache. Its state lives inside it, so a loaded one needs only new inputs."""
         h, w, grid = key
-        built = frame_function(lambda x: self.scores(x, 0), self._tiles, (h, w, 3), grid,
-                               self.settings.still_threshold > 0, self.device)
-        for _ in range(2):
-            built.jit(built.frame, built.params)
+        still = self.settings.still_threshold > 0
+        built = frame_function(lambda x: self.scores(x, 0), self._tiles, (h, w, 3), grid, still, self.device)
+        cache_key = jit_cache.cache_key(self.device, *self._cache_parts, "frame", h, w, grid.cols, grid.rows, still)
+        if cached := jit_cache.load(cache_key):
+            built = DeviceFrame(cached[0], built.frame, built.params)
+        else:
+            for _ in range(2):
+                built.jit(built.frame, built.params)
+            jit_cache.save(cache_key, built.jit)
         Device[self.device].synchronize()
         self._frames[key] = built
 
