@@ -314,7 +314,10 @@ class Emojifier:
         device path its frame function)."""
         grid = self.grid_for(frame_shape, cols)
         if self.on_device:
-            return (*frame_shape[:2], grid) in self._frames
+            key = (*frame_shape[:2], grid)
+            if key not in self._frames and (build := self._builds.get(key)) is not None and build.done():
+                build.result()  # a build that failed in the background raises its error here
+            return key in self._frames
         return self.ready(grid.count)
 
     def prepare_grid(self, frame_shape: tuple[int, ...], cols: int | None = None) -> None:
@@ -508,7 +511,8 @@ class Emojifier:
         """The device path: frame up, one compiled function, emoji frame and each cell's emoji down."""
         key = (*frame.shape[:2], grid)
         if key not in self._frames:
-            self._builds.pop(key, None)
+            if (build := self._builds.get(key)) is not None and build.done():
+                del self._builds[key]  # it failed: try again, and let its error show this time
             self.prepare_grid(frame.shape, grid.cols)
             self._builds[key].result()
         built, on_host = self._frames[key], self.lanes[0].on_host

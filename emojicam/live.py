@@ -124,9 +124,8 @@ def render(emojifier, frame: np.ndarray, st: LiveState):
         st.reset = False
     if st.mirror:
         frame = cv2.flip(frame, 1)
-    wanted = emojifier.grid_for(frame.shape, st.cols)
-    emojifier.prepare(wanted.count)  # queued once per batch size; the whole grid first
-    if not st.shown_cols or emojifier.ready(wanted.count):
+    emojifier.prepare_grid(frame.shape, st.cols)  # queued once per shape; the whole grid first
+    if not st.shown_cols or emojifier.grid_ready(frame.shape, st.cols):
         st.shown_cols = st.cols
     result = emojifier(frame, cols=st.shown_cols, wait=False)
     emoji = result.image
@@ -389,8 +388,7 @@ def run_live(opts: LiveOptions, settings, make_engine: Callable) -> None:
                     reason = capture.end_reason
                     break
                 # paused on a grid that was being prepared: show it once it is ready
-                switch = st.paused and st.shown_cols != st.cols and emojifier.ready(
-                    emojifier.grid_for(frame.shape, st.cols).count)
+                switch = st.paused and st.shown_cols != st.cols and emojifier.grid_ready(frame.shape, st.cols)
                 if changed := fresh or st.rerender or switch:
                     before = result.grid if result is not None else None
                     (shown, result), st.rerender = render(emojifier, frame, st), False
