@@ -56,5 +56,6 @@ sample=$("$py" -c "from emojicam.resources import shipped; print(shipped('sample
 start=$(date +%s)
 timeout 120 "$py" -m emojicam convert "$sample" "$out/sample_emoji.mp4" --device "$device" --quiet \
     > "$out/convert.txt" 2>&1 || echo "gpu.sh: convert failed (convert.txt)" >&2
-echo "convert of the bundled clip: $(tail -1 "$out/convert.txt"), $(( $(date +%s) - start )) s wall" >> "$out/gpu.md"
+echo "convert of the bundled clip: $(grep -- ' -> ' "$out/convert.txt" | tail -1 || echo failed), \
+$(( $(date +%s) - start )) s wall" >> "$out/gpu.md"
 echo "wrote $out/gpu.md, bench.json, bench.md"
