@@ -18,7 +18,7 @@ from tinygrad.nn.state import get_state_dict
 from emojicam import model as model_io
 from emojicam.augment import holdout
 from emojicam.emoji_set import DEFAULT_SET, EmojiSet
-from emojicam.engine import Emojifier, Settings
+from emojicam.engine import Emojifier, Settings, dither, emoji_keys
 from emojicam.errors import EmojicamError
 from emojicam.grid import MAX_COLS, PATCH_PX, Grid, compose, cut_patches
 from emojicam.kernels import InferenceNet, channel_means
@@ -154,10 +154,11 @@ def test_forward_matches_a_numpy_reference(ckpt, photo):
     np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
 
 
-def random_net(seed: int) -> tuple[TinyConvNet, dict[str, np.ndarray]]:
-    """A TinyConvNet of another shape (4 and 6 channels, 10 classes) with random weights, and those weights.
-    The weights come from numpy, so tinygrad's random initialisers (slow to compile) never run."""
-    net = TinyConvNet(ModelConfig(classes=10, channels=(4, 6)))
+def random_net(seed: int, channels: tuple[int, int] = (4, 6), patch_px: int = PATCH_PX,
+               classes: int = 10) -> tuple[TinyConvNet, dict[str, np.ndarray]]:
+    """A TinyConvNet of another shape (by default 4 and 6 channels, 10 classes) with random weights, and those
+    weights. The weights come from numpy, so tinygrad's random initialisers (slow to compile) never run."""
+    net = TinyConvNet(ModelConfig(classes=classes, channels=channels, patch_px=patch_px))
     rng = np.random.default_rng(seed)
     state = {k: rng.normal(0, 0.2, v.shape) for k, v in get_state_dict(net).items()}
     for key, value in state.items():
@@ -202,6 +203,29 @@ def test_inference_kernels_of_another_shape_match_the_reference(scheduled):
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("patch_px", [PATCH_PX, 18])
+def test_training_form_and_inference_form_give_the_same_logits(patch_px):
+    """train() runs the planar conv2d form, inference the channels-last one: the same weights, the same logits."""
+    net, state = random_net(7, channels=(8, 16), patch_px=patch_px)
+    x = np.random.default_rng(7).integers(0, 256, (9, patch_px, patch_px, 3), dtype=np.uint8)
+    planar = net.planar_logits(Tensor(x, device=DEVICE)).numpy()
+    np.testing.assert_allclose(planar, net.logits(Tensor(x, device=DEVICE)).numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(log_softmax(planar.astype(np.float64)), reference_forward(state, x),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", ["CPU", "CL"])
+@pytest.mark.parametrize("scheduled", [True, False])
+def test_inference_kernels_of_the_fast_shape_match_the_reference(device, scheduled):
+    """The fast model's shape (18 px: 16x16x8 -> 8x8, 6x6x16 -> 3x3, linear 144 -> K) on the CPU kernels and on
+    the tensor-level network that GPUs run."""
+    net, state = random_net(8, channels=(8, 16), patch_px=18, classes=40)
+    x = np.random.default_rng(8).integers(0, 256, (12, 18, 18, 3), dtype=np.uint8)
+    packed = InferenceNet(net.replica(device), device, scheduled=scheduled)
+    np.testing.assert_allclose(packed(Tensor(x, device=device)).numpy(), reference_forward(state, x),
+                               rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("classes", [2, 10, 256, 2000])
 def test_flops_per_patch_formula(classes):
     expected = 2 * 34 * 34 * 8 * 27 + 2 * 15 * 15 * 16 * 72 + 2 * 784 * classes
@@ -217,6 +241,17 @@ def varied_frames(photo: np.ndarray, count: int) -> list[np.ndarray]:
     frames = [base[30 * i:30 * i + 240, 20 * i:20 * i + 360] for i in range(count)]
     frames = [f[:, ::-1] if i % 2 else f[..., [2, 0, 1]] if i % 3 == 2 else f for i, f in enumerate(frames)]
     return [np.ascontiguousarray(f) for f in frames]
+
+
+@pytest.mark.parametrize("device", ["CPU", "CL"])
+def test_variety_dither_is_the_same_hash_on_the_device_and_in_numpy(device):
+    cells = np.array([0, 1, 2, 63, 64, 2303, 9215, 65535], np.int32)
+    expected = dither(cells, emoji_keys(1636))
+    got = dither(Tensor(cells, device=device), Tensor(emoji_keys(1636), device=device)).numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert got.shape == (8, 1636) and got.min() >= 0 and got.max() < 1
+    assert abs(float(got.mean()) - 0.5) < 0.01 and abs(float(got.std()) - 12**-0.5) < 0.01, "about uniform"
+    assert (np.corrcoef(expected)[np.triu_indices(8, 1)] < 0.1).all(), "cells (even neighbours) rank emoji apart"
 
 
 @pytest.mark.parametrize("scoring", ["default", "network only"])
