@@ -467,3 +467,37 @@ def test_short_training_run_learns_and_saves_its_metadata(emoji_set, tmp_path):
     assert list(out.parent.iterdir()) == [out], "no temporary file left beside the weights"
     with pytest.raises(EmojicamError, match="weights: expected"):
         Emojifier(loaded, EmojiSet.load(), Settings(device=DEVICE))
+
+
+def test_fast_shape_trains_checkpoints_and_resumes(emoji_set, tmp_path):
+    """18 px patches (the fast model), a checkpoint at every evaluation, and --resume going on from one."""
+    folder = tmp_path / "eight"
+    folder.mkdir()
+    for name in emoji_set.names[::32]:
+        shutil.copy(DEFAULT_SET / name, folder / name)
+    small, out = EmojiSet.load(folder), tmp_path / "fast.safetensors"
+    first = train(small, out, TrainConfig(steps=30, batch=32, seed=4, eval_every=10, patch_px=18), device=DEVICE,
+                  progress=False)
+    assert first.model.config == ModelConfig(classes=8, patch_px=18)
+    assert [row[0] for row in first.info["holdout_curve"]] == [10, 20, 30]
+    resumed = train(small, out, TrainConfig(steps=60, batch=32, seed=4, eval_every=10, patch_px=18), device=DEVICE,
+                    progress=False, resume=out)
+    assert resumed.info["steps_done"] == 60 and [row[0] for row in resumed.info["holdout_curve"]] == [
+        10, 20, 30, 40, 50, 60]
+    assert resumed.info["holdout_top1"] >= 0.6, resumed.info
+    with pytest.raises(EmojicamError, match=r"^--resume: expected weights for 36 px"):
+        train(small, tmp_path / "other.safetensors", TrainConfig(steps=5), device=DEVICE, progress=False, resume=out)
+
+
+def test_full_set_is_every_twemoji_but_flags_and_components():
+    from emojicam.emoji_set import shipped_set
+
+    folder = shipped_set("full")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    categories = {c["category"] for c in manifest["classes"]}
+    assert len(manifest["classes"]) == 1636 and not categories & {"Flags", "Component"}, categories
+    assert not any(c["codepoint"].count("-1F3F") for c in manifest["classes"]), "no skin-tone variants"
+    assert set(EmojiSet.load().names) < {c["file"] for c in manifest["classes"]}, "the default set is a subset"
+    assert "CC-BY 4.0" in (folder / "LICENSE.md").read_text()
+    with pytest.raises(EmojicamError, match=r"^--set: expected one of default, full, got huge"):
+        shipped_set("huge")
