@@ -477,16 +477,16 @@ def test_fast_shape_trains_checkpoints_and_resumes(emoji_set, tmp_path):
         shutil.copy(DEFAULT_SET / name, folder / name)
     small, out = EmojiSet.load(folder), tmp_path / "fast.safetensors"
     first = train(small, out, TrainConfig(steps=30, batch=32, seed=4, eval_every=10, patch_px=18), device=DEVICE,
-                  progress=False)
+                  quiet=True)
     assert first.model.config == ModelConfig(classes=8, patch_px=18)
     assert [row[0] for row in first.info["holdout_curve"]] == [10, 20, 30]
     resumed = train(small, out, TrainConfig(steps=60, batch=32, seed=4, eval_every=10, patch_px=18), device=DEVICE,
-                    progress=False, resume=out)
+                    quiet=True, resume=out)
     assert resumed.info["steps_done"] == 60 and [row[0] for row in resumed.info["holdout_curve"]] == [
         10, 20, 30, 40, 50, 60]
     assert resumed.info["holdout_top1"] >= 0.6, resumed.info
     with pytest.raises(EmojicamError, match=r"^--resume: expected weights for 36 px"):
-        train(small, tmp_path / "other.safetensors", TrainConfig(steps=5), device=DEVICE, progress=False, resume=out)
+        train(small, tmp_path / "other.safetensors", TrainConfig(steps=5), device=DEVICE, quiet=True, resume=out)
 
 
 def test_full_set_is_every_twemoji_but_flags_and_components():
