@@ -1,6 +1,7 @@
 """Quality measures on the development photos: the matplotlib portrait and four frames of samples/sample.mp4.
 
-    .venv/bin/python benchmarks/quality.py [--cols 64]    # writes results/<date>-quality.{json,md} + sheets
+    .venv/bin/python benchmarks/quality.py [--cols 64] [--name quality] [-- EVALUATE FLAGS such as --model fast]
+writes results/<date>-<name>.{json,md} and the contact sheets.
 The frames are taken at 1/8, 3/8, 5/8 and 7/8 of the clip (one per photo in it). Never train on these.
 """
 
@@ -40,15 +41,18 @@ def sample_frames(clip: Path, folder: Path) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cols", type=int, default=64)
-    cols = parser.parse_args().cols
-    args = build_parser().parse_args(["evaluate", "x", "--cols", str(cols)])
+    parser.add_argument("--name", default="quality", help="results file name after the date (default quality)")
+    parser.add_argument("flags", nargs="*", help="after --: more `emojicam evaluate` flags (--model, --variety, ...)")
+    mine = parser.parse_args()
+    cols, flags = mine.cols, mine.flags
+    args = build_parser().parse_args(["evaluate", "x", "--cols", str(cols), *flags])
     with tempfile.TemporaryDirectory() as tmp:
         photos = [ROOT / "samples" / "grace_hopper.jpg", *sample_frames(ROOT / "samples" / "sample.mp4", Path(tmp))]
-        out = RESULTS / f"{time.strftime('%Y-%m-%d')}-quality"
+        out = RESULTS / f"{time.strftime('%Y-%m-%d')}-{mine.name}"
         summary = evaluate(make_emojifier(args), photos, out, cols=cols)
     text = format_summary(summary)
     print(text)
-    title = f"# Quality at {cols} columns, {time.strftime('%Y-%m-%d')}"
+    title = f"# Quality at {cols} columns, {time.strftime('%Y-%m-%d %H:%M')} UTC, flags: {' '.join(flags) or 'none'}"
     out.with_suffix(".md").write_text(f"{title}\n\n```\n{text}\n```\n")
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
 

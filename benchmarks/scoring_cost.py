@@ -26,7 +26,8 @@ args = parser.parse_args()
 cap = cv2.VideoCapture("samples/sample.mp4")
 frames = [cv2.resize(cap.read()[1], (1280, 720)) for _ in range(args.frames)]
 emoji_set, ckpt = EmojiSet.load(), model.load(DEFAULT_WEIGHTS, args.device)
-engines = {"network only": Emojifier(ckpt, emoji_set, Settings(device=args.device, colour_weight=0, coverage_weight=0)),
+engines = {"network only": Emojifier(ckpt, emoji_set, Settings(device=args.device, colour_weight=0, coverage_weight=0,
+                                                                     variety=0)),
            "default scoring": Emojifier(ckpt, emoji_set, Settings(device=args.device))}
 results = {}
 for name, engine in engines.items():

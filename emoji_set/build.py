@@ -1,15 +1,18 @@
 """Build the default emoji set from Twemoji (npm package `emoji-datasource-twitter`).
 
-Run from the repo root:  python emoji_set/build.py [--count 256]
+Run from the repo root:  python emoji_set/build.py [--count 256]   (the default set, in this folder)
+                         python emoji_set/build.py --full          (every candidate, in full/)
 
 It fetches the package with `npm pack`, drops flags, skin-tone variants and
-components, and picks COUNT emoji by farthest-point sampling over a colour +
+components (the full set keeps every emoji left: 1,636 in 16.0.0; the package
+lists skin tones as variations of their base emoji, not as entries of their own),
+and for the default set picks COUNT emoji by farthest-point sampling over a colour +
 shape descriptor (mean Lab colour of the opaque pixels, coverage, and a 4x4 Lab
 thumbnail on grey), so the set covers dark, light, red, green, blue, skin and
 grey tiles and many shapes. The pick is deterministic: it starts at the emoji
 nearest the mean descriptor and breaks ties by Unicode sort order.
-The chosen 64x64 PNGs, `manifest.json` and the CC-BY 4.0 attribution are written
-beside this script.
+The chosen 64x64 PNGs, `manifest.json` and the CC-BY 4.0 attribution
+(`LICENSE.md`) are written beside this script, or into full/.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 
 PACKAGE = "emoji-datasource-twitter@16.0.0"
 HERE = Path(__file__).resolve().parent
+FULL = "full"  # the subfolder of the full set (`--set full`)
 EXCLUDED_CATEGORIES = {"Flags", "Component"}
 
 
@@ -67,7 +71,10 @@ def farthest_points(features: np.ndarray, count: int) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=256, help="number of emoji to pick (default 256)")
+    parser.add_argument("--full", action="store_true", help=f"every candidate, into {FULL}/ (ignores --count)")
     args = parser.parse_args()
+    target = HERE / FULL if args.full else HERE
+    target.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         package = fetch_package(Path(tmp))
         entries = json.loads((package / "emoji.json").read_text())
@@ -76,18 +83,23 @@ def main() -> None:
         images = [cv2.imread(str(package / "img/twitter/64" / e["image"]), cv2.IMREAD_UNCHANGED) for e in entries]
         keep = [i for i, im in enumerate(images) if im is not None and im.shape == (64, 64, 4)]
         entries, images = [entries[i] for i in keep], [images[i] for i in keep]
-        chosen = sorted(farthest_points(np.stack([descriptor(im) for im in images]), args.count))
-        for old in HERE.glob("*.png"):
+        if args.full:
+            chosen = list(range(len(entries)))
+        else:
+            chosen = sorted(farthest_points(np.stack([descriptor(im) for im in images]), args.count))
+        for old in target.glob("*.png"):
             old.unlink()
         manifest = []
         for i in chosen:
             e = entries[i]
-            shutil.copyfile(package / "img/twitter/64" / e["image"], HERE / e["image"])
+            shutil.copyfile(package / "img/twitter/64" / e["image"], target / e["image"])
             name = (e["name"] or e["short_name"]).lower()
             manifest.append({"file": e["image"], "codepoint": e["unified"], "name": name, "category": e["category"]})
-        (HERE / "manifest.json").write_text(json.dumps({"source": PACKAGE, "license": "CC-BY-4.0",
+        if target != HERE:
+            shutil.copyfile(HERE / "LICENSE.md", target / "LICENSE.md")
+        (target / "manifest.json").write_text(json.dumps({"source": PACKAGE, "license": "CC-BY-4.0",
                                                         "classes": manifest}, indent=1) + "\n")
-        print(f"wrote {len(manifest)} emoji from {len(entries)} candidates to {HERE}")
+        print(f"wrote {len(manifest)} emoji from {len(entries)} candidates to {target}")
 
 
 if __name__ == "__main__":

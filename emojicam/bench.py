@@ -316,7 +316,7 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
                 if not cfg.peers or composite != "host":  # the peers classify the host path's patches
                     continue
                 grid = emojifier.grid_for(frames[0].shape)
-                patch_sets = [cut_patches(f, grid) for f in frames[:6]]
+                patch_sets = [cut_patches(f, grid, emojifier.patch_px) for f in frames[:6]]
                 # what every peer must agree with: our network's own argmax (the engine's colour and coverage
                 # terms re-rank it, and no peer has those)
                 picks = ckpt.model(Tensor(patch_sets[0], device=device)).argmax(1).numpy()
@@ -392,13 +392,15 @@ def config_from_args(args) -> BenchConfig:
 def bench_command(args) -> int:
     """`emojicam bench`: measure, print the tables, write the files asked for."""
     from emojicam.bench_report import check_outputs, format_text, write_outputs
+    from emojicam.cli import model_paths
     from emojicam.grid import Grid
 
     check_outputs(args.json, args.markdown, args.plot)
     cfg = config_from_args(args)
     for cols in cfg.cols:
         Grid.for_frame((SOURCE_SIZE[1], SOURCE_SIZE[0]), cols, cfg.tile_px)  # bad --cols/--tile fail now
-    report = run(cfg, args.weights, args.emoji_set, log=lambda line: print(line, file=sys.stderr, flush=True))
+    set_dir, weights = model_paths(args)
+    report = run(cfg, weights, set_dir, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_text(report), end="")
     write_outputs(report, args.json, args.markdown, args.plot)
     for path in (args.json, args.markdown, args.plot):

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from emojicam import __version__, jit_cache
-from emojicam.emoji_set import BACKGROUNDS, DEFAULT_SET
+from emojicam.emoji_set import BACKGROUNDS, SETS, shipped_set
 from emojicam.engine import COMPOSITES, Settings
 from emojicam.errors import EmojicamError
-from emojicam.model import DEFAULT_WEIGHTS
+from emojicam.grid import PATCH_PX
+from emojicam.model import MODELS, shipped_weights
 
 QUIET_HELP = ("no progress and no per-file lines, only warnings and errors (progress is a bar on a terminal, "
               "a line every few seconds in a log)")
@@ -30,17 +31,40 @@ def add_engine_args(p: argparse.ArgumentParser, stability: float, still: float =
                    help=f"video, live: a cell whose 6x6 thumbnail changed by at most this many levels (0..255) since "
                         f"its emoji was picked keeps it without a forward pass; 0 = only cells repeated bit for "
                         f"bit from the frame before, which is exact (default {still})")
+    p.add_argument("--variety", type=float, default=Settings.variety,
+                   help="a fixed per-cell dither added to the scores, so flat areas mix the emoji that fit them "
+                        f"instead of repeating one; 0 = off (default {Settings.variety})")
     p.add_argument("--device", default=None, help="tinygrad device: CPU, CL, METAL, CUDA, ... (default: tinygrad's)")
     p.add_argument("--composite", choices=COMPOSITES, default="auto",
                    help="where frames are cut and composited: host (OpenCV/numpy), device (the whole frame in one "
                         "compiled function on the device), auto = device on GPUs, host on CPU devices (default auto)")
-    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="trained weights (default: shipped)")
-    p.add_argument("--emoji-set", type=Path, default=DEFAULT_SET, help="folder of emoji PNGs (default: shipped)")
+    add_model_args(p)
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """Which network and emoji set: a shipped pair by name, or a custom set and its weights."""
+    p.add_argument("--model", choices=MODELS, default="default",
+                   help="shipped network: default (36 px input), fast (18 px, about 5x fewer FLOPs, for real time "
+                        "on CPUs) (default default)")
+    p.add_argument("--set", choices=tuple(SETS), default="default", dest="set_name",
+                   help="shipped emoji set: default (256 Twemoji), full (every Twemoji but flags, components and "
+                        "skin tones) (default default)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="trained weights (default: the shipped ones for --set and --model)")
+    p.add_argument("--emoji-set", type=Path, default=None,
+                   help="folder of emoji PNGs (default: the shipped --set)")
+
+
+def model_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(emoji set folder, weights file) named by --set/--model or by --emoji-set/--weights."""
+    weights = args.weights if args.weights is not None else shipped_weights(args.set_name, args.model)
+    return (args.emoji_set if args.emoji_set is not None else shipped_set(args.set_name)), weights
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(cols=args.cols, tile_px=args.tile, background=args.background, device=args.device,
-                    stability=args.stability, still_threshold=args.still_threshold, composite=args.composite)
+                    stability=args.stability, still_threshold=args.still_threshold, variety=args.variety,
+                    composite=args.composite)
 
 
 def make_emojifier(args: argparse.Namespace):
@@ -50,8 +74,9 @@ def make_emojifier(args: argparse.Namespace):
     from emojicam.engine import Emojifier, resolve_device
 
     settings = settings_from(args)
-    emoji_set = EmojiSet.load(args.emoji_set)
-    return Emojifier(model.load(args.weights, resolve_device(settings.device)), emoji_set, settings)
+    set_dir, weights = model_paths(args)
+    emoji_set = EmojiSet.load(set_dir)
+    return Emojifier(model.load(weights, resolve_device(settings.device)), emoji_set, settings)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -61,14 +86,31 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def training_device(device: str | None) -> str:
+    """--device for training: by default the CPU device where tinygrad's default runs on the CPU anyway (PoCL):
+    there the planar training step is 2.1-2.4x OpenCL's (benchmarks/results/2026-12-02-train-speed.md)."""
+    from tinygrad import Device
+
+    from emojicam.engine import resolve_device
+    from emojicam.kernels import runs_on_cpu
+
+    if device is None and runs_on_cpu(Device.DEFAULT):
+        device = "CPU"
+    return resolve_device(device)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from emojicam.emoji_set import EmojiSet
-    from emojicam.engine import resolve_device
     from emojicam.train import TrainConfig, train
 
+    if not 10 <= args.patch_px <= 64:
+        raise EmojicamError(f"--patch-px: expected 10..64 pixels, got {args.patch_px}")
+    if args.resume is not None and not args.resume.is_file():
+        raise EmojicamError(f"--resume: expected a weights file, got no file at {args.resume}")
     emoji_set = EmojiSet.load(args.emoji_dir)
-    cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
-    ckpt = train(emoji_set, args.output, cfg, device=resolve_device(args.device), quiet=args.quiet)
+    cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, patch_px=args.patch_px)
+    ckpt = train(emoji_set, args.output, cfg, device=training_device(args.device), resume=args.resume,
+                 quiet=args.quiet)
     print(f"hold-out top-1 {ckpt.info['holdout_top1']:.2%} on {ckpt.info['holdout_size']} perturbed emoji; "
           f"wrote {args.output}")
     return 0
@@ -121,7 +163,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     from emojicam.bench import median_ms, timed_loop
     from emojicam.engine import batch_sizes
-    from emojicam.model import PATCH_PX
 
     width, height = frame_size(args.size)
     if args.beam < 1:
@@ -131,7 +172,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     sizes = batch_sizes(grid.count) if args.still_sizes else [grid.count]
     print(f"tune: {emojifier.device} ({len(emojifier.lanes)} lane(s)), grid {grid.cols}x{grid.rows}, BEAM={args.beam}, "
           f"batches of {', '.join(map(str, sizes))} patches; the search takes minutes", flush=True)
-    patches = np.random.default_rng(0).integers(0, 256, (grid.count, PATCH_PX, PATCH_PX, 3), dtype=np.uint8)
+    px = emojifier.patch_px
+    patches = np.random.default_rng(0).integers(0, 256, (grid.count, px, px, 3), dtype=np.uint8)
 
     def forward_ms(batch: np.ndarray) -> tuple[float, np.ndarray]:
         picks = emojifier.classify(batch)  # compiles or loads first
@@ -181,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate, cosine-decayed (default 0.003)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--patch-px", type=int, default=PATCH_PX,
+                   help=f"the network's input size in pixels: {PATCH_PX} = the default model, 18 = the fast one "
+                        f"(default {PATCH_PX})")
+    p.add_argument("--resume", type=Path, default=None, metavar="WEIGHTS",
+                   help="go on from these weights (a run stopped by Ctrl-C, or the checkpoint a run writes to -o "
+                        "at every hold-out evaluation) up to --steps")
     p.add_argument("--device", default=None, help="tinygrad device (default: tinygrad's)")
     p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_train)
@@ -248,8 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-gflops", action="append", default=None,
                    help="assumed peak GFLOP/s: N for every device or DEVICE=N (default: worked out per device)")
     p.add_argument("--tile", type=int, default=16, help="output pixels per emoji tile (default 16)")
-    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="trained weights (default: shipped)")
-    p.add_argument("--emoji-set", type=Path, default=DEFAULT_SET, help="folder of emoji PNGs (default: shipped)")
+    add_model_args(p)
     p.add_argument("--json", type=Path, default=None, help="write every record and the environment as JSON")
     p.add_argument("--markdown", type=Path, default=None, help="write the tables as Markdown")
     p.add_argument("--plot", type=Path, default=None, help="write fps against tiles per frame as a .png")

@@ -95,10 +95,10 @@ class DeviceFrame:
 
 
 def frame_function(scores: Callable[[Tensor], Tensor], tiles: Tiles, frame_shape: tuple[int, ...], grid: Grid,
-                   still: bool, device: str) -> DeviceFrame:
+                   still: bool, device: str, patch_px: int = PATCH_PX) -> DeviceFrame:
     """Build (not yet compile: the first two calls do) the frame function for this frame size and grid. scores:
-    (N, 36, 36, 3) uint8 RGB patches -> (N, K) scores, as the host path's. still: compare 6x6 thumbnails against
-    the threshold (live) instead of whole patches bit for bit."""
+    (N, P, P, 3) uint8 RGB patches (P = patch_px, the network's input) -> (N, K) scores, as the host path's.
+    still: compare 6x6 thumbnails against the threshold (live) instead of whole patches bit for bit."""
     from emojicam.engine import auto_background  # the one definition, shared with the host path
 
     (h, w), n, t = frame_shape[:2], grid.count, grid.tile_px
@@ -106,9 +106,9 @@ def frame_function(scores: Callable[[Tensor], Tensor], tiles: Tiles, frame_shape
     def weights(rows: int, cols: int) -> tuple[Tensor, Tensor]:
         return resize_weights((h, w), (rows, cols), device)
 
-    to_patches, to_cells = weights(grid.rows * PATCH_PX, grid.cols * PATCH_PX), weights(grid.rows, grid.cols)
+    to_patches, to_cells = weights(grid.rows * patch_px, grid.cols * patch_px), weights(grid.rows, grid.cols)
     to_thumbs = weights(grid.rows * THUMB_PX, grid.cols * THUMB_PX) if still else None
-    picked_on = Tensor.zeros(n, THUMB_PX * THUMB_PX * 3 if still else PATCH_PX * PATCH_PX * 3,
+    picked_on = Tensor.zeros(n, THUMB_PX * THUMB_PX * 3 if still else patch_px * patch_px * 3,
                              device=device).contiguous().realize()
     shown = Tensor.zeros(n, dtype=dtypes.int32, device=device).contiguous().realize()
 
@@ -116,8 +116,8 @@ def frame_function(scores: Callable[[Tensor], Tensor], tiles: Tiles, frame_shape
         return x.reshape(grid.rows, px, grid.cols, px, 3).permute(0, 2, 1, 3, 4).reshape(n, px, px, 3)
 
     def run(frame: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
-        small = area_resize(frame, (grid.rows * PATCH_PX, grid.cols * PATCH_PX), to_patches)
-        patches = cells(small.flip(2), PATCH_PX).cast(dtypes.uint8).contiguous()  # RGB, as the network learnt
+        small = area_resize(frame, (grid.rows * patch_px, grid.cols * patch_px), to_patches)
+        patches = cells(small.flip(2), patch_px).cast(dtypes.uint8).contiguous()  # RGB, as the network learnt
         score = scores(patches)
         margin, threshold, first = params[0], params[1], params[2] > 0
         best = score.argmax(1).cast(dtypes.int32)

@@ -10,11 +10,19 @@ import cv2
 import numpy as np
 
 from emojicam.errors import EmojicamError
+from emojicam.grid import PATCH_PX
 from emojicam.resources import shipped
 
-PATCH_PX = 36
 BACKGROUNDS = ("black", "white", "auto")
 DEFAULT_SET = shipped("emoji_set")
+SETS = {"default": "", "full": "full"}  # `--set`: the shipped sets, as folders inside emoji_set/ (build.py)
+
+
+def shipped_set(name: str = "default") -> Path:
+    """The folder of a shipped emoji set: default = 256 Twemoji, full = every Twemoji but flags and components."""
+    if name not in SETS:
+        raise EmojicamError(f"--set: expected one of {', '.join(SETS)}, got {name}")
+    return DEFAULT_SET / SETS[name] if SETS[name] else DEFAULT_SET
 
 
 class EmojiSet:
@@ -60,9 +68,9 @@ class EmojiSet:
                          for im in images])
         return cls(names, bgra, digest.hexdigest()[:16], labels)
 
-    def rgba_patches(self) -> np.ndarray:
-        """(K, 36, 36, 4) float32 RGBA in [0, 1] at the model's input size, for training."""
-        small = np.stack([cv2.resize(im, (PATCH_PX, PATCH_PX), interpolation=cv2.INTER_AREA) for im in self.bgra])
+    def rgba_patches(self, px: int = PATCH_PX) -> np.ndarray:
+        """(K, px, px, 4) float32 RGBA in [0, 1] at the model's input size, for training."""
+        small = np.stack([cv2.resize(im, (px, px), interpolation=cv2.INTER_AREA) for im in self.bgra])
         return small[..., [2, 1, 0, 3]].astype(np.float32) / 255
 
     def atlas(self, tile_px: int) -> tuple[np.ndarray, np.ndarray]:

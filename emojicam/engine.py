@@ -25,7 +25,7 @@ from emojicam.emoji_set import BACKGROUNDS, EmojiSet
 from emojicam.errors import EmojicamError
 from emojicam.grid import Grid, cell_means, check_tile_px, compose, cut_patches, thumbnails
 from emojicam.kernels import InferenceNet, runs_on_cpu
-from emojicam.model import PATCH_PX, Checkpoint
+from emojicam.model import Checkpoint
 
 T = TypeVar("T", np.ndarray, Tensor)
 STAGES = ("cut", "upload", "forward", "download", "composite")
@@ -45,6 +45,9 @@ class Settings:
     # tile's mean colour as drawn towards the cell's, the coverage bonus keeps emoji large enough to see.
     colour_weight: float = 2000.0
     coverage_weight: float = 20.0
+    # Variety: a fixed dither in 0..variety per cell and emoji (see dither), so flat areas become a mix of the
+    # emoji that fit them about equally well instead of one emoji's wallpaper; fixed, so a still scene keeps them.
+    variety: float = 10.0
     # Video and live: a cell whose 6x6 thumbnail moved by at most this many levels (0..255, any pixel and channel)
     # since its emoji was picked keeps that emoji without a forward pass; 0 = every cell through the network.
     still_threshold: float = 0.0
@@ -96,6 +99,25 @@ def share_kernel_cache() -> None:
     tinygrad_helpers.db_connection._shared = True
 
 
+def emoji_keys(classes: int) -> np.ndarray:
+    """(K,) uint32: each emoji's part of the dither hash (a lane keeps it on its device)."""
+    return np.arange(classes, dtype=np.uint32) * np.uint32(0x85EBCA77)
+
+
+def dither(cells: T, keys: T) -> T:
+    """(N, K) float32 in [0, 1): a fixed pseudo-random number per cell index (N,) and emoji (keys: emoji_keys),
+    the same on every device and in numpy (a uint32 integer hash: multiply, xor-shift, wrapping as C does).
+    Parallel over cells, no pass in raster order: a cell's numbers depend only on where it is."""
+    if isinstance(cells, Tensor):
+        h = cells.cast(dtypes.uint32).reshape(-1, 1) * 0x9E3779B1 + keys.reshape(1, -1)
+    else:
+        h = cells.astype(np.uint32).reshape(-1, 1) * np.uint32(0x9E3779B1) + keys.reshape(1, -1)
+    for shift, mul in ((16, 0x7FEB352D), (15, 0x846CA68B)):
+        h = (h ^ (h >> shift)) * (mul if isinstance(h, Tensor) else np.uint32(mul))
+    h = h ^ (h >> 16)
+    return (h >> 8).cast(dtypes.float32) * 2**-24 if isinstance(h, Tensor) else (h >> 8).astype(np.float32) * 2**-24
+
+
 def lane_devices(device: str, cpu_threads: int = 0) -> list[str]:
     """The devices one batch is split across. tinygrad 0.14's CPU device runs every kernel on the calling thread
     (its THREAD optimisation loops over the thread ids in turn), so on CPU each core gets its own device, CPU:i,
@@ -111,22 +133,23 @@ def lane_devices(device: str, cpu_threads: int = 0) -> list[str]:
 @dataclass
 class Lane:
     """One device's copy of the network and scoring constants, its compiled functions by batch size and their
-    input tensors (patches, previous emoji, margin), which each frame is copied into."""
+    input tensors (patches, cell indices, previous emoji, margin), which each frame is copied into."""
 
     device: str
     net: InferenceNet
     emoji_rgb: Tensor  # (K, 3) RGB premultiplied mean colour of each emoji at the tile size
     emoji_cover: Tensor  # (K,) coverage of each emoji at the tile size
+    emoji_keys: Tensor  # (K,) uint32 each emoji's part of the variety dither's hash
     jits: dict[int, TinyJit] = field(default_factory=dict)  # batch size -> captured function, ready to replay
     beam: dict[int, int] = field(default_factory=dict)  # batch size -> BEAM width its kernels were searched with
-    inputs: dict[int, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)
+    inputs: dict[int, tuple[Tensor, ...]] = field(default_factory=dict)
 
-    def upload(self, patches: np.ndarray, prev: np.ndarray, margin: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
+    def upload(self, *arrays: np.ndarray) -> tuple[Tensor, ...]:
         """The batch's input tensors (made with its compiled function) holding these arrays: written into their
         buffers, in place on the CPU device, else with one copy. Building and realizing new tensors from numpy
         cost tinygrad 2-3 ms per array, and would schedule work while a background build captures."""
-        inputs = self.inputs[len(patches)]
-        for tensor, a in zip(inputs, (patches, prev, margin), strict=True):
+        inputs = self.inputs[len(arrays[0])]
+        for tensor, a in zip(inputs, arrays, strict=True):
             write_into(tensor, a, self.on_host)
         return inputs
 
@@ -160,7 +183,7 @@ class Previous:
 
     grid: Grid
     indices: np.ndarray  # (N,) the emoji shown
-    patches: np.ndarray  # (N, 36, 36, 3) the patches cut from it
+    patches: np.ndarray  # (N, P, P, 3) the patches cut from it
     thumbs: np.ndarray | None  # (N, 108) with still_threshold > 0: per cell, the thumbnail its emoji was picked on
 
 
@@ -201,9 +224,10 @@ class Emojifier:
         share_kernel_cache()
         self.device = resolve_device(settings.device)
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
+        self.patch_px = ckpt.model.config.patch_px
         weights = hashlib.sha256(b"".join(t.numpy().tobytes() for t in get_state_dict(ckpt.model).values()))
         self._cache_parts = (str(getattr(Device[self.device], "arch", "")), settings.tile_px, settings.background,
-                             settings.colour_weight, settings.coverage_weight, emoji_set.fingerprint,
+                             settings.colour_weight, settings.coverage_weight, settings.variety, emoji_set.fingerprint,
                              weights.hexdigest())
         # each emoji's mean colour on black (= its premultiplied mean) and coverage at the output tile size, for
         # the colour-match term and the `auto` background
@@ -215,7 +239,8 @@ class Emojifier:
         self._tile_uncover, self._tile_premult = (1 - alpha).astype(np.float32), (premult + 0.5).astype(np.float32)
         self.lanes = [Lane(dev, InferenceNet(ckpt.model, dev),
                            Tensor(self._tile_bgr[:, ::-1].copy(), device=dev).realize(),
-                           Tensor(self._tile_cover, device=dev).realize())
+                           Tensor(self._tile_cover, device=dev).realize(),
+                           Tensor(emoji_keys(len(emoji_set)), device=dev).realize())
                       for dev in lane_devices(self.device, settings.cpu_threads)]
         self._pool = ThreadPoolExecutor(len(self.lanes)) if len(self.lanes) > 1 else None
         # Every compile, JIT capture and new device tensor happens on this one thread, one batch size at a time,
@@ -244,13 +269,13 @@ class Emojifier:
         on = self.lanes[lane]
         key = jit_cache.cache_key(on.device, *self._cache_parts, batch)
         inputs = tuple(Tensor(a, device=on.device).realize() for a in (
-            np.zeros((batch, PATCH_PX, PATCH_PX, 3), np.uint8), np.zeros(batch, np.int32),
-            np.array([-np.inf], np.float32)))
+            np.zeros((batch, self.patch_px, self.patch_px, 3), np.uint8), np.arange(batch, dtype=np.int32),
+            np.zeros(batch, np.int32), np.array([-np.inf], np.float32)))
         if not fresh and (cached := jit_cache.load(key)):
             jit, beam = cached
         else:
-            def pick(x: Tensor, prev: Tensor, margin: Tensor) -> Tensor:
-                score = self.scores(x, lane)
+            def pick(x: Tensor, cells: Tensor, prev: Tensor, margin: Tensor) -> Tensor:
+                score = self.scores(x, lane, cells)
                 best = score.argmax(1).cast(dtypes.int32)
                 gap = score.max(1) - score.gather(1, prev.unsqueeze(1)).squeeze(1)
                 return (gap > margin).where(best, prev).realize()
@@ -276,7 +301,9 @@ class Emojifier:
         load it from this machine's JIT cache. Its state lives inside it, so a loaded one needs only new inputs."""
         h, w, grid = key
         still = self.settings.still_threshold > 0
-        built = frame_function(lambda x: self.scores(x, 0), self._tiles, (h, w, 3), grid, still, self.device)
+        # the whole grid every frame: scores' default cells (0..N-1) are the grid's, as the variety dither needs
+        built = frame_function(lambda x: self.scores(x, 0), self._tiles, (h, w, 3), grid, still, self.device,
+                               self.patch_px)
         cache_key = jit_cache.cache_key(self.device, *self._cache_parts, "frame", h, w, grid.cols, grid.rows, still)
         if cached := jit_cache.load(cache_key):
             built = DeviceFrame(cached[0], built.frame, built.params)
@@ -307,7 +334,7 @@ class Emojifier:
         if self.on_device:
             width, height = grid.output_size
             return frame_shape[0] * frame_shape[1] * 3 + 3 * 4, width * height * 3 + (grid.count + 1) * 4
-        return grid.count * (PATCH_PX * PATCH_PX * 3 + 4) + lanes * 4, grid.count * 4
+        return grid.count * (self.patch_px**2 * 3 + 4 + 4) + lanes * 4, grid.count * 4
 
     def grid_ready(self, frame_shape: tuple[int, ...], cols: int | None = None) -> bool:
         """Whether frames of this shape at this grid run without a compile (the whole grid's batch, or on the
@@ -356,14 +383,18 @@ class Emojifier:
         if not self.ready(batch):
             self._queue_build(batch).result()
 
-    def scores(self, x: Tensor, lane: int = 0) -> Tensor:
+    def scores(self, x: Tensor, lane: int = 0, cells: Tensor | None = None) -> Tensor:
         """(N, K) score of each emoji for each patch: the network's log-probability, minus how far the tile's
-        mean colour as drawn is from the patch's (squared, 0..1 units), plus a bonus for covering the tile. The
+        mean colour as drawn is from the patch's (squared, 0..1 units), plus a bonus for covering the tile, plus
+        the variety dither of each patch's cell (cells: (N,) int32 cell indices; None = 0..N-1, a whole grid). The
         log-probability is taken as the logit: they differ by the same amount for every emoji of a patch, which
         cancels in everything the engine does with scores (argmax, the hysteresis gap), and saves a log-softmax."""
         on = self.lanes[lane]
         logp = on.net.logits(x)
         cfg = self.settings
+        if cfg.variety > 0:
+            cells = Tensor(np.arange(x.shape[0], dtype=np.int32), device=x.device) if cells is None else cells
+            logp = logp + cfg.variety * dither(cells, on.emoji_keys)
         if cfg.colour_weight == 0 and cfg.coverage_weight == 0:
             return logp
         patch_mean = on.net.mean_colours(x).unsqueeze(1)  # (N, 1, 3) RGB
@@ -399,12 +430,15 @@ class Emojifier:
         for batch in batch_sizes(cells):
             self._ensure(batch)
 
-    def classify(self, patches: np.ndarray, prev: np.ndarray | None = None) -> np.ndarray:
-        """(N, 36, 36, 3) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability. Compiles (or loads)
-        the function for this batch size first if needed."""
-        return self._forward(patches, prev)[0]
+    def classify(self, patches: np.ndarray, prev: np.ndarray | None = None,
+                 cells: np.ndarray | None = None) -> np.ndarray:
+        """(N, P, P, 3) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability; cells: each patch's
+        cell index in its grid (for the variety dither; None = 0..N-1, a whole grid). Compiles (or loads) the
+        function for this batch size first if needed."""
+        return self._forward(patches, prev, cells)[0]
 
-    def _forward(self, patches: np.ndarray, prev: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    def _forward(self, patches: np.ndarray, prev: np.ndarray | None = None,
+                 cells: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, float]]:
         """classify, and its upload/forward/download milliseconds. The batch is split in equal parts across the
         lanes (one per core on CPU), which run at the same time."""
         self._ensure(len(patches))
@@ -412,8 +446,10 @@ class Emojifier:
         stable = prev is not None and self.settings.stability > 0
         margin = np.array([self.settings.stability if stable else -np.inf], np.float32)
         prev = prev.astype(np.int32) if stable else np.zeros(len(patches), np.int32)
+        cells = np.arange(len(patches), dtype=np.int32) if cells is None else cells.astype(np.int32)
         parts = self._shares(len(patches))
-        inputs = [lane.upload(patches[part], prev[part], margin) for lane, part in zip(self.lanes, parts, strict=True)]
+        inputs = [lane.upload(patches[part], cells[part], prev[part], margin)
+                  for lane, part in zip(self.lanes, parts, strict=True)]
         t1 = time.perf_counter()
         if self._pool is None:
             outs = [self._run(0, inputs[0])]
@@ -445,7 +481,7 @@ class Emojifier:
         if batch != fits[0]:
             self._queue_build(fits[0])
         take = np.concatenate([moved, np.repeat(moved[:1], batch - moved.size)])
-        picked, ms = self._forward(patches[take], prev[take])
+        picked, ms = self._forward(patches[take], prev[take], take)
         indices[moved] = picked[:moved.size]
         return indices, ms
 
@@ -487,7 +523,7 @@ class Emojifier:
         if self.on_device:
             return self._pick_on_device(frame, grid)
         t0 = time.perf_counter()
-        patches = cut_patches(frame, grid)
+        patches = cut_patches(frame, grid, self.patch_px)
         cut_ms = (time.perf_counter() - t0) * 1e3
         threshold = self.settings.still_threshold
         thumbs = thumbnails(frame, grid) if threshold > 0 else None
@@ -496,9 +532,10 @@ class Emojifier:
         else:
             prev = self._prev
             if thumbs is None:
-                # compared 8 bytes at a time (a 36x36x3 patch is 486 words): 1 ms for a 64x36 grid
-                moved = (patches.reshape(grid.count, -1).view(np.uint64) !=
-                         prev.patches.reshape(grid.count, -1).view(np.uint64)).any(1)
+                # compared as whole rows (8 bytes at a time where the patch size allows): 1 ms for a 64x36 grid
+                row = next(t for t in (np.uint64, np.uint32, np.uint8) if patches[0].nbytes % np.dtype(t).itemsize == 0)
+                moved = (patches.reshape(grid.count, -1).view(row) !=
+                         prev.patches.reshape(grid.count, -1).view(row)).any(1)
             else:
                 moved = np.abs(thumbs - prev.thumbs).max(1) > threshold
                 thumbs = np.where(moved[:, None], thumbs, prev.thumbs)  # per cell, the thumbnail its emoji fits

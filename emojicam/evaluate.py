@@ -42,6 +42,17 @@ def emoji_coverage(emoji_set: EmojiSet, indices: np.ndarray) -> float:
     return float(emoji_set.coverage()[indices].mean())
 
 
+def wallpaper(indices: np.ndarray, grid: Grid) -> float:
+    """Share of interior cells (not on the border) whose emoji equals all four neighbours': how much of the picture
+    is one emoji repeated like wallpaper (0..1; 0 when the grid has no interior)."""
+    if grid.rows < 3 or grid.cols < 3:
+        return 0.0
+    g = np.asarray(indices).reshape(grid.rows, grid.cols)
+    centre = g[1:-1, 1:-1]
+    same = (centre == g[:-2, 1:-1]) & (centre == g[2:, 1:-1]) & (centre == g[1:-1, :-2]) & (centre == g[1:-1, 2:])
+    return float(same.mean())
+
+
 def baseline_indices(emoji_set: EmojiSet, frame: np.ndarray, grid: Grid) -> np.ndarray:
     """The classic emoji mosaic: per cell, the emoji whose mean colour on black is nearest the cell's mean."""
     means, emoji = cell_means(frame, grid), emoji_set.mean_colours("black")
@@ -53,11 +64,12 @@ def draw_on_black(emoji_set: EmojiSet, indices: np.ndarray, grid: Grid) -> np.nd
     return compose(emoji_set.blended_atlas(grid.tile_px, "black")[indices], grid)
 
 
-def measure(emoji_set: EmojiSet, frame: np.ndarray, output: np.ndarray, indices: np.ndarray, tile_px: int) -> dict:
-    """All three measures for one output."""
-    return {"colour_error": round(colour_error(frame, output, tile_px), 3),
-            "edge_agreement": round(edge_agreement(frame, output, tile_px), 4),
-            "coverage": round(emoji_coverage(emoji_set, indices), 4)}
+def measure(emoji_set: EmojiSet, frame: np.ndarray, output: np.ndarray, indices: np.ndarray, grid: Grid) -> dict:
+    """All four measures for one output."""
+    return {"colour_error": round(colour_error(frame, output, grid.tile_px), 3),
+            "edge_agreement": round(edge_agreement(frame, output, grid.tile_px), 4),
+            "coverage": round(emoji_coverage(emoji_set, indices), 4),
+            "wallpaper": round(wallpaper(indices, grid), 4)}
 
 
 def evaluate(emojifier, photos: list[Path], out_dir: Path, cols: int = 64, seed: int = 0) -> dict:
@@ -77,9 +89,9 @@ def evaluate(emojifier, photos: list[Path], out_dir: Path, cols: int = 64, seed:
         base = draw_on_black(emoji_set, base_idx, grid)
         rand_idx = rng.integers(0, len(emoji_set), grid.count)
         rand = draw_on_black(emoji_set, rand_idx, grid)
-        row = {"emojicam": measure(emoji_set, frame, ours, indices, grid.tile_px),
-               "baseline": measure(emoji_set, frame, base, base_idx, grid.tile_px),
-               "random": measure(emoji_set, frame, rand, rand_idx, grid.tile_px)}
+        row = {"emojicam": measure(emoji_set, frame, ours, indices, grid),
+               "baseline": measure(emoji_set, frame, base, base_idx, grid),
+               "random": measure(emoji_set, frame, rand, rand_idx, grid)}
         row["colour_ratio"] = round(row["emojicam"]["colour_error"] / row["baseline"]["colour_error"], 3)
         row["edge_gain"] = round(row["emojicam"]["edge_agreement"] - row["baseline"]["edge_agreement"], 4)
         results[photo.name] = row
@@ -88,22 +100,24 @@ def evaluate(emojifier, photos: list[Path], out_dir: Path, cols: int = 64, seed:
     summary = {"cols": cols, "photos": results,
                "mean_coverage": round(float(np.mean([r["emojicam"]["coverage"] for r in results.values()])), 4),
                "max_colour_ratio": max(r["colour_ratio"] for r in results.values()),
-               "min_edge_gain": min(r["edge_gain"] for r in results.values())}
+               "min_edge_gain": min(r["edge_gain"] for r in results.values()),
+               "max_wallpaper": max(r["emojicam"]["wallpaper"] for r in results.values())}
     (out_dir / "quality.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
 def format_summary(summary: dict) -> str:
     """A small table: one row per photo and method."""
-    lines = [f"{'photo':24s} {'method':9s} {'colour err':>10s} {'edges':>7s} {'coverage':>8s}"]
+    lines = [f"{'photo':24s} {'method':9s} {'colour err':>10s} {'edges':>7s} {'coverage':>8s} {'wallpaper':>9s}"]
     for name, row in summary["photos"].items():
         for method in ("emojicam", "baseline", "random"):
             m = row[method]
             lines.append(f"{name[:24]:24s} {method:9s} {m['colour_error']:10.2f} {m['edge_agreement']:7.3f} "
-                         f"{m['coverage']:8.3f}")
+                         f"{m['coverage']:8.3f} {m['wallpaper']:9.3f}")
         lines.append(f"{'':24s} colour error {row['colour_ratio']:.2f}x the baseline's, edges "
                      f"{row['edge_gain']:+.3f}")
-    lines.append(f"mean emoji coverage {summary['mean_coverage']:.3f} at {summary['cols']} columns")
+    lines.append(f"mean emoji coverage {summary['mean_coverage']:.3f}, worst wallpaper share "
+                 f"{summary['max_wallpaper']:.3f} at {summary['cols']} columns")
     return "\n".join(lines)
 
 
@@ -130,7 +144,7 @@ def cut_lag(emojifier, before: np.ndarray, after: np.ndarray, cols: int, settle:
     from emojicam.grid import cut_patches
 
     grid = emojifier.grid_for(after.shape, cols)
-    target = emojifier.classify(cut_patches(after, grid))  # no previous frame: no hysteresis
+    target = emojifier.classify(cut_patches(after, grid, emojifier.patch_px))  # no previous frame: no hysteresis
     emojifier.reset()
     for _ in range(3):
         emojifier.pick(before, cols=cols)

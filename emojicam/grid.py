@@ -9,7 +9,7 @@ import numpy as np
 
 from emojicam.errors import EmojicamError
 
-PATCH_PX = 36
+PATCH_PX = 36  # the default model's input: each cell is resized to PATCH_PX x PATCH_PX (ModelConfig.patch_px)
 MAX_COLS = 512
 MAX_TILE_PX = 256
 MAX_OUTPUT_PX = 16384
@@ -51,12 +51,13 @@ def check_tile_px(tile_px: int) -> None:
         raise EmojicamError(f"--tile: expected 4..{MAX_TILE_PX} pixels, got {tile_px}")
 
 
-def cut_patches(frame: np.ndarray, grid: Grid) -> np.ndarray:
-    """BGR (H, W, 3) uint8 -> (rows*cols, 36, 36, 3) uint8 RGB patches in row-major cell order. Channels-last, as
-    the network computes: the host only regroups whole pixels (half the time of the planar layout)."""
-    small = cv2.resize(frame, (grid.cols * PATCH_PX, grid.rows * PATCH_PX), interpolation=cv2.INTER_AREA)
-    cells = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).reshape(grid.rows, PATCH_PX, grid.cols, PATCH_PX, 3)
-    return np.ascontiguousarray(cells.transpose(0, 2, 1, 3, 4)).reshape(grid.count, PATCH_PX, PATCH_PX, 3)
+def cut_patches(frame: np.ndarray, grid: Grid, px: int = PATCH_PX) -> np.ndarray:
+    """BGR (H, W, 3) uint8 -> (rows*cols, px, px, 3) uint8 RGB patches (px: the model's input size) in row-major
+    cell order. Channels-last, as the network computes: the host only regroups whole pixels (half the time of the
+    planar layout)."""
+    small = cv2.resize(frame, (grid.cols * px, grid.rows * px), interpolation=cv2.INTER_AREA)
+    cells = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).reshape(grid.rows, px, grid.cols, px, 3)
+    return np.ascontiguousarray(cells.transpose(0, 2, 1, 3, 4)).reshape(grid.count, px, px, 3)
 
 
 def cell_means(frame: np.ndarray, grid: Grid) -> np.ndarray:

@@ -10,10 +10,23 @@ from tinygrad import Device, Tensor, dtypes, nn
 from tinygrad.nn.state import get_state_dict, safe_load, safe_save
 
 from emojicam.errors import EmojicamError
+from emojicam.grid import PATCH_PX
 from emojicam.resources import shipped
 
-PATCH_PX = 36
 DEFAULT_WEIGHTS = shipped("weights", "default.safetensors")
+MODELS = ("default", "fast")  # `--model`: default = 36 px input, fast = 18 px (a quarter of the pixels)
+
+
+def shipped_weights(set_name: str = "default", model_name: str = "default") -> Path:
+    """The shipped weights of a shipped set (emoji_set.SETS) and model: weights/default.safetensors, fast.,
+    full., full-fast.; a one-line EmojicamError when that pair is not shipped."""
+    stem = "-".join(name for name in (set_name, model_name) if name != "default") or "default"
+    path = shipped("weights", f"{stem}.safetensors")
+    if not path.is_file():
+        have = sorted(p.stem for p in shipped("weights").glob("*.safetensors"))
+        raise EmojicamError(f"--set/--model: expected a shipped pair ({', '.join(have)}), got --set {set_name} "
+                            f"--model {model_name}, which has no weights (train them: emojicam train)")
+    return path
 
 
 @dataclass(frozen=True)
@@ -26,7 +39,7 @@ class ModelConfig:
 
     @property
     def feature_px(self) -> int:
-        return ((self.patch_px - 2) // 2 - 2) // 2  # 36 -> 34 -> 17 -> 15 -> 7
+        return ((self.patch_px - 2) // 2 - 2) // 2  # 36 -> 34 -> 17 -> 15 -> 7; 18 -> 16 -> 8 -> 6 -> 3
 
     def flops_per_patch(self) -> int:
         """Multiply-adds counted as 2 FLOPs: conv1 + conv2 + linear (ReLU, pooling, softmax not counted)."""
@@ -76,7 +89,7 @@ class TinyConvNet:
         return net
 
     def logits(self, x: Tensor) -> Tensor:
-        """x: (N, 36, 36, 3) RGB, channels-last, uint8 0..255 or float; returns (N, K) logits.
+        """x: (N, P, P, 3) RGB (P = config.patch_px), channels-last, uint8 0..255 or float; returns (N, K) logits.
 
         Same maths as nn.Conv2d + max_pool2d (same weights), written channels-last as sums of shifted slices times
         (Cin, Cout) weight blocks: tinygrad makes 1.5x (CPU) to 1.9x (CL) faster kernels of that, with identical
@@ -85,6 +98,15 @@ class TinyConvNet:
         x = _pool2_nhwc(_conv3x3_nhwc(x, self.conv1.weight, self.conv1.bias).relu()).contiguous()
         x = _pool2_nhwc(_conv3x3_nhwc(x, self.conv2.weight, self.conv2.bias).relu()).contiguous()
         return self.fc(x.permute(0, 3, 1, 2).flatten(1))
+
+    def planar_logits(self, x: Tensor) -> Tensor:
+        """The same logits as `logits` (same weights, same input), computed as tinygrad's planar Tensor.conv2d and
+        max_pool2d: the form tinygrad trains fastest (forward and backward), 4-9x the channels-last form's steps/s
+        (benchmarks/results/2026-12-02-train-speed.md). Inference keeps `logits` and the scheduled kernels."""
+        x = x.permute(0, 3, 1, 2).cast(dtypes.float32) * (1 / 255) - 0.5
+        x = self.conv1(x).relu().max_pool2d(2)
+        x = self.conv2(x).relu().max_pool2d(2)
+        return self.fc(x.flatten(1))
 
     def __call__(self, x: Tensor) -> Tensor:
         """(N, K) log-probabilities."""

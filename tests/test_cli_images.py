@@ -198,6 +198,7 @@ def bad_cases(tmp: Path, weights: Path, other: tuple[Path, Path]) -> dict[str, t
         "weights not safetensors": (PHOTO, ["--weights", garbage_weights], "weights: expected"),
         "missing weights": (PHOTO, ["--weights", tmp / "none.safetensors"], "weights: expected"),
         "device NOPE": (PHOTO, ["--device", "NOPE", *w], "--device: expected a working tinygrad device"),
+        "pair not shipped": (PHOTO, ["--set", "full", "--model", "fast"], "--set/--model: expected a shipped pair"),
     }
 
 
@@ -255,3 +256,11 @@ def test_a_bad_file_in_a_folder_stops_the_batch_before_any_work(tmp_path, weight
     assert done.returncode == 2 and "b_bad.png" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert list(out.iterdir()) == [], "every input is checked before the first conversion"
+
+
+def test_fast_model_converts_a_photo_with_its_own_patch_size(tmp_path):
+    out = tmp_path / "fast.png"
+    done = run_cli("convert", PHOTO, out, "--cols", COLS, "--tile", TILE, "--model", "fast", "--device", "CPU")
+    assert done.returncode == 0, done.stderr
+    image = read(out)
+    assert image.shape[1] == COLS * TILE and image.std() > 10

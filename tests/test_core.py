@@ -18,7 +18,7 @@ from tinygrad.nn.state import get_state_dict
 from emojicam import model as model_io
 from emojicam.augment import holdout
 from emojicam.emoji_set import DEFAULT_SET, EmojiSet
-from emojicam.engine import Emojifier, Settings
+from emojicam.engine import Emojifier, Settings, dither, emoji_keys
 from emojicam.errors import EmojicamError
 from emojicam.grid import MAX_COLS, PATCH_PX, Grid, compose, cut_patches
 from emojicam.kernels import InferenceNet, channel_means
@@ -154,10 +154,11 @@ def test_forward_matches_a_numpy_reference(ckpt, photo):
     np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
 
 
-def random_net(seed: int) -> tuple[TinyConvNet, dict[str, np.ndarray]]:
-    """A TinyConvNet of another shape (4 and 6 channels, 10 classes) with random weights, and those weights.
-    The weights come from numpy, so tinygrad's random initialisers (slow to compile) never run."""
-    net = TinyConvNet(ModelConfig(classes=10, channels=(4, 6)))
+def random_net(seed: int, channels: tuple[int, int] = (4, 6), patch_px: int = PATCH_PX,
+               classes: int = 10) -> tuple[TinyConvNet, dict[str, np.ndarray]]:
+    """A TinyConvNet of another shape (by default 4 and 6 channels, 10 classes) with random weights, and those
+    weights. The weights come from numpy, so tinygrad's random initialisers (slow to compile) never run."""
+    net = TinyConvNet(ModelConfig(classes=classes, channels=channels, patch_px=patch_px))
     rng = np.random.default_rng(seed)
     state = {k: rng.normal(0, 0.2, v.shape) for k, v in get_state_dict(net).items()}
     for key, value in state.items():
@@ -202,6 +203,29 @@ def test_inference_kernels_of_another_shape_match_the_reference(scheduled):
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("patch_px", [PATCH_PX, 18])
+def test_training_form_and_inference_form_give_the_same_logits(patch_px):
+    """train() runs the planar conv2d form, inference the channels-last one: the same weights, the same logits."""
+    net, state = random_net(7, channels=(8, 16), patch_px=patch_px)
+    x = np.random.default_rng(7).integers(0, 256, (9, patch_px, patch_px, 3), dtype=np.uint8)
+    planar = net.planar_logits(Tensor(x, device=DEVICE)).numpy()
+    np.testing.assert_allclose(planar, net.logits(Tensor(x, device=DEVICE)).numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(log_softmax(planar.astype(np.float64)), reference_forward(state, x),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", ["CPU", "CL"])
+@pytest.mark.parametrize("scheduled", [True, False])
+def test_inference_kernels_of_the_fast_shape_match_the_reference(device, scheduled):
+    """The fast model's shape (18 px: 16x16x8 -> 8x8, 6x6x16 -> 3x3, linear 144 -> K) on the CPU kernels and on
+    the tensor-level network that GPUs run."""
+    net, state = random_net(8, channels=(8, 16), patch_px=18, classes=40)
+    x = np.random.default_rng(8).integers(0, 256, (12, 18, 18, 3), dtype=np.uint8)
+    packed = InferenceNet(net.replica(device), device, scheduled=scheduled)
+    np.testing.assert_allclose(packed(Tensor(x, device=device)).numpy(), reference_forward(state, x),
+                               rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("classes", [2, 10, 256, 2000])
 def test_flops_per_patch_formula(classes):
     expected = 2 * 34 * 34 * 8 * 27 + 2 * 15 * 15 * 16 * 72 + 2 * 784 * classes
@@ -219,10 +243,21 @@ def varied_frames(photo: np.ndarray, count: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(f) for f in frames]
 
 
+@pytest.mark.parametrize("device", ["CPU", "CL"])
+def test_variety_dither_is_the_same_hash_on_the_device_and_in_numpy(device):
+    cells = np.array([0, 1, 2, 63, 64, 2303, 9215, 65535], np.int32)
+    expected = dither(cells, emoji_keys(1636))
+    got = dither(Tensor(cells, device=device), Tensor(emoji_keys(1636), device=device)).numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert got.shape == (8, 1636) and got.min() >= 0 and got.max() < 1
+    assert abs(float(got.mean()) - 0.5) < 0.01 and abs(float(got.std()) - 12**-0.5) < 0.01, "about uniform"
+    assert (np.corrcoef(expected)[np.triu_indices(8, 1)] < 0.1).all(), "cells (even neighbours) rank emoji apart"
+
+
 @pytest.mark.parametrize("scoring", ["default", "network only"])
 def test_jit_replay_agrees_with_the_plain_forward(ckpt, emoji_set, photo, scoring):
     # TinyJit runs the function on call 1, captures on call 2 and replays from call 3: check every one of them
-    weights = {} if scoring == "default" else {"colour_weight": 0.0, "coverage_weight": 0.0}
+    weights = {} if scoring == "default" else {"colour_weight": 0.0, "coverage_weight": 0.0, "variety": 0.0}
     emojifier = Emojifier(ckpt, emoji_set, Settings(cols=6, tile_px=8, background="black", device=DEVICE,
                                                     **weights))
     atlas = emoji_set.blended_atlas(8, "black")
@@ -316,7 +351,8 @@ def recovered(emojifier: Emojifier, emoji_set: EmojiSet, frame: np.ndarray, trut
 
 def test_network_recovers_emoji_art(ckpt, emoji_set, shuffled_emoji):
     emojifier = Emojifier(ckpt, emoji_set, Settings(cols=ACCURACY_COLS, tile_px=8, background="black",
-                                                    device=DEVICE, colour_weight=0.0, coverage_weight=0.0))
+                                                    device=DEVICE, colour_weight=0.0, coverage_weight=0.0,
+                                                    variety=0.0))
     for name, bg in BACKGROUNDS.items():
         share = recovered(emojifier, emoji_set, emoji_frame(emoji_set, shuffled_emoji, ACCURACY_COLS, bg),
                           shuffled_emoji)
@@ -432,3 +468,39 @@ def test_short_training_run_learns_and_saves_its_metadata(emoji_set, tmp_path):
     assert list(out.parent.iterdir()) == [out], "no temporary file left beside the weights"
     with pytest.raises(EmojicamError, match="weights: expected"):
         Emojifier(loaded, EmojiSet.load(), Settings(device=DEVICE))
+
+
+def test_fast_shape_trains_checkpoints_and_resumes(emoji_set, tmp_path):
+    """18 px patches (the fast model), a checkpoint at every evaluation, and --resume going on from one."""
+    folder = tmp_path / "eight"
+    folder.mkdir()
+    for name in emoji_set.names[::32]:
+        shutil.copy(DEFAULT_SET / name, folder / name)
+    small, out = EmojiSet.load(folder), tmp_path / "fast.safetensors"
+    first = train(small, out, TrainConfig(steps=30, batch=32, seed=4, eval_every=10, patch_px=18), device=DEVICE,
+                  quiet=True)
+    assert first.model.config == ModelConfig(classes=8, patch_px=18)
+    assert [row[0] for row in first.info["holdout_curve"]] == [10, 20, 30]
+    resumed = train(small, out, TrainConfig(steps=60, batch=32, seed=4, eval_every=10, patch_px=18), device=DEVICE,
+                    quiet=True, resume=out)
+    assert resumed.info["steps_done"] == 60 and [row[0] for row in resumed.info["holdout_curve"]] == [
+        10, 20, 30, 40, 50, 60]
+    # measured: 0.44 after 60 steps of batch 32 (chance 0.125); the resumed run trained on from the checkpoint
+    assert resumed.info["holdout_top1"] >= 0.3, resumed.info
+    assert not np.array_equal(resumed.model.fc.weight.numpy(), first.model.fc.weight.numpy())
+    with pytest.raises(EmojicamError, match=r"^--resume: expected weights for 36 px"):
+        train(small, tmp_path / "other.safetensors", TrainConfig(steps=5), device=DEVICE, quiet=True, resume=out)
+
+
+def test_full_set_is_every_twemoji_but_flags_and_components():
+    from emojicam.emoji_set import shipped_set
+
+    folder = shipped_set("full")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    categories = {c["category"] for c in manifest["classes"]}
+    assert len(manifest["classes"]) == 1636 and not categories & {"Flags", "Component"}, categories
+    assert not any(c["codepoint"].count("-1F3F") for c in manifest["classes"]), "no skin-tone variants"
+    assert set(EmojiSet.load().names) < {c["file"] for c in manifest["classes"]}, "the default set is a subset"
+    assert "CC-BY 4.0" in (folder / "LICENSE.md").read_text()
+    with pytest.raises(EmojicamError, match=r"^--set: expected one of default, full, got huge"):
+        shipped_set("huge")

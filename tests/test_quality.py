@@ -9,7 +9,15 @@ import pytest
 from conftest import ROOT, run_cli
 
 from emojicam.emoji_set import EmojiSet
-from emojicam.evaluate import baseline_indices, colour_error, draw_on_black, edge_agreement, emoji_coverage, noisy_still
+from emojicam.evaluate import (
+    baseline_indices,
+    colour_error,
+    draw_on_black,
+    edge_agreement,
+    emoji_coverage,
+    noisy_still,
+    wallpaper,
+)
 from emojicam.grid import Grid
 
 TILE = 16
@@ -55,6 +63,34 @@ def test_coverage_is_the_mean_opacity_of_the_chosen_emoji(emoji_set):
     assert emoji_coverage(emoji_set, np.array([full] * 3)) == pytest.approx(cover[full])
     assert emoji_coverage(emoji_set, np.array([full, small])) == pytest.approx((cover[full] + cover[small]) / 2)
     assert 0.5 < cover.mean() < 0.75, "the shipped set averages about 60% coverage"
+
+
+def test_wallpaper_counts_interior_cells_equal_to_all_four_neighbours():
+    grid = Grid(5, 4, TILE)
+    assert wallpaper(np.zeros(20, int), grid) == 1.0, "one emoji everywhere: every interior cell"
+    assert wallpaper(np.arange(20), grid) == 0.0
+    cells = np.arange(20).reshape(4, 5)
+    cells[0:3, 0:3] = 7  # a 3x3 block: only its centre (1, 1) has four equal neighbours
+    assert wallpaper(cells.ravel(), grid) == 1 / 6, "6 interior cells, 1 of them wallpaper"
+    checker = (np.indices((4, 5)).sum(0) % 2).ravel()
+    assert wallpaper(checker, grid) == 0.0
+    assert wallpaper(np.zeros(10, int), Grid(5, 2, TILE)) == 0.0, "no interior"
+
+
+def test_variety_breaks_up_a_flat_area_and_a_still_frame_keeps_its_emoji(weights):
+    from emojicam import model
+    from emojicam.engine import Emojifier, Settings
+
+    ckpt, emoji_set = model.load(weights, "CPU"), EmojiSet.load()
+    flat = np.full((180, 320, 3), (200, 150, 90), np.uint8)  # a flat blue-grey sky
+    plain = Emojifier(ckpt, emoji_set, Settings(device="CPU", cols=16, variety=0.0))
+    varied = Emojifier(ckpt, emoji_set, Settings(device="CPU", cols=16))
+    grid = plain.grid_for(flat.shape)
+    assert wallpaper(plain(flat).indices, grid) == 1.0, "without variety every cell of a flat frame is the same"
+    first = varied(flat).indices.copy()
+    assert wallpaper(first, grid) <= 0.15 and len(set(first)) >= 3, np.unique(first, return_counts=True)
+    varied.reset()
+    np.testing.assert_array_equal(varied(flat).indices, first, "the dither is fixed per cell: same frame, same emoji")
 
 
 def test_noisy_still_frames_differ_only_by_noise():
