@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
+from emojicam.atomic import check_writable, write_atomic
 from emojicam.errors import EmojicamError
 
 STAGE_ORDER = ("decode", "cut", "upload", "forward", "download", "composite", "encode")
@@ -148,25 +148,13 @@ def write_plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """write(temp file beside path), then rename onto path; the temp file goes away on any error or Ctrl-C."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part{path.suffix}")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_outputs(report: dict, json_path: Path | None, markdown_path: Path | None, plot_path: Path | None) -> None:
     if json_path:
-        write_atomic(json_path, lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
+        write_atomic(json_path, lambda p: p.write_text(json.dumps(report, indent=1) + "\n"), make_folder=True)
     if markdown_path:
-        write_atomic(markdown_path, lambda p: p.write_text(format_markdown(report)))
+        write_atomic(markdown_path, lambda p: p.write_text(format_markdown(report)), make_folder=True)
     if plot_path:
-        write_atomic(plot_path, lambda p: write_plot(report, p))
+        write_atomic(plot_path, lambda p: write_plot(report, p), make_folder=True)
 
 
 def check_outputs(json_path: Path | None, markdown_path: Path | None, plot_path: Path | None) -> None:
@@ -182,3 +170,5 @@ def check_outputs(json_path: Path | None, markdown_path: Path | None, plot_path:
     for flag, path in (("--json", json_path), ("--markdown", markdown_path), ("--plot", plot_path)):
         if path is not None and path.exists() and path.is_dir():
             raise EmojicamError(f"{flag}: expected a file path, got the folder {path}")
+        if path is not None:
+            check_writable(path)

@@ -20,8 +20,14 @@ import numpy as np
 
 from emojicam.errors import EmojicamError
 
-STALL_S = 10.0        # a camera or stream that sends nothing for this long has gone away
+STALL_S = 5.0         # a camera or stream that sends nothing for this long has gone away
 READ_RETRIES = 5      # cameras fail single reads now and then; this many in a row means it is gone
+STALLED = f"no frame for {STALL_S:g} s"
+
+
+def is_url(source: object) -> bool:
+    """A network stream (rtsp://, http://, tcp://, ...) rather than a file or camera."""
+    return "://" in str(source)
 
 
 class LatestFrame:
@@ -62,11 +68,14 @@ class LatestFrame:
             self._cond.notify_all()
 
 
-def _open(target: int | str) -> cv2.VideoCapture:
-    """cv2.VideoCapture without OpenCV's multi-line warnings from every backend it tries."""
+def open_source(target: int | str) -> cv2.VideoCapture:
+    """cv2.VideoCapture without OpenCV's multi-line warnings from every backend it tries; a stream's reads give up
+    after STALL_S (FFmpeg's own timeout is 30 s)."""
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
+        if is_url(target):
+            return cv2.VideoCapture(str(target), cv2.CAP_FFMPEG, [cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(STALL_S * 1000)])
         return cv2.VideoCapture(target)
     finally:
         cv2.utils.logging.setLogLevel(level)
@@ -92,12 +101,12 @@ class Capture:
 
     def __init__(self, source: int | str, every_frame: bool = False):
         self.kind = "camera" if isinstance(source, int) or str(source).startswith("/dev/video") else (
-            "stream" if "://" in str(source) else "file")
+            "stream" if is_url(source) else "file")
         self.name = f"camera {source}" if isinstance(source, int) else str(source)
         if self.kind == "file" and not Path(source).is_file():
             what = "a folder" if Path(source).is_dir() else "no file"
             raise EmojicamError(f"--source: expected a video file or stream URL, got {what} at {source}")
-        self._cap = _open(source)
+        self._cap = open_source(source)
         try:
             ok, first = False, None
             for _ in range(READ_RETRIES if self.kind == "camera" else 1):  # cameras may need a moment to start
@@ -118,6 +127,8 @@ class Capture:
             self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # hold no stale frames in the driver either
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1 <= fps <= 240 else 30.0  # cameras and streams often report 0 or nonsense
+        length = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)  # a live stream has none (OpenCV says 0 or nonsense)
+        self._length = length if 0 < length < 1e9 else 0
         self.frame_shape: tuple[int, ...] = first.shape
         self.paced = self.kind == "file" and not every_frame
         self.end_reason, self.failed = "", False
@@ -132,6 +143,7 @@ class Capture:
     def _read(self) -> None:
         """Reader thread: read, pace (files), publish; ends by closing the slot with a reason."""
         t0, n, misses = time.perf_counter(), 0, 0
+        timed_out_at = -STALL_S  # when a stream's read last gave up waiting (it still hands over what it buffered)
         try:
             while not self._slot.closed:
                 if self.paced and not self._resume.is_set():
@@ -144,14 +156,16 @@ class Capture:
                     if not self._cap.grab():  # late by more than a frame: skip it without decoding
                         return self._end("end of file")
                     continue
+                started = time.perf_counter()
                 ok, frame = self._cap.read()
+                if (now := time.perf_counter()) - started >= STALL_S * 0.9:  # open_source's read timeout
+                    timed_out_at = now
                 if not ok:
                     misses += 1
                     if self.kind == "camera" and misses < READ_RETRIES:
                         time.sleep(0.05)
                         continue
-                    return self._end({"file": "end of file", "stream": "the stream ended"}.get(
-                        self.kind, "the camera stopped sending frames (unplugged?)"), failed=self.kind == "camera")
+                    return self._end(*self._why_ended(stalled=now - timed_out_at < STALL_S))
                 misses = 0
                 if self.paced:
                     time.sleep(max(0.0, due - time.perf_counter()))
@@ -160,6 +174,19 @@ class Capture:
         except Exception as e:  # a backend blowing up mid-stream: end the run cleanly and say why
             return self._end(f"{self.name} failed: {e}", failed=True)
         return None
+
+    def _why_ended(self, stalled: bool) -> tuple[str, bool]:
+        """Why reads stopped, and whether unexpectedly: a file ends; a camera, or a stream that stalls or stops
+        short of its announced length (a live stream has none), has gone away."""
+        if self.kind == "file":
+            return "end of file", False
+        if self.kind == "camera":
+            return "the camera stopped sending frames (unplugged?)", True
+        if stalled:
+            return STALLED, True
+        if self._length and self._cap.get(cv2.CAP_PROP_POS_FRAMES) >= self._length - 1:
+            return "end of the stream", False
+        return "the stream stopped sending frames (its server went away or the connection dropped)", True
 
     def _end(self, reason: str, failed: bool = False) -> None:
         if not self._slot.closed:
@@ -176,7 +203,7 @@ class Capture:
         while (item := self._slot.get(timeout)) is not None:
             yield item[1]
         if not self._slot.closed:  # timed out
-            self._end(f"no frame for {STALL_S:.0f} s", failed=True)
+            self._end(STALLED, failed=True)
 
     def close(self) -> None:
         """Stop the reader and release the device; safe to call twice."""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from emojicam import __version__, jit_cache
 from emojicam.emoji_set import BACKGROUNDS, SETS, shipped_set
 from emojicam.engine import COMPOSITES, Settings
-from emojicam.errors import EmojicamError
+from emojicam.errors import EmojicamError, Interrupted
 from emojicam.grid import PATCH_PX
 from emojicam.model import MODELS, shipped_weights
 
@@ -100,6 +103,7 @@ def training_device(device: str | None) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from emojicam.atomic import check_writable
     from emojicam.emoji_set import EmojiSet
     from emojicam.train import TrainConfig, train
 
@@ -108,6 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None and not args.resume.is_file():
         raise EmojicamError(f"--resume: expected a weights file, got no file at {args.resume}")
     emoji_set = EmojiSet.load(args.emoji_dir)
+    check_writable(args.output)  # in a moment, not after the training
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, patch_px=args.patch_px)
     ckpt = train(emoji_set, args.output, cfg, device=training_device(args.device), resume=args.resume,
                  quiet=args.quiet)
@@ -210,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert photos and videos to emoji art",
                        description="Convert images (png jpg webp bmp) and videos (mp4 webm mkv mov avi gif). "
                                    "Give IN OUT, or several inputs / folders with -o DIR.")
-    p.add_argument("inputs", nargs="+", type=Path, help="IN OUT, or inputs (files or folders) with -o")
+    p.add_argument("inputs", nargs="+",
+                   help="IN OUT (IN may be a stream URL), or inputs (files or folders) with -o")
     p.add_argument("-o", "--output-dir", type=Path, default=None, help="output folder for several inputs")
     p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     add_engine_args(p, stability=1.0)
@@ -304,13 +310,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# what `kill`, `timeout`, systemd, a job scheduler or a closed terminal send
+TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def signals_as_interrupts():
+    """SIGTERM and SIGHUP raise Interrupted in the main thread, as Ctrl-C raises KeyboardInterrupt, so the same
+    cleanup runs; once one arrived, repeats do nothing, so they cannot cut that cleanup short. (Not SIG_IGN: a
+    process started during the cleanup, such as a tinygrad compile worker, would inherit it and then ignore the
+    SIGTERM that is meant to end it.)"""
+    arrived: list[int] = []
+
+    def stop(signum, frame):
+        if not arrived:
+            arrived.append(signum)
+            raise Interrupted(signum)
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    before = {s: signal.signal(s, stop) for s in TERMINATING}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with signals_as_interrupts():
+            return args.func(args)
     except EmojicamError as e:
         print(f"emojicam: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("emojicam: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        by = f" by {e}" if isinstance(e, Interrupted) else ""  # Ctrl-C: KeyboardInterrupt itself
+        print(f"emojicam: interrupted{by}", file=sys.stderr)
+        return 128 + (e.signum if isinstance(e, Interrupted) else signal.SIGINT)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 
+from emojicam.capture import is_url
 from emojicam.errors import EmojicamError
 from emojicam.images import IMAGE_EXTS, check_image_output, read_image, write_image
 
@@ -18,8 +19,11 @@ VIDEO_OUT_EXTS = (".mp4", ".webm", ".gif")
 
 
 @lru_cache(maxsize=256)
-def kind_of(path: Path) -> str:
-    """'image' or 'video': by a well-known extension, else by the file's content, whatever its name."""
+def kind_of(path: Path | str) -> str:
+    """'image' or 'video': a stream URL is a video; a file by a well-known extension, else by its content."""
+    if is_url(path):
+        return "video"
+    path = Path(path)
     ext = path.suffix.lower()
     if ext in IMAGE_EXTS:
         return "image"
@@ -54,18 +58,24 @@ def _output_suffix(src: Path) -> str:
     return src.suffix if src.suffix.lower() in keep else keep[0]
 
 
-def plan(inputs: list[Path], output_dir: Path | None) -> list[tuple[Path, Path]]:
-    """(input, output) pairs: `IN OUT`, or every input (folders expanded) into output_dir, same name."""
+def plan(names: list[str], output_dir: Path | None) -> list[tuple[Path | str, Path]]:
+    """(input, output) pairs: `IN OUT`, or every input (folders expanded) into output_dir, same name. A stream URL
+    stays text (a Path would fold its "//")."""
+    inputs = [n if is_url(n) else Path(n) for n in names]
     if output_dir is None:
         if len(inputs) != 2:
             raise EmojicamError(f"convert: expected IN OUT, or inputs with -o DIR, got {len(inputs)} path(s)")
         src, dst = inputs
-        if not src.exists():
+        if is_url(dst):
+            raise EmojicamError(f"output: expected a file name, got the URL {dst}")
+        if not is_url(src) and not src.exists():
             raise EmojicamError(f"input: expected a file, got no file at {src}")
         pairs = [(src, dst)]
     else:
         files: list[Path] = []
         for path in inputs:
+            if is_url(path):
+                raise EmojicamError(f"convert: expected IN OUT for a stream, got {path} with -o DIR")
             if path.is_dir():
                 found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and _media(p))
                 if not found:
@@ -81,14 +91,14 @@ def plan(inputs: list[Path], output_dir: Path | None) -> list[tuple[Path, Path]]
         if kind_of(src) == "image":
             check_image_output(dst)
         elif dst.suffix.lower() not in VIDEO_OUT_EXTS:
-            raise EmojicamError(f"output: expected a video output ({' '.join(VIDEO_OUT_EXTS)}) for {src.name}, "
+            raise EmojicamError(f"output: expected a video output ({' '.join(VIDEO_OUT_EXTS)}) for {Path(src).name}, "
                                 f"got '{dst.suffix or dst.name}'")
-        if src.resolve() == dst.resolve():
+        if not is_url(src) and src.resolve() == dst.resolve():
             raise EmojicamError(f"output: expected a path other than the input, got {dst}")
     return pairs
 
 
-def convert_paths(inputs: list[Path], output_dir: Path | None, args, make_emojifier: Callable) -> None:
+def convert_paths(inputs: list[str], output_dir: Path | None, args, make_emojifier: Callable) -> None:
     """Convert every planned pair, printing one line per output (none with --quiet); stops at the first bad input."""
     say = (lambda _: None) if args.quiet else print
     pairs = plan(inputs, output_dir)
@@ -98,7 +108,8 @@ def convert_paths(inputs: list[Path], output_dir: Path | None, args, make_emojif
         else:
             from emojicam.video import check_output, check_video
 
-            check_video(src)
+            if not is_url(src):  # a stream is opened once: its server may take one client only
+                check_video(src)
             check_output(dst)
     emojifier = make_emojifier(args)
     for src, dst in pairs:

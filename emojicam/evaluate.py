@@ -75,6 +75,7 @@ def measure(emoji_set: EmojiSet, frame: np.ndarray, output: np.ndarray, indices:
 def evaluate(emojifier, photos: list[Path], out_dir: Path, cols: int = 64, seed: int = 0) -> dict:
     """Measures for emojicam's settings, the classic mosaic and random tiles on each photo, plus a contact
     sheet (original | emojicam | baseline) per photo; results also go to out_dir/quality.json."""
+    from emojicam.atomic import write_atomic
     from emojicam.images import read_image, write_image
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +103,7 @@ def evaluate(emojifier, photos: list[Path], out_dir: Path, cols: int = 64, seed:
                "max_colour_ratio": max(r["colour_ratio"] for r in results.values()),
                "min_edge_gain": min(r["edge_gain"] for r in results.values()),
                "max_wallpaper": max(r["emojicam"]["wallpaper"] for r in results.values())}
-    (out_dir / "quality.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_atomic(out_dir / "quality.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1) + "\n"))
     return summary
 
 

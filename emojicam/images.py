@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from emojicam.atomic import write_atomic
 from emojicam.errors import EmojicamError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -64,15 +63,4 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
     ok, encoded = cv2.imencode(path.suffix.lower(), image)
     if not ok:
         raise EmojicamError(f"output: could not encode a {image.shape[1]}x{image.shape[0]} image as {path.suffix}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encoded.tobytes())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a normal file follows the umask
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda tmp: tmp.write_bytes(encoded.tobytes()))

@@ -63,12 +63,15 @@ def save(key: str, jit: TinyJit, beam: int = 0) -> None:
     then drop the least recently used entries beyond MAX_BYTES. Best effort: a read-only or full disk only means
     the next process compiles again."""
     folder = cache_dir()
+    tmp = folder / f".{key}.{os.getpid()}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.tmp"
-        with tmp.open("wb") as f:
-            pickle.dump({"jit": jit, "beam": beam}, f, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(folder / f"{key}.jit.pkl")
+        try:
+            with tmp.open("wb") as f:
+                pickle.dump({"jit": jit, "beam": beam}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            tmp.replace(folder / f"{key}.jit.pkl")
+        finally:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no partial entry behind
         total = 0
         for entry in sorted(folder.glob("*.jit.pkl"), key=lambda p: p.stat().st_mtime, reverse=True):
             total += entry.stat().st_size

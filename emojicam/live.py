@@ -22,7 +22,7 @@ import numpy as np
 
 from emojicam.capture import Capture
 from emojicam.convert import VIDEO_OUT_EXTS
-from emojicam.errors import EmojicamError
+from emojicam.errors import EmojicamError, Interrupted
 from emojicam.grid import Grid
 from emojicam.images import write_image
 
@@ -381,6 +381,8 @@ def run_live(opts: LiveOptions, settings, make_engine: Callable) -> None:
         st = LiveState(cols=settings.cols, mirror=capture.kind == "camera",
                        steps=grid_steps(capture.frame_shape, settings.tile_px, settings.cols))
         meter, frames, reason, first_s, result = FpsMeter(), iter(capture), "", 0.0, None
+        failed: EmojicamError | None = None  # a snapshot or the recording could not be written
+        signalled: Interrupted | None = None  # re-raised once the recording is finished
         try:
             while True:
                 fresh = not st.paused
@@ -412,12 +414,20 @@ def run_live(opts: LiveOptions, settings, make_engine: Callable) -> None:
                 if opts.max_frames is not None and meter.count >= opts.max_frames:
                     reason = f"--max-frames {opts.max_frames} reached"
                     break
+        except Interrupted as e:  # SIGTERM, SIGHUP: like Ctrl-C, but the exit status says which signal
+            reason, signalled = f"interrupted ({e})", e
         except KeyboardInterrupt:
             reason = "interrupted (Ctrl-C)"
+        except EmojicamError as e:  # the with-block still finishes the recording (unless it was what failed)
+            failed = e
+    if failed is not None:
+        raise failed
     grid = emojifier.grid_for(capture.frame_shape, st.shown_cols or st.cols)
     recorded = f"; recorded {opts.record}" if opts.record is not None else ""
     print(f"live: {meter.count} frames, mean {meter.mean_fps:.1f} fps, device {emojifier.device}, grid {grid.cols}x"
           f"{grid.rows} ({grid.count} tiles), first frame {first_s:.2f} s; ended: {reason}{recorded}", flush=True)
+    if signalled is not None:
+        raise signalled
     if capture.failed:
         raise EmojicamError(f"source: expected frames from {capture.name} until you quit, got none after frame "
                             f"{meter.count}: {reason}{'; the recording so far is kept' if recorded else ''}")

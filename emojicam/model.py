@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tinygrad import Device, Tensor, dtypes, nn
-from tinygrad.nn.state import get_state_dict, safe_load, safe_save
+from tinygrad.nn.state import get_state_dict, inverse_safe_dtypes, safe_load
 
+from emojicam.atomic import write_atomic
 from emojicam.errors import EmojicamError
 from emojicam.grid import PATCH_PX
 from emojicam.resources import shipped
@@ -123,15 +124,30 @@ class Checkpoint:
     info: dict = field(default_factory=dict)  # hold-out accuracy, training settings, ...
 
 
+def safetensors_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
+    """The safetensors file of tensors, in memory, as tinygrad's safe_save lays it out. safe_save itself writes
+    through a memory map, and a full disk then kills the process (SIGBUS) instead of raising an error."""
+    header: dict = {"__metadata__": metadata}
+    blobs, offset = [], 0
+    for name, t in tensors.items():
+        array = t.numpy()
+        blob = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": inverse_safe_dtypes[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":"))
+    text += " " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text.encode() + b"".join(blobs)
+
+
 def save(path: str | Path, ckpt: Checkpoint) -> None:
-    """Write weights and metadata (all values strings, as safetensors wants) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write weights and metadata (all values strings, as safetensors wants) atomically; a failed write is one
+    EmojicamError line."""
     meta = {"config": json.dumps(asdict(ckpt.model.config)), "class_names": json.dumps(ckpt.class_names),
             "set_fingerprint": ckpt.set_fingerprint, "info": json.dumps(ckpt.info)}
-    tmp = path.with_name(path.name + ".part")
-    safe_save(get_state_dict(ckpt.model), str(tmp), metadata=meta)
-    tmp.replace(path)
+    data = safetensors_bytes(get_state_dict(ckpt.model), meta)
+    write_atomic(Path(path), lambda tmp: tmp.write_bytes(data), make_folder=True)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -13,7 +13,7 @@ from tinygrad import Context, Device, Tensor, TinyJit, dtypes, nn
 from emojicam import model as model_io
 from emojicam.augment import Perturbation, holdout, perturb
 from emojicam.emoji_set import EmojiSet
-from emojicam.errors import EmojicamError
+from emojicam.errors import EmojicamError, Interrupted
 from emojicam.grid import PATCH_PX
 from emojicam.model import Checkpoint, ModelConfig, TinyConvNet
 from emojicam.progress import progress_bar
@@ -54,10 +54,11 @@ def _resumed(resume: str | Path, emoji_set: EmojiSet, cfg: TrainConfig, device: 
 def train(emoji_set: EmojiSet, out: str | Path, cfg: TrainConfig = TrainConfig(),
           perturbation: Perturbation = Perturbation(), device: str | None = None, quiet: bool = False,
           resume: str | Path | None = None) -> Checkpoint:
-    """Train TinyConvNet on emoji_set and save it to out; Ctrl-C stops early and still saves. With resume, start
-    from those weights at the step they stopped at (the learning-rate schedule goes on from there; Adam's moment
-    estimates start afresh). The network trains in its planar form (TinyConvNet.planar_logits), the one tinygrad
-    trains fastest; the weights are the same for the channels-last inference form."""
+    """Train TinyConvNet on emoji_set and save it to out; Ctrl-C stops early and still saves, and so do SIGTERM and
+    SIGHUP, whose Interrupted is raised again once the weights are written (the exit status then says which). With
+    resume, start from those weights at the step they stopped at (the learning-rate schedule goes on from there;
+    Adam's moment estimates start afresh). The network trains in its planar form (TinyConvNet.planar_logits), the
+    one tinygrad trains fastest; the weights are the same for the channels-last inference form."""
     device = device or Device.DEFAULT
     rgba = emoji_set.rgba_patches(cfg.patch_px)
     hx, hy = holdout(rgba, p=perturbation)
@@ -80,7 +81,7 @@ def train(emoji_set: EmojiSet, out: str | Path, cfg: TrainConfig = TrainConfig()
         loss = model.planar_logits(x).sparse_categorical_crossentropy(y).backward()
         return loss.realize(*opt.schedule_step())
 
-    acc, done, started = (curve[-1][1] if curve else 0.0), start, time.perf_counter()
+    acc, done, started, signalled = (curve[-1][1] if curve else 0.0), start, time.perf_counter(), None
 
     def checkpoint() -> Checkpoint:
         info = {"holdout_top1": round(acc, 5), "holdout_size": len(hy), "steps_done": done,
@@ -101,24 +102,30 @@ def train(emoji_set: EmojiSet, out: str | Path, cfg: TrainConfig = TrainConfig()
     bar = progress_bar(cfg.steps, "train", "step", quiet)
     bar.update(start)  # a resumed run's bar starts where it stopped
     try:
-        for done in range(start + 1, cfg.steps + 1):
-            lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * (done - 1) / cfg.steps))  # cosine decay
+        for i in range(start + 1, cfg.steps + 1):
+            lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * (i - 1) / cfg.steps))  # cosine decay
             opt.lr.assign(Tensor([lr], device=device, dtype=dtypes.float32)).realize()
             patches, labels = upcoming.result()
             upcoming = pool.submit(batch)
             loss = step(Tensor(patches, device=device), Tensor(labels, device=device)).item()
+            done = i  # steps completed, also when a later one is interrupted
             if done % cfg.eval_every == 0 and done < cfg.steps:
                 acc = accuracy(model, hx, hy, device)
                 curve.append([done, round(acc, 5), round(seconds + time.perf_counter() - started, 1)])
                 checkpoint()  # a killed run loses at most eval_every steps (`--resume`)
             bar.set_postfix(loss=f"{loss:.3f}", holdout=f"{acc:.2%}", refresh=False)
             bar.update(1)
-    except KeyboardInterrupt:
-        bar.write(f"interrupted after {done} steps; saving what was learned")
+    except KeyboardInterrupt as e:
+        signalled = e if isinstance(e, Interrupted) else None
+        print(f"interrupted{f' by {e}' if signalled else ''} after {done} steps; saving what was learned to {out}",
+              flush=True)
     finally:
         bar.close()
         pool.shutdown(cancel_futures=True)
     acc = accuracy(model, hx, hy, device)
     if not curve or curve[-1][0] != done:
         curve.append([done, round(acc, 5), round(seconds + time.perf_counter() - started, 1)])
-    return checkpoint()
+    ckpt = checkpoint()
+    if signalled is not None:
+        raise signalled
+    return ckpt

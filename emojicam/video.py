@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
 import re
-import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -24,10 +25,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emojicam.atomic import hidden_temp, write_error
+from emojicam.capture import is_url, open_source
 from emojicam.errors import EmojicamError
 from emojicam.progress import progress_bar
 
 OUT_EXTS = (".mp4", ".webm", ".gif")
+OS_REASONS = tuple(os.strerror(code) for code in sorted(errno.errorcode))  # how FFmpeg words them too
 _DONE = object()
 
 
@@ -49,23 +53,26 @@ def ffmpeg_exe() -> str | None:
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """What `ffmpeg -i` says about a file: its container (demuxer), video and audio present, duration, video fps;
-    error = why it cannot be read."""
+    """What `ffmpeg -i` says about a file: its container (demuxer), video and audio present, duration, video fps,
+    where the first video frame sits on the file's timeline (a picture may start after its sound); error = why it
+    cannot be read."""
 
     container: str = ""
     has_video: bool = False
     has_audio: bool = False
     duration_s: float = 0.0
     fps: float = 0.0
+    video_start_s: float = 0.0
     error: str = ""
 
 
 def probe(path: Path) -> StreamInfo | None:
-    """Stream facts from FFmpeg's stderr, or None without FFmpeg."""
+    """Stream facts from FFmpeg's stderr (and its first decoded video frame's time stamp), or None without FFmpeg."""
     exe = ffmpeg_exe()
     if exe is None:
         return None
-    text = subprocess.run([exe, "-hide_banner", "-nostdin", "-i", str(path.absolute())], capture_output=True, text=True,
+    text = subprocess.run([exe, "-hide_banner", "-nostdin", "-i", str(path.absolute()), "-map", "0:v:0",
+                           "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"], capture_output=True, text=True,
                           errors="replace", timeout=60).stderr
     if "Input #0" not in text:
         reasons = [m for m in re.findall(r"^\[[^\]]*\] (.+)$", text, re.M) if "misdetection" not in m]
@@ -74,10 +81,11 @@ def probe(path: Path) -> StreamInfo | None:
     seconds = int(duration[1]) * 3600 + int(duration[2]) * 60 + float(duration[3]) if duration else 0.0
     fps = re.search(r"Stream #\S+.*?: Video: .*?([\d.]+) (?:fps|tbr)", text)
     container = re.search(r"^Input #0, ([^,]+),", text, re.M)
+    start = re.search(r"\bn: *0 pts: *\S+ +pts_time:(-?[\d.]+)", text)
     return StreamInfo(container=container[1] if container else "",
                       has_video=re.search(r"Stream #\S+.*?: Video: ", text) is not None,
                       has_audio=re.search(r"Stream #\S+.*?: Audio: ", text) is not None, duration_s=seconds,
-                      fps=float(fps[1]) if fps else 0.0)
+                      fps=float(fps[1]) if fps else 0.0, video_start_s=float(start[1]) if start else 0.0)
 
 
 def is_still_image(info: StreamInfo) -> bool:
@@ -86,12 +94,16 @@ def is_still_image(info: StreamInfo) -> bool:
 
 
 class VideoFile:
-    """BGR uint8 frames of a video file, upright (OpenCV applies rotation metadata); use as a context manager."""
+    """BGR uint8 frames of a video file or stream URL, upright (OpenCV applies rotation metadata); use as a context
+    manager. frame_count is 0 for a live stream, which has no announced length."""
 
-    def __init__(self, path: Path, capture: cv2.VideoCapture, first: np.ndarray, fps: float, frame_count: int,
-                 has_audio: bool):
+    def __init__(self, path: Path | str, capture: cv2.VideoCapture, first: np.ndarray, fps: float, frame_count: int,
+                 info: StreamInfo | None):
         self.path, self._capture, self._first = path, capture, first
-        self.fps, self.frame_count, self.has_audio = fps, frame_count, has_audio
+        self.name = path if is_url(path) else Path(path).name
+        self.fps, self.frame_count = fps, frame_count
+        self.has_audio = info is not None and info.has_audio
+        self.start_s = info.video_start_s if info is not None else 0.0
         self.size = (first.shape[1], first.shape[0])  # (w, h) as decoded, after rotation
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -104,6 +116,11 @@ class VideoFile:
                 return
             yield frame
 
+    def timed(self) -> Iterator[tuple[float, np.ndarray]]:
+        """(time stamp in seconds, frame) for every frame, for a variable frame rate (FrameClock)."""
+        for frame in self:  # the capture's position is still this frame's while it is handed over
+            yield self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000, frame
+
     def close(self) -> None:
         self._capture.release()
 
@@ -115,7 +132,10 @@ class VideoFile:
 
 
 def open_video(path: str | Path) -> VideoFile:
-    """Open a video file and decode its first frame, or raise EmojicamError saying why it cannot be read."""
+    """Open a video file (or stream URL) and decode its first frame, or raise EmojicamError saying why it cannot be
+    read."""
+    if is_url(path):
+        return open_stream(str(path))
     path = Path(path)
     if not path.is_file():
         raise EmojicamError(f"input: expected a video file, got {'a folder' if path.is_dir() else 'no file'} at {path}")
@@ -136,7 +156,24 @@ def open_video(path: str | Path) -> VideoFile:
         warn(f"{path.name}: frame rate unknown, writing {fps:g} fps")
     count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
     count = int(count) if count > 0 else round(info.duration_s * fps) if info is not None else 0
-    return VideoFile(path, capture, first, fps, count, has_audio=info is not None and info.has_audio)
+    return VideoFile(path, capture, first, fps, count, info)
+
+
+def open_stream(url: str) -> VideoFile:
+    """A network stream as a VideoFile, opened once (a server may take one client only): no probe, so its sound is
+    not kept; its length is known only where the server announces one (a file over HTTP, not a live stream)."""
+    capture = open_source(url)
+    ok, first = capture.read() if capture.isOpened() else (False, None)
+    if not ok or first is None:
+        capture.release()
+        raise EmojicamError(f"input: expected video frames from the stream {url}, got "
+                            f"{'none' if capture.isOpened() else 'no connection OpenCV can open'}")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    if not 0 < fps <= 1000:
+        fps = 25.0
+        warn(f"{url}: frame rate unknown, writing {fps:g} fps")
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    return VideoFile(url, capture, first, fps, int(count) if 0 < count < 1e9 else 0, None)
 
 
 def check_video(path: str | Path) -> None:
@@ -156,9 +193,11 @@ def check_output(path: str | Path) -> Path:
 
 class VideoWriter:
     """Sink for BGR uint8 frames: .mp4 (H.264), .webm (VP9 + Opus) or .gif through FFmpeg, keeping the audio of
-    `audio_from`; written to a hidden temp file beside `path` and renamed on a clean close."""
+    `audio_from` from `audio_start_s` on (where its first video frame is); written to a hidden temp file beside
+    `path` and renamed on a clean close."""
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int], audio_from: Path | None = None):
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], audio_from: Path | None = None,
+                 audio_start_s: float = 0.0):
         self.path, self.fps, self.size = check_output(path), float(fps), (int(size[0]), int(size[1]))
         ext = self.path.suffix.lower()
         if not (0 < self.fps <= 1000 and min(self.size) > 0):
@@ -167,13 +206,13 @@ class VideoWriter:
         w, h = self.size
         self.frame_size = (w + w % 2, h + h % 2) if ext != ".gif" else self.size
         self._exe = ffmpeg_exe()
-        hidden = f".{self.path.stem}.{secrets.token_hex(4)}"
-        self._tmp = self.path.absolute().with_name(f"{hidden}.part{self.path.suffix}")  # absolute: "a:b" is no URL
+        self._tmp = hidden_temp(self.path)
         # with audio the frames go to a video-only file first, and close() adds the audio cut to exactly their
         # length: FFmpeg's -shortest overshoots by up to half a second when frames come slower than real time
         keep_audio = audio_from is not None and ext != ".gif" and self._exe is not None
         self._audio_from = Path(audio_from).absolute() if keep_audio else None
-        self._encoded = self._tmp.with_name(f"{hidden}.video{self.path.suffix}") if keep_audio else self._tmp
+        self._audio_start_s = max(0.0, audio_start_s)
+        self._encoded = hidden_temp(self.path, "video") if keep_audio else self._tmp
         self.frames = 0
         self._proc: subprocess.Popen | None = None
         self._cv_writer: cv2.VideoWriter | None = None
@@ -213,21 +252,32 @@ class VideoWriter:
         return [*cmd, str(self._encoded)]
 
     def _add_audio(self) -> None:
-        """Copy the encoded frames and add audio_from's first audio track (if any), padded with silence or cut
-        to the frames' exact length."""
+        """Copy the encoded frames and add audio_from's first audio track (if any) from audio_start_s on, padded
+        with silence or cut to the frames' exact length."""
         seconds = f"{self.frames / self.fps:.6f}"
         audio = ["-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart"] if self.path.suffix.lower() == ".mp4" \
             else ["-c:a", "libopus", "-b:a", "128k"]
+        skip = ["-ss", f"{self._audio_start_s:.6f}"] if self._audio_start_s > 0 else []  # sound before frame 1
         done = subprocess.run([self._exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-                               "-i", str(self._encoded), "-i", str(self._audio_from),
+                               "-i", str(self._encoded), *skip, "-i", str(self._audio_from),
                                "-map", "0:v", "-map", "1:a:0?", "-c:v", "copy",
                                "-af", "apad", "-t", seconds, *audio, str(self._tmp)],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
                               start_new_session=True)
-        if done.returncode != 0:  # keep the emoji frames, which took long to make, and say what went missing
-            warn(f"{self.path.name}: could not add the audio of {self._audio_from.name} ({self._ffmpeg_error()}); "
-                 f"wrote the video without sound")
-            os.replace(self._encoded, self._tmp)
+        if done.returncode == 0:
+            return
+        if self._audio_readable():  # then it was the writing that failed (disk full, folder gone, ...)
+            self._fail(done.returncode)
+        # the source's sound is what failed: keep the emoji frames, which took long to make, and say what is missing
+        warn(f"{self.path.name}: could not add the audio of {self._audio_from.name} "
+             f"({self._ffmpeg_error(done.returncode)}); wrote the video without sound")
+        os.replace(self._encoded, self._tmp)
+
+    def _audio_readable(self) -> bool:
+        """Whether FFmpeg decodes the first second of audio_from's sound: tells a bad source from a failed write."""
+        return subprocess.run([self._exe, "-v", "quiet", "-nostdin", "-i", str(self._audio_from), "-map", "0:a:0",
+                               "-t", "1", "-f", "null", "-"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True).returncode == 0
 
     def _pump(self) -> None:
         try:
@@ -256,21 +306,32 @@ class VideoWriter:
         self._queue.put(np.ascontiguousarray(frame, dtype=np.uint8))
         self.frames += 1
 
-    def _ffmpeg_error(self) -> str:
-        """FFmpeg's first error line (the cause; later lines are consequences), without its "[x @ 0x..]" tags."""
+    def _ffmpeg_error(self, returncode: int | None) -> str:
+        """FFmpeg's first error line (the cause; later lines are consequences), without its "[x @ 0x..]" tags and
+        with the output's name for our temporary ones; or how it ended."""
         self._stderr.seek(0)
         lines = [s.strip() for s in self._stderr.read().decode(errors="replace").splitlines() if s.strip()]
         self._stderr.seek(0, os.SEEK_END)
-        return re.sub(r"^(\[[^\]]*\] )+", "", lines[0]) if lines else f"exit status {self._proc.returncode}"
+        if lines:
+            line = re.sub(r"^(\[[^\]]*\] )+", "", lines[0])
+            # the operating system's reason (disk full, ...) may come on a later line: "Error writing trailer: ..."
+            reasons = [r for r in OS_REASONS if any(later.endswith(f": {r}") for later in lines)]
+            if reasons and not any(r in line for r in OS_REASONS):
+                line += f": {reasons[0]}"
+            return line.replace(str(self._encoded), str(self.path)).replace(str(self._tmp), str(self.path))
+        if returncode is not None and returncode < 0:  # a file size limit (ulimit -f) ends FFmpeg with SIGXFSZ
+            why = f": {os.strerror(errno.EFBIG)}" if returncode == -getattr(signal, "SIGXFSZ", 0) else ""
+            return f"FFmpeg was stopped by {signal.Signals(-returncode).name}{why}"
+        return f"exit status {returncode}"
 
-    def _fail(self) -> None:
+    def _fail(self, returncode: int | None = None) -> None:
         detail = repr(self._error)
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=10)  # a broken pipe can come before FFmpeg has finished saying why
-            detail = self._ffmpeg_error()
+            detail = self._ffmpeg_error(self._proc.returncode if returncode is None else returncode)
         self.abort()
-        raise EmojicamError(f"output: expected FFmpeg to write {self.path.name}, got an error: {detail}")
+        raise EmojicamError(f"output: expected FFmpeg to write {self.path}, got an error: {detail}")
 
     def close(self) -> None:
         """Finish encoding and move the finished file to `path`; raises EmojicamError (and keeps nothing) on failure."""
@@ -278,6 +339,9 @@ class VideoWriter:
             return
         try:
             self._finish()
+        except OSError as e:  # the folder was removed or made read-only while we wrote, ...
+            self.abort()
+            raise write_error(self.path, e) from None
         except BaseException:  # also Ctrl-C while FFmpeg finishes: no temp file stays behind
             self.abort()
             raise
@@ -293,13 +357,15 @@ class VideoWriter:
             if self._proc.wait() != 0:
                 self._fail()
             if self._audio_from is not None:
+                if not self._tmp.parent.is_dir():  # removed while we wrote: FFmpeg would call our file its input
+                    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
                 self._add_audio()
                 self._encoded.unlink(missing_ok=True)
             self._stderr.close()
         else:
             self._cv_writer.release()
-        self._closed = True
         os.replace(self._tmp, self.path)
+        self._closed = True
 
     def abort(self) -> None:
         """Stop at once: kill FFmpeg and delete the temp file; `path` is left untouched."""
@@ -365,6 +431,24 @@ def prefetch(frames: Iterable[np.ndarray], depth: int = 4) -> Iterator[np.ndarra
         thread.join(timeout=5)
 
 
+class FrameClock:
+    """Puts the frames of a variable-frame-rate source on the output's constant rate by their time stamps, so that
+    the picture keeps the source's timing and stays with its sound: advance(t) says how many output frames the
+    frame before fills (0 when both fall on one output frame, and the later one is shown). A constant rate gives
+    one output frame per frame; stamps that do not increase (missing or broken) count as one frame on."""
+
+    def __init__(self, fps: float):
+        self.fps, self._first, self._last, self._at = fps, None, None, 0
+
+    def advance(self, stamp_s: float) -> int:
+        if self._first is None:
+            self._first = self._last = stamp_s
+            return 0
+        at = max(self._at, round((stamp_s - self._first) * self.fps)) if stamp_s > self._last else self._at + 1
+        copies, self._at, self._last = at - self._at, at, stamp_s
+        return copies
+
+
 @dataclass
 class ConvertStats:
     """What one conversion did: frames out of the expected count, wall time, per-stage median ms, and the share of
@@ -382,16 +466,18 @@ class ConvertStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def write_rendered(out: VideoWriter, rendered) -> dict[str, float]:
-    """Write a rendered EmojiFrame's picture; its stage times are returned."""
-    out.write(rendered.image)
+def write_rendered(out: VideoWriter, rendered, copies: int = 1) -> dict[str, float]:
+    """Write a rendered EmojiFrame's picture `copies` times (a variable-frame-rate source's frame may span several
+    output frames, or none); its stage times are returned."""
+    for _ in range(copies):
+        out.write(rendered.image)
     return rendered.stage_ms
 
 
 def convert_video(emojifier, src: Path, dst: Path, quiet: bool = False) -> ConvertStats:
-    """Emojify every frame of src into dst at the source frame rate, keeping the audio; decode, inference
-    and encoding overlap (decoder thread, main thread, FFmpeg process)."""
-    src, dst = Path(src), Path(dst)
+    """Emojify every frame of src (a file or stream URL) into dst at the source frame rate, keeping the audio in
+    sync; decode, inference and encoding overlap (decoder thread, main thread, FFmpeg process)."""
+    dst = Path(dst)
     emojifier.reset()
     start = time.perf_counter()
     timings: dict[str, list[float]] = {"decode_wait": [], "emojify": [], "write": []}
@@ -402,23 +488,25 @@ def convert_video(emojifier, src: Path, dst: Path, quiet: bool = False) -> Conve
         grid = emojifier.grid_for((h, w, 3))
         with contextlib.ExitStack() as stack:
             out = stack.enter_context(VideoWriter(dst, video.fps, grid.output_size,
-                                                  audio_from=src if video.has_audio else None))
-            bar = progress_bar(video.frame_count or None, src.name, "frame", quiet)
+                                                  audio_from=src if video.has_audio else None,
+                                                  audio_start_s=video.start_s))
+            bar = progress_bar(video.frame_count or None, video.name, "frame", quiet)
             stack.callback(bar.close)
-            frames = prefetch(video)
+            frames = prefetch(video.timed())
             stack.callback(frames.close)  # stops the decoder thread, also on errors and Ctrl-C
             # frame t is composited (numpy and OpenCV, without the GIL) while frame t+1 goes through the network
             compositor = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="video-compositor"))
-            composited = None
+            composited, clock = None, FrameClock(video.fps)
             t0 = time.perf_counter()
-            for frame in frames:
+            for stamp_s, frame in frames:
                 t1 = time.perf_counter()
                 if frame.shape[:2] != (h, w):  # a mid-stream size change keeps the first frame's grid
                     frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
                 picked = emojifier.pick(frame, grid.cols)
                 t2 = time.perf_counter()
+                copies = clock.advance(stamp_s)  # of the frame before
                 if composited is not None:
-                    engine_ms.append(write_rendered(out, composited.result()))
+                    engine_ms.append(write_rendered(out, composited.result(), copies))
                 composited = compositor.submit(emojifier.render, picked, frame)
                 t3 = time.perf_counter()
                 timings["decode_wait"].append((t1 - t0) * 1e3)
@@ -431,7 +519,10 @@ def convert_video(emojifier, src: Path, dst: Path, quiet: bool = False) -> Conve
                 engine_ms.append(write_rendered(out, composited.result()))
     done = len(timings["emojify"])
     if video.frame_count and done < video.frame_count - max(2, video.frame_count // 50):
-        warn(f"{src.name}: converted {done} of {video.frame_count} expected frames (truncated or corrupt input?)")
+        warn(f"{video.name}: converted {done} of {video.frame_count} expected frames (truncated or corrupt input?)")
+    elif is_url(src) and not video.frame_count:  # a live stream ends when its server stops or the link drops
+        warn(f"{video.name}: the stream stopped sending frames after {done} ({done / video.fps:.1f} s); "
+             f"kept them all in {dst}")
     stage_ms = {k: statistics.median(v) for k, v in timings.items() if v}
     stage_ms |= {k: statistics.median(d[k] for d in engine_ms) for k in (engine_ms[0] if engine_ms else {})}
     return ConvertStats(done, video.frame_count, time.perf_counter() - start, video.has_audio, stage_ms,

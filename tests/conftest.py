@@ -1,8 +1,12 @@
-"""Shared test helpers: run the real CLI in a subprocess, find the shipped weights."""
+"""Shared test helpers: run the real CLI in a subprocess, find the shipped weights, make disks that fill up and
+folders a process cannot write to."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +17,59 @@ ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "weights" / "default.safetensors"
 
 
-def run_cli(*args: str | Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m emojicam ARGS` as a user would; returns the finished process (text output)."""
+def run_cli(*args: str | Path, timeout: float = 300, env: dict | None = None,
+            wrap: list[str] | tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run `python -m emojicam ARGS` as a user would (behind `wrap`, a command prefix such as unwritable's);
+    returns the finished process (text output)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "emojicam", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([*wrap, sys.executable, "-m", "emojicam", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=full_env)
+
+
+def one_line(stderr: str) -> str:
+    """The one line a failed command printed on stderr, its progress bar's redraws aside."""
+    said = [line for line in stderr.splitlines() if line.strip() and not re.search(r"\d+%\||\[\d\d:\d\d", line)]
+    assert len(said) == 1, stderr[-3000:]
+    return said[0]
+
+
+def digest(path: Path) -> str:
+    """A file's SHA-256: an input is never touched."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """small_disk(kib) -> an empty folder on a tmpfs of that size: a disk that fills up. Mounting needs root (CI
+    runs the tests as root); elsewhere the test is skipped, saying why."""
+    mounted: list[Path] = []
+
+    def make(kib: int) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"a full disk is simulated with a small tmpfs, and mounting one failed here: "
+                        f"{(done.stderr.strip() or 'mount refused').splitlines()[-1]}")
+        mounted.append(folder)
+        return folder
+
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=True, timeout=60)
+
+
+def unwritable(folder: Path) -> list[str]:
+    """Take the write permission of folder away; returns the command prefix for a process that must then be refused.
+    Root ignores permission bits, except inside a user namespace where it is nobody (`unshare --user`); without
+    user namespaces the test is skipped, saying why."""
+    folder.chmod(0o555)
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("unshare") and subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode == 0:
+        return ["unshare", "--user"]
+    pytest.skip("running as root, which permission bits do not stop, and `unshare --user` is not available here")
 
 
 @pytest.fixture(scope="session")

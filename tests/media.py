@@ -5,8 +5,12 @@ Nothing here uses emojicam: the checks are independent of the code they check.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,3 +126,75 @@ def stream_seconds(path: Path, stream: str) -> float:
     times = re.findall(r"time=(\d+):(\d\d):(\d\d(?:\.\d+)?)", text)
     h, m, s = times[-1]
     return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+# --- a stream server ----------------------------------------------------------------------------------------------
+
+def _listening(port: int) -> bool:
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
+
+
+@contextlib.contextmanager
+def stream_server(clip: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """FFmpeg serving clip in a loop, in real time, as MPEG-TS over TCP on 127.0.0.1 to one client: yields its URL and
+    the server process (kill it, or SIGSTOP it, to lose the stream); killed at the end."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([FFMPEG, "-v", "quiet", "-re", "-stream_loop", "-1", "-i", str(clip), "-c", "copy",
+                               "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"], stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not _listening(port) and server.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _listening(port), "the FFmpeg stream server did not start listening"
+        yield f"tcp://127.0.0.1:{port}", server
+    finally:
+        server.kill()  # also a stopped (SIGSTOP) one
+        server.wait()
+
+
+# --- picture and sound in sync --------------------------------------------------------------------------------------
+
+# a sweeping tone, so that the sound can be recognised (correlated), and at BEEP_S a loud 1 kHz beep
+TONE = "0.2*sin(2*PI*(300+200*t)*t)+if(between(t,{at},{at}+0.2),0.7*sin(2*PI*1000*t),0)"
+
+
+def flash_and_beep(path: Path, at_s: float = 1.0, seconds: float = 2.0, fps: int = 25, keep: str | None = None) -> Path:
+    """A clip of the moving test pattern that flashes white for 60 ms at at_s, the same instant its sound beeps.
+    keep: an FFmpeg select expression that drops frames and keeps the others' time stamps (variable frame rate)."""
+    picture = (f"testsrc2=size=160x90:rate={fps}:duration={seconds},"
+               f"drawbox=c=white:t=fill:enable='between(t,{at_s},{at_s + 0.059})'")
+    vfr = []
+    if keep:
+        picture += f",select='{keep}'"
+        vfr = ["-fps_mode", "vfr"]
+    ffmpeg("-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", f"aevalsrc='{TONE.format(at=at_s)}':s=44100:d={seconds}",
+           *vfr, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "192k", path)
+    return path
+
+
+def frame_times(path: Path) -> list[tuple[float, float]]:
+    """(time stamp on the file's timeline, mean luma) of every frame, as FFmpeg decodes them."""
+    text = ffmpeg("-i", path, "-map", "0:v:0", "-vf", "showinfo", "-f", "null", "-")
+    return [(float(t), float(y)) for t, y in re.findall(r"pts_time:(-?[\d.]+).*?mean:\[(\d+)", text)]
+
+
+def flash_s(path: Path) -> float:
+    """When the picture first turns bright (a white flash over the test pattern)."""
+    return next(t for t, luma in frame_times(path) if luma > 200)
+
+
+def sound(path: Path, rate: int = 16000) -> np.ndarray:
+    """The first audio track as mono float samples on the file's timeline (silence before a late start, encoder
+    delay trimmed)."""
+    raw = subprocess.run([FFMPEG, "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0",
+                          "-af", "aresample=first_pts=0", "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"],
+                         capture_output=True, check=True, timeout=120).stdout
+    return np.frombuffer(raw, np.int16).astype(np.float32) / 32768
+
+
+def beep_s(samples: np.ndarray, rate: int = 16000) -> float:
+    """When the beep starts: the first sample louder than the tone under it can be."""
+    return float(np.argmax(np.abs(samples) > 0.5)) / rate

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 from emojicam.bench import parse_peaks, split_list
 from emojicam.errors import EmojicamError
@@ -103,3 +107,22 @@ def test_list_and_peak_flags():
     assert parse_peaks(["100", "cl=2.5e3"]) == {"*": 100.0, "CL": 2500.0}
     with pytest.raises(EmojicamError, match="got CL=0"):
         parse_peaks(["CL=0"])
+
+
+def test_bench_stopped_by_sigterm_leaves_no_temporary_files(tmp_path, weights):
+    temp, report = tmp_path / "tmp", tmp_path / "r.json"
+    temp.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "emojicam", "bench", "--quick", "--no-peers", "--device", "CPU",
+                             "--weights", str(weights), "--json", str(report)], cwd=ROOT, text=True,
+                            env={**os.environ, "TMPDIR": str(temp)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for line in proc.stderr:  # the clip is made and decoded in a temporary folder: then the timing starts
+            if line.startswith("clip: "):
+                break
+        assert any(temp.iterdir()), "bench ended before its temporary folder appeared"
+        os.kill(proc.pid, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and stderr.splitlines()[-1] == "emojicam: interrupted by SIGTERM", stderr[-2000:]
+    assert list(temp.iterdir()) == [] and not report.exists()

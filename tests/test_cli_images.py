@@ -4,18 +4,22 @@ and one-line errors (exit status 2, no traceback, no output file) for every kind
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, digest, run_cli, unwritable
 
 from emojicam.emoji_set import DEFAULT_SET, EmojiSet
 from emojicam.grid import Grid, cell_means
+from emojicam.model import load as load_weights
 
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"  # 512x600
 COLS, TILE = 12, 8
@@ -264,3 +268,52 @@ def test_fast_model_converts_a_photo_with_its_own_patch_size(tmp_path):
     assert done.returncode == 0, done.stderr
     image = read(out)
     assert image.shape[1] == COLS * TILE and image.std() > 10
+# --- outputs that cannot be written, signals ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("fault, reason", [("disk full", "No space left on device"),
+                                           ("permission denied", "Permission denied")])
+def test_a_still_that_cannot_be_written_fails_on_one_line(fault, reason, tmp_path, small_disk, weights):
+    if fault == "disk full":
+        folder, wrap = small_disk(4), []  # one page: less than the picture
+    else:
+        folder = tmp_path / "locked"
+        folder.mkdir()
+        wrap = unwritable(folder)
+    before = digest(PHOTO)
+    done = run_cli("convert", PHOTO, folder / "out.png", "--cols", COLS, "--tile", TILE, "--weights", weights,
+                   wrap=wrap)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("emojicam: error: output: expected") and f"{folder / 'out.png'}" in lines[0]
+    assert reason in lines[0] and list(folder.iterdir()) == [] and digest(PHOTO) == before
+
+
+def test_train_into_a_folder_it_cannot_write_fails_before_training(other_weights, tmp_path):
+    folder = tmp_path / "locked"  # a full disk at the end: tests/test_faults.py (the weights writer)
+    folder.mkdir()
+    done = run_cli("train", other_weights[0], "-o", folder / "w.safetensors", "--steps", 3, "--batch", 8,
+                   "--device", "CPU", wrap=unwritable(folder))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith("emojicam: error: output: expected") and str(folder / "w.safetensors") in lines[0]
+    assert "Permission denied" in lines[0] and list(folder.iterdir()) == []
+
+
+def test_train_stopped_by_sigterm_saves_its_weights(other_weights, tmp_path):
+    folder, out = other_weights[0], tmp_path / "w.safetensors"  # the fixture compiled these kernels already
+    proc = subprocess.Popen([sys.executable, "-m", "emojicam", "train", str(folder), "-o", str(out), "--steps",
+                             "100000", "--batch", "8", "--device", "CPU"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        progress = b""
+        while b"/100000 steps" not in progress and proc.poll() is None:  # a progress line: the steps have begun
+            progress += proc.stderr.read1(4096)
+        os.kill(proc.pid, signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and stderr.decode().splitlines()[-1] == "emojicam: interrupted by SIGTERM"
+    assert f"saving what was learned to {out}" in stdout.decode()
+    ckpt = load_weights(out, "CPU")
+    assert ckpt.info["steps_done"] < 100000 and ckpt.set_fingerprint == EmojiSet.load(folder).fingerprint
+    assert sorted(tmp_path.iterdir()) == [out]

@@ -7,7 +7,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,8 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, one_line, run_cli
+from media import stream_seconds, stream_server
 
 from emojicam.capture import Capture, LatestFrame
 from emojicam.emoji_set import EmojiSet
@@ -120,7 +120,8 @@ class Live:
         self.seen: list[str] = []
         self.stderr: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
-        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
+        self._errors = threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True)
+        self._errors.start()
 
     def _pump(self) -> None:
         for line in self.proc.stdout:
@@ -141,7 +142,12 @@ class Live:
         rc = self.proc.wait(timeout=timeout)
         while (line := self.lines.get(timeout=timeout)) is not None:
             self.seen.append(line)
+        self._errors.join(timeout=timeout)
         return rc, self.seen
+
+    def error_lines(self) -> list[str]:
+        """What it printed on stderr (after finish())."""
+        return "".join(self.stderr).strip().splitlines()
 
     def __enter__(self) -> Live:
         return self
@@ -295,45 +301,62 @@ def test_a_new_grid_is_prepared_while_the_picture_keeps_moving(clip, xvfb, weigh
     assert "grid 24x14" in lines[-1] and "ended: q pressed" in lines[-1]
 
 
-def test_ctrl_c_finalises_the_recording(clip, weights, tmp_path):
+@pytest.mark.parametrize("sig, status, says", [(signal.SIGINT, 0, "interrupted (Ctrl-C)"),
+                                               (signal.SIGTERM, 143, "interrupted (SIGTERM)")],
+                         ids=["ctrl-c", "sigterm"])
+def test_a_signal_finalises_the_recording(clip, weights, tmp_path, sig, status, says):
+    """Ctrl-C is how a headless recording is stopped (status 0); SIGTERM does the same, and its status says so."""
     out = tmp_path / "stopped.mp4"
     with Live("--source", clip, "--no-window", "--record", out, *ENGINE, "--weights", weights) as live:
         live.expect("first frame after")
-        live.proc.send_signal(signal.SIGINT)
+        live.proc.send_signal(sig)
         rc, lines = live.finish()
-    assert rc == 0 and "ended: interrupted (Ctrl-C)" in lines[-1]
+    assert rc == status and f"ended: {says}" in lines[-1]
     frames = int(lines[-1].split()[1])
     assert 1 <= frames < CLIP_FRAMES and len(read_frames(out)) == frames  # no window: every frame, in order
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped.mp4"]
 
 
-def _listening(port: int) -> bool:
-    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
+@pytest.mark.parametrize("loss, says", [("server killed", "the stream stopped sending frames"),
+                                        ("server stalled", "no frame for 5 s")])
+def test_a_lost_stream_ends_live_on_one_line_and_keeps_the_recording(clip, weights, tmp_path, loss, says):
+    out = tmp_path / "stream.mp4"
+    with stream_server(clip) as (url, server), Live("--source", url, "--no-window", "--record", out, *ENGINE,
+                                                     "--weights", weights) as live:
+        live.expect("first frame after")
+        server.send_signal(signal.SIGKILL if loss == "server killed" else signal.SIGSTOP)
+        rc, lines = live.finish()
+    errors = live.error_lines()
+    assert rc == 2 and len(errors) == 1 and errors[0].startswith("emojicam: error: source: "), errors
+    assert says in errors[0] and "the recording so far is kept" in errors[0] and f"ended: {says}" in lines[-1]
+    assert len(read_frames(out)) >= 1 and stream_seconds(out, "v") > 0  # finished: it plays to its end
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stream.mp4"]
 
 
-def test_stream_going_away_ends_cleanly(clip, weights, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-re", "-i", str(clip), "-c", "copy",
-                               "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"], stdin=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            if _listening(port) or server.poll() is not None:
-                break
-            time.sleep(0.1)
-        out = tmp_path / "stream.mp4"
-        with Live("--source", f"tcp://127.0.0.1:{port}", "--no-window", "--record", out, *ENGINE,
-                  "--weights", weights) as live:
-            live.expect("first frame after")
-            server.kill()
-            rc, lines = live.finish()
-    finally:
-        server.kill()
-        server.wait()
-    assert rc == 0 and "ended: the stream ended" in lines[-1]
-    assert len(read_frames(out)) >= 1
+def test_recording_onto_a_full_disk_ends_live_on_one_line(clip, weights, small_disk):
+    disk = small_disk(16)  # 40 frames take about 48 kB
+    result = run_cli("live", "--source", clip, "--no-window", "--record", disk / "full.mp4", "--max-frames", 40,
+                     *ENGINE, "--weights", weights)
+    line = one_line(result.stderr)
+    assert result.returncode == 2 and line.startswith("emojicam: error: output: expected"), result.stderr[-2000:]
+    assert str(disk / "full.mp4") in line and "No space left on device" in line
+    assert list(disk.iterdir()) == []
+
+
+def test_snapshot_onto_a_full_disk_ends_live_on_one_line_and_keeps_the_recording(clip, xvfb, weights, tmp_path,
+                                                                                    small_disk):
+    disk, out = small_disk(4), tmp_path / "kept.mp4"  # 4 kB: less than one snapshot
+    with Live("--source", clip, "--record", out, "--snapshots", disk, *ENGINE, "--weights", weights,
+              env={"DISPLAY": xvfb}) as live:
+        live.expect("first frame after")
+        found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^emojicam$"],
+                               env={**os.environ, "DISPLAY": xvfb}, capture_output=True, text=True, timeout=60)
+        key(xvfb, found.stdout.split()[-1], "s")
+        rc, _ = live.finish()
+    errors = live.error_lines()
+    assert rc == 2 and len(errors) == 1 and errors[0].startswith("emojicam: error: output: expected"), errors
+    assert f"{disk}/emojicam-" in errors[0] and "No space left on device" in errors[0]
+    assert list(disk.iterdir()) == [] and len(read_frames(out)) >= 1 and stream_seconds(out, "v") > 0
 
 
 @pytest.mark.parametrize("args, env, words", [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,8 +12,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
-from media import decoded_frames, ffmpeg, ffmpeg_frame, make_clip, probe, rotated, stream_seconds, truncated
+from conftest import ROOT, digest, one_line, run_cli
+from media import (
+    beep_s,
+    decoded_frames,
+    ffmpeg,
+    ffmpeg_frame,
+    flash_and_beep,
+    flash_s,
+    frame_times,
+    make_clip,
+    probe,
+    rotated,
+    sound,
+    stream_seconds,
+    stream_server,
+    truncated,
+)
 
 from emojicam.errors import EmojicamError
 from emojicam.video import VideoWriter, open_video, prefetch
@@ -229,22 +245,108 @@ def test_convert_bad_input_exits_2_with_one_line_and_no_output(clips, weights, t
     assert list(tmp_path.iterdir()) == []
 
 
-def test_convert_interrupted_leaves_no_file(clips, weights, tmp_path):
-    dst = tmp_path / "long.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "emojicam", "convert", str(clips["long"]), str(dst),
-                             "--cols", str(COLS), "--weights", str(weights)], cwd=ROOT,
+def converting(src: Path | str, dst: Path, weights: Path) -> subprocess.Popen:
+    """`emojicam convert src dst` in the background, once FFmpeg's temporary file has appeared beside dst."""
+    proc = subprocess.Popen([sys.executable, "-m", "emojicam", "convert", str(src), str(dst), "--cols", str(COLS),
+                             "--tile", str(TILE), "--weights", str(weights)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120  # a guard against hanging, not a speed check
+    while not any(dst.parent.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if proc.poll() is not None or not any(dst.parent.iterdir()):
+        proc.kill()
+        pytest.fail(f"conversion ended (or hung) before FFmpeg's temp file appeared: {proc.communicate()[1][-2000:]}")
+    return proc
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+                         ids=["ctrl-c", "sigterm", "sighup"])
+def test_convert_stopped_by_a_signal_leaves_no_file(clips, weights, tmp_path, sig, status):
+    before = digest(clips["long"])
+    proc = converting(clips["long"], tmp_path / "long.mp4", weights)
     try:
-        deadline = time.monotonic() + 120  # a guard against hanging, not a speed check
-        while not any(tmp_path.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None, "conversion ended before FFmpeg's temp file appeared"
-        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, sig)
         _, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130 and "interrupted" in stderr
+    assert proc.returncode == status and stderr.splitlines()[-1].startswith("emojicam: interrupted"), stderr[-2000:]
+    assert list(tmp_path.iterdir()) == [] and digest(clips["long"]) == before
+
+
+def test_convert_onto_a_full_disk_fails_on_one_line(clips, weights, small_disk):
+    disk, before = small_disk(8), digest(clips["h264"])
+    done = run_cli("convert", clips["h264"], disk / "out.mp4", "--cols", COLS, "--tile", TILE, "--weights", weights)
+    line = one_line(done.stderr)
+    assert done.returncode == 2 and line.startswith("emojicam: error: output: expected"), done.stderr[-2000:]
+    assert str(disk / "out.mp4") in line and "No space left on device" in line
+    assert list(disk.iterdir()) == [] and digest(clips["h264"]) == before
+
+
+def test_convert_into_a_folder_removed_mid_run_fails_on_one_line(clips, weights, tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    proc = converting(clips["long"], folder / "long.mp4", weights)
+    try:
+        shutil.rmtree(folder)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    line = one_line(stderr)
+    assert proc.returncode == 2 and line.startswith("emojicam: error: output: expected"), stderr[-2000:]
+    assert str(folder / "long.mp4") in line and "No such file or directory" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_keeps_what_a_stream_sent_before_its_server_died(clips, weights, tmp_path):
+    dst = tmp_path / "stream.mp4"
+    with stream_server(clips["long"]) as (url, server):
+        proc = converting(url, dst, weights)
+        try:
+            time.sleep(1)  # a few more frames
+            server.kill()
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-2000:]
+    said = [line for line in stderr.splitlines() if "warning" in line]
+    assert len(said) == 1 and f"{url}: the stream stopped sending frames after" in said[0], stderr[-2000:]
+    assert f"kept them all in {dst}" in said[0]
+    frames = int(said[0].split("frames after ")[1].split()[0])
+    assert frames >= 1 and len(decoded_frames(dst)) == frames and stream_seconds(dst, "v") > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stream.mp4"]
+
+
+# --- sound in sync -----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory, weights) -> dict[str, tuple[Path, Path]]:
+    """Clips that flash and beep at 1 s, converted in one CLI call: constant frame rate, a phone's rotated copy, a
+    variable frame rate (16.7 fps, then 50 fps from the flash on) and a picture that starts 0.4 s after its sound."""
+    d = tmp_path_factory.mktemp("sync")
+    plain = flash_and_beep(d / "plain.mp4")
+    late = d / "late.mp4"
+    ffmpeg("-i", plain, "-vf", "trim=start=0.4", *H264, "-c:a", "copy", late)
+    sources = {"plain": plain, "rotated": rotated(plain, d / "rotated.mp4", 90),
+               "vfr": flash_and_beep(d / "vfr.mp4", fps=50, keep="gte(t,1)+not(mod(n,3))"), "late": late}
+    out = d / "out"
+    done = run_cli("convert", *sources.values(), "-o", out, "--cols", COLS, "--tile", TILE, "--weights", weights)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {name: (src, out / f"{src.stem}_emoji.mp4") for name, src in sources.items()}
+
+
+@pytest.mark.parametrize("name", ["plain", "rotated", "vfr", "late"])
+def test_sound_stays_with_the_picture(synced, name):
+    """The beep starts within one frame of the flash, and the sound is the source's from its first frame on."""
+    src, out = synced[name]
+    start = frame_times(src)[0][0]  # where the source's picture starts, and so the output
+    assert flash_s(src) == pytest.approx(1.0, abs=0.001) and beep_s(sound(src)) == pytest.approx(1.0, abs=0.002)
+    frame, ours, theirs = 1 / probe(out).fps, sound(out), sound(src)[round(start * 16000):]
+    heard, seen = beep_s(ours), flash_s(out)
+    assert abs(heard - seen) <= frame, (heard, seen)
+    assert seen == pytest.approx(1.0 - start, abs=frame)
+    assert len(ours) == pytest.approx(len(theirs), abs=0.05 * 16000)  # all of it, not cut short or padded
+    n = min(len(ours), len(theirs))
+    assert np.corrcoef(ours[:n], theirs[:n])[0, 1] > 0.9  # the same sound at the same time, not silence
 
 
 def test_convert_bad_output_exits_2_before_any_work(clips, weights, tmp_path):
