@@ -57,17 +57,22 @@ def check_image_output(path: str | Path) -> Path:
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Encode, write to a temporary file beside path, then rename: never a half-written file at path."""
+    """Encode, then write atomically (see write_atomic): never a half-written file at path."""
     path = check_image_output(path)
-    if not path.parent.is_dir():
-        raise EmojicamError(f"output: expected an existing folder, got {path.parent}")
     ok, encoded = cv2.imencode(path.suffix.lower(), image)
     if not ok:
         raise EmojicamError(f"output: could not encode a {image.shape[1]}x{image.shape[0]} image as {path.suffix}")
+    return write_atomic(path, encoded.tobytes())
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write data to a temporary file beside path, then rename it to path: never a half-written file at path."""
+    if not path.parent.is_dir():
+        raise EmojicamError(f"output: expected an existing folder, got {path.parent}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(encoded.tobytes())
+            f.write(data)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a normal file follows the umask
