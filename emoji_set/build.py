@@ -84,6 +84,8 @@ def main() -> None:
             e = entries[i]
             shutil.copyfile(package / "img/twitter/64" / e["image"], HERE / e["image"])
             name = (e["name"] or e["short_name"]).lower()
+            # `unified` is the fully qualified sequence (U+FE0F where the emoji needs it; `non_qualified` drops
+            # it): what text output writes (emojicam/text.py)
             manifest.append({"file": e["image"], "codepoint": e["unified"], "name": name, "category": e["category"]})
         (HERE / "manifest.json").write_text(json.dumps({"source": PACKAGE, "license": "CC-BY-4.0",
                                                         "classes": manifest}, indent=1) + "\n")

@@ -3,7 +3,6 @@ and one-line errors (exit status 2, no traceback, no output file) for every kind
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_cli
 
-from emojicam.emoji_set import DEFAULT_SET, EmojiSet
+from emojicam.emoji_set import EmojiSet
 from emojicam.grid import Grid, cell_means
 
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"  # 512x600
@@ -153,22 +152,6 @@ def test_auto_background_follows_the_picture(on_backgrounds, photo):
 
 
 # --- bad input ---------------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def other_weights(tmp_path_factory) -> tuple[Path, Path]:
-    """`emojicam train` (a few steps) on three emoji: a real weights file for another set, and that set."""
-    d = tmp_path_factory.mktemp("other")
-    folder = d / "three"
-    folder.mkdir()
-    for name in json.loads((DEFAULT_SET / "manifest.json").read_text())["classes"][:3]:
-        shutil.copy(DEFAULT_SET / name["file"], folder / name["file"])
-    out = d / "three.safetensors"
-    done = run_cli("train", folder, "-o", out, "--steps", 3, "--batch", 8, "--device", "CPU")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1].endswith(f"perturbed emoji; wrote {out}")
-    assert sorted(p.name for p in d.iterdir()) == ["three", "three.safetensors"], "no temporary file left"
-    return folder, out
-
 
 def bad_cases(tmp: Path, weights: Path, other: tuple[Path, Path]) -> dict[str, tuple[Path, list, str]]:
     """name -> (input, CLI options, a piece of the expected message)."""
