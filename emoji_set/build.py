@@ -94,6 +94,8 @@ def main() -> None:
             e = entries[i]
             shutil.copyfile(package / "img/twitter/64" / e["image"], target / e["image"])
             name = (e["name"] or e["short_name"]).lower()
+            # `unified` is the fully qualified sequence (U+FE0F where the emoji needs it; `non_qualified` drops
+            # it): what text output writes (emojicam/text.py)
             manifest.append({"file": e["image"], "codepoint": e["unified"], "name": name, "category": e["category"]})
         if target != HERE:
             shutil.copyfile(HERE / "LICENSE.md", target / "LICENSE.md")

@@ -19,14 +19,20 @@ from emojicam.model import MODELS, shipped_weights
 QUIET_HELP = ("no progress and no per-file lines, only warnings and errors (progress is a bar on a terminal, "
               "a line every few seconds in a log)")
 
+COLS = 64
 
-def add_engine_args(p: argparse.ArgumentParser, stability: float, still: float = 0.0) -> None:
-    """Flags every command that emojifies shares."""
-    p.add_argument("--cols", type=int, default=64, help="grid columns; rows follow the aspect ratio (default 64)")
+
+def add_engine_args(p: argparse.ArgumentParser, stability: float, still: float = 0.0, text_help: str = "",
+                    cols_help: str = "") -> None:
+    """Flags every command that emojifies shares. A command with text output says in text_help how its text
+    background works; its --background then defaults to None (auto for pictures, white for text, decided where
+    the output is known). cols_help: what an unset --cols (None then) means besides the default."""
+    p.add_argument("--cols", type=int, default=None if cols_help else COLS,
+                   help=f"grid columns; rows follow the aspect ratio (default {COLS}{cols_help})")
     p.add_argument("--tile", type=int, default=16, help="output pixels per emoji tile (default 16)")
-    p.add_argument("--background", choices=BACKGROUNDS, default="auto",
+    p.add_argument("--background", choices=BACKGROUNDS, default=None if text_help else "auto",
                    help="behind transparent emoji pixels: auto = per tile, the colour that brings the tile's mean "
-                        "colour to its cell's (default auto)")
+                        "colour to its cell's" + (f"; {text_help}" if text_help else " (default auto)"))
     p.add_argument("--stability", type=float, default=stability,
                    help=f"score margin a new emoji must win by to replace a tile's emoji (video, live); 0 = off "
                         f"(default {stability})")
@@ -65,7 +71,8 @@ def model_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    return Settings(cols=args.cols, tile_px=args.tile, background=args.background, device=args.device,
+    return Settings(cols=COLS if args.cols is None else args.cols, tile_px=args.tile,
+                    background=args.background or "auto", device=args.device,
                     stability=args.stability, still_threshold=args.still_threshold, variety=args.variety,
                     composite=args.composite)
 
@@ -145,6 +152,12 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     opts = LiveOptions(camera=args.camera, source=args.source, record=args.record, window=not args.no_window,
                        max_frames=args.max_frames, virtual_camera=args.virtual_camera, snapshot_dir=args.snapshots)
+    if args.terminal:
+        from emojicam.terminal import run_terminal
+
+        args.background = args.background or "white"
+        run_terminal(opts, settings_from(args), lambda: make_emojifier(args), max_cols=args.cols)
+        return 0
     run_live(opts, settings_from(args), lambda: make_emojifier(args))
     return 0
 
@@ -214,12 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert photos and videos to emoji art",
                        description="Convert images (png jpg webp bmp) and videos (mp4 webm mkv mov avi gif). "
-                                   "Give IN OUT, or several inputs / folders with -o DIR.")
+                                   "Give IN OUT, or several inputs / folders with -o DIR. A still into OUT.txt or "
+                                   "OUT.html is written as text: one emoji character (sequence) per cell, one line "
+                                   "per row, to paste into a chat; the .html page shows it and has a copy button.")
     p.add_argument("inputs", nargs="+",
                    help="IN OUT (IN may be a stream URL), or inputs (files or folders) with -o")
     p.add_argument("-o", "--output-dir", type=Path, default=None, help="output folder for several inputs")
     p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
-    add_engine_args(p, stability=1.0)
+    p.add_argument("--max-chars", type=int, default=None, metavar="N",
+                   help="text outputs: the densest grid whose text, newlines included, fits in N characters (a chat "
+                        "message limit: Discord 2000, Slack 4000); prints the grid it chose (default: no limit, "
+                        "--cols decides)")
+    add_engine_args(p, stability=1.0,
+                    text_help="text (.txt, .html) has no background of its own (the reader's chat or page is "
+                              "behind it), so its emoji are picked for white or black (default: auto for pictures "
+                              "and video, white for text)",
+                    cols_help="; with --max-chars, the most columns it may try, default 512")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("train", help="train TinyConvNet on a folder of emoji PNGs")
@@ -252,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("live", help="live emoji mirror of a webcam, video file or stream",
                        description="A window with the emoji feed. Keys: q/Esc quit, +/- grid density, m mirror, "
-                                   "o original/emoji/side-by-side, s PNG snapshot, space pause.")
+                                   "o original/emoji/side-by-side, s PNG snapshot, space pause. With --terminal, "
+                                   "the feed as emoji characters in this terminal instead (q or Ctrl-C quits).")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--camera", type=int, default=0, metavar="N", help="camera index (default 0)")
     source.add_argument("--source", default=None, metavar="PATH_OR_URL",
@@ -266,7 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send the emoji feed to a virtual webcam (needs the virtualcam extra and v4l2loopback or OBS)")
     p.add_argument("--snapshots", type=Path, default=Path("."), metavar="DIR",
                    help="folder for the PNGs the s key saves (default: the current folder)")
-    add_engine_args(p, stability=1.0, still=4.0)
+    p.add_argument("--terminal", action="store_true",
+                   help="draw the emoji as text in this terminal instead of a window (over SSH too): two columns "
+                        "per emoji, the grid as large as the terminal (follows a resize), a status line; q or "
+                        "Ctrl-C quits")
+    add_engine_args(p, stability=1.0, still=4.0,
+                    text_help="--terminal paints the cells white or black and picks the emoji for that (default: "
+                              "auto in the window, white with --terminal)",
+                    cols_help="; with --terminal, the most columns it may use, default as many as fit")
     p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("tune", help="search faster kernels for one grid on this machine (tinygrad BEAM), once",

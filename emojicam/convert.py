@@ -11,6 +11,7 @@ import cv2
 from emojicam.capture import is_url
 from emojicam.errors import EmojicamError
 from emojicam.images import IMAGE_EXTS, check_image_output, read_image, write_image
+from emojicam.text import TEXT_EXTS
 
 # names that are taken as videos without a look inside; any other file is asked (FFmpeg, then OpenCV) what it holds
 VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".ts", ".mts", ".m2ts", ".3gp", ".flv",
@@ -89,7 +90,12 @@ def plan(names: list[str], output_dir: Path | None) -> list[tuple[Path | str, Pa
         pairs = [(f, output_dir / (f.stem + "_emoji" + _output_suffix(f))) for f in files]
     for src, dst in pairs:
         if kind_of(src) == "image":
-            check_image_output(dst)
+            if dst.suffix.lower() not in TEXT_EXTS:
+                check_image_output(dst)
+        elif dst.suffix.lower() in TEXT_EXTS:
+            raise EmojicamError(f"output: text ({dst.suffix}) is for stills, got a video ({src.name}); write a video "
+                                f"({' '.join(VIDEO_OUT_EXTS)}), take one frame first (ffmpeg -i {src.name} -frames:v "
+                                f"1 frame.png), or watch it as text: emojicam live --terminal --source {src.name}")
         elif dst.suffix.lower() not in VIDEO_OUT_EXTS:
             raise EmojicamError(f"output: expected a video output ({' '.join(VIDEO_OUT_EXTS)}) for {Path(src).name}, "
                                 f"got '{dst.suffix or dst.name}'")
@@ -98,13 +104,28 @@ def plan(names: list[str], output_dir: Path | None) -> list[tuple[Path | str, Pa
     return pairs
 
 
+def is_text(dst: Path) -> bool:
+    return dst.suffix.lower() in TEXT_EXTS
+
+
 def convert_paths(inputs: list[str], output_dir: Path | None, args, make_emojifier: Callable) -> None:
     """Convert every planned pair, printing one line per output (none with --quiet); stops at the first bad input."""
     say = (lambda _: None) if args.quiet else print
     pairs = plan(inputs, output_dir)
+    text = any(is_text(dst) for _, dst in pairs)  # IN OUT only: -o DIR keeps each input's kind
+    if args.max_chars is not None and not text:
+        raise EmojicamError(f"--max-chars: expected a text output ({' '.join(TEXT_EXTS)}), got "
+                            f"{', '.join(sorted({dst.suffix or dst.name for _, dst in pairs}))}")
+    if text:
+        from emojicam.text import check_text_background
+
+        args = type(args)(**{**vars(args), "background": args.background or "white"})
+        check_text_background(args.background)
     for src, dst in pairs:  # a bad input fails in a moment, not after the weights load
         if kind_of(src) == "image":
             read_image(src)
+            if not dst.parent.is_dir():
+                raise EmojicamError(f"output: expected an existing folder, got {dst.parent}")
         else:
             from emojicam.video import check_output, check_video
 
@@ -112,8 +133,17 @@ def convert_paths(inputs: list[str], output_dir: Path | None, args, make_emojifi
                 check_video(src)
             check_output(dst)
     emojifier = make_emojifier(args)
+    if text:
+        from emojicam.text import emoji_strings, text_art, write_art
+
+        strings = emoji_strings(emojifier.emoji_set)  # a set without codepoints fails here, before any output
     for src, dst in pairs:
-        if kind_of(src) == "image":
+        if is_text(dst):
+            art = text_art(emojifier, read_image(src), strings, args.cols, args.max_chars)
+            write_art(dst, art, src.name, args.background)
+            limit = f" of at most {args.max_chars:,}" if args.max_chars is not None else ""
+            say(f"{src} -> {dst} (grid {art.grid.cols}x{art.grid.rows}, {art.chars:,} characters{limit})")
+        elif kind_of(src) == "image":
             frame = read_image(src)
             emojifier.reset()
             write_image(dst, emojifier(frame).image)

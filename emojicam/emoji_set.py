@@ -28,9 +28,13 @@ def shipped_set(name: str = "default") -> Path:
 class EmojiSet:
     """The emoji a model can choose from, in class order, as premultiplied BGRA images."""
 
-    def __init__(self, names: list[str], bgra: np.ndarray, fingerprint: str, labels: list[str] | None = None):
+    def __init__(self, names: list[str], bgra: np.ndarray, fingerprint: str, labels: list[str] | None = None,
+                 codepoints: list[str] | None = None):
         self.names = names            # class order: file names
         self.labels = labels or names  # human-readable names (from the manifest when there is one)
+        # each emoji's Unicode sequence as the manifest spells it, "1F324-FE0F" (fully qualified: with U+FE0F where
+        # the emoji needs it); None for a set without them (a folder of PNGs), which cannot be written as text
+        self.codepoints = codepoints
         self.bgra = bgra              # (K, S, S, 4) uint8, straight (not premultiplied) alpha
         self.fingerprint = fingerprint
         self._atlases: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -49,9 +53,10 @@ class EmojiSet:
         if manifest.exists():
             classes = json.loads(manifest.read_text())["classes"]
             names, labels = [c["file"] for c in classes], [c.get("name", c["file"]) for c in classes]
+            codepoints = [c["codepoint"] for c in classes] if all(c.get("codepoint") for c in classes) else None
         else:
             names = sorted(p.name for p in folder.glob("*.png"))
-            labels = None
+            labels = codepoints = None
         if len(names) < 2:
             raise EmojicamError(f"emoji set: expected at least 2 PNGs in {folder}, got {len(names)}")
         digest = hashlib.sha256()
@@ -66,7 +71,7 @@ class EmojiSet:
         size = max(im.shape[0] for im in images)
         bgra = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) if im.shape[0] != size else im
                          for im in images])
-        return cls(names, bgra, digest.hexdigest()[:16], labels)
+        return cls(names, bgra, digest.hexdigest()[:16], labels, codepoints)
 
     def rgba_patches(self, px: int = PATCH_PX) -> np.ndarray:
         """(K, px, px, 4) float32 RGBA in [0, 1] at the model's input size, for training."""

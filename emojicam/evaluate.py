@@ -53,15 +53,17 @@ def wallpaper(indices: np.ndarray, grid: Grid) -> float:
     return float(same.mean())
 
 
-def baseline_indices(emoji_set: EmojiSet, frame: np.ndarray, grid: Grid) -> np.ndarray:
-    """The classic emoji mosaic: per cell, the emoji whose mean colour on black is nearest the cell's mean."""
-    means, emoji = cell_means(frame, grid), emoji_set.mean_colours("black")
+def baseline_indices(emoji_set: EmojiSet, frame: np.ndarray, grid: Grid, background: str = "black") -> np.ndarray:
+    """The classic emoji mosaic: per cell, the emoji whose mean colour on the background (black or white) is
+    nearest the cell's mean."""
+    means, emoji = cell_means(frame, grid), emoji_set.mean_colours(background)
     dist = (means**2).sum(1)[:, None] - 2 * means @ emoji.T + (emoji**2).sum(1)[None, :]
     return dist.argmin(1)
 
 
-def draw_on_black(emoji_set: EmojiSet, indices: np.ndarray, grid: Grid) -> np.ndarray:
-    return compose(emoji_set.blended_atlas(grid.tile_px, "black")[indices], grid)
+def draw_on(emoji_set: EmojiSet, indices: np.ndarray, grid: Grid, background: str = "black") -> np.ndarray:
+    """The chosen emoji drawn on a plain black or white background."""
+    return compose(emoji_set.blended_atlas(grid.tile_px, background)[indices], grid)
 
 
 def measure(emoji_set: EmojiSet, frame: np.ndarray, output: np.ndarray, indices: np.ndarray, grid: Grid) -> dict:
@@ -74,22 +76,24 @@ def measure(emoji_set: EmojiSet, frame: np.ndarray, output: np.ndarray, indices:
 
 def evaluate(emojifier, photos: list[Path], out_dir: Path, cols: int = 64, seed: int = 0) -> dict:
     """Measures for emojicam's settings, the classic mosaic and random tiles on each photo, plus a contact
-    sheet (original | emojicam | baseline) per photo; results also go to out_dir/quality.json."""
+    sheet (original | emojicam | baseline) per photo; results also go to out_dir/quality.json. The mosaic and the
+    random tiles are drawn on black, or on the engine's background where that is plain (white or black: text)."""
     from emojicam.atomic import write_atomic
     from emojicam.images import read_image, write_image
 
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     emoji_set, results = emojifier.emoji_set, {}
+    plain = emojifier.settings.background if emojifier.settings.background in ("black", "white") else "black"
     for photo in photos:
         frame = read_image(photo)
         emojifier.reset()
         result = emojifier(frame, cols=cols)
         ours, grid, indices = result.image, result.grid, result.indices
-        base_idx = baseline_indices(emoji_set, frame, grid)
-        base = draw_on_black(emoji_set, base_idx, grid)
+        base_idx = baseline_indices(emoji_set, frame, grid, plain)
+        base = draw_on(emoji_set, base_idx, grid, plain)
         rand_idx = rng.integers(0, len(emoji_set), grid.count)
-        rand = draw_on_black(emoji_set, rand_idx, grid)
+        rand = draw_on(emoji_set, rand_idx, grid, plain)
         row = {"emojicam": measure(emoji_set, frame, ours, indices, grid),
                "baseline": measure(emoji_set, frame, base, base_idx, grid),
                "random": measure(emoji_set, frame, rand, rand_idx, grid)}
@@ -98,7 +102,8 @@ def evaluate(emojifier, photos: list[Path], out_dir: Path, cols: int = 64, seed:
         results[photo.name] = row
         original = cv2.resize(frame, ours.shape[1::-1], interpolation=cv2.INTER_AREA)
         write_image(out_dir / f"{photo.stem}_sheet.png", np.hstack([original, ours, base]))
-    summary = {"cols": cols, "photos": results,
+    summary = {"cols": cols, "background": emojifier.settings.background, "baseline_background": plain,
+               "photos": results,
                "mean_coverage": round(float(np.mean([r["emojicam"]["coverage"] for r in results.values()])), 4),
                "max_colour_ratio": max(r["colour_ratio"] for r in results.values()),
                "min_edge_gain": min(r["edge_gain"] for r in results.values()),
@@ -118,7 +123,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{'':24s} colour error {row['colour_ratio']:.2f}x the baseline's, edges "
                      f"{row['edge_gain']:+.3f}")
     lines.append(f"mean emoji coverage {summary['mean_coverage']:.3f}, worst wallpaper share "
-                 f"{summary['max_wallpaper']:.3f} at {summary['cols']} columns")
+                 f"{summary['max_wallpaper']:.3f} at {summary['cols']} columns; background "
+                 f"{summary['background']}, baseline and random on {summary['baseline_background']}")
     return "\n".join(lines)
 
 

@@ -56,10 +56,8 @@ def check_image_output(path: str | Path) -> Path:
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Encode, write to a temporary file beside path, then rename: never a half-written file at path."""
+    """Encode, then write atomically (see write_atomic): never a half-written file at path."""
     path = check_image_output(path)
-    if not path.parent.is_dir():
-        raise EmojicamError(f"output: expected an existing folder, got {path.parent}")
     ok, encoded = cv2.imencode(path.suffix.lower(), image)
     if not ok:
         raise EmojicamError(f"output: could not encode a {image.shape[1]}x{image.shape[0]} image as {path.suffix}")

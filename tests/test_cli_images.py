@@ -3,7 +3,6 @@ and one-line errors (exit status 2, no traceback, no output file) for every kind
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, digest, run_cli, unwritable
 
-from emojicam.emoji_set import DEFAULT_SET, EmojiSet
+from emojicam.emoji_set import EmojiSet
 from emojicam.grid import Grid, cell_means
 from emojicam.model import load as load_weights
 
@@ -157,22 +156,6 @@ def test_auto_background_follows_the_picture(on_backgrounds, photo):
 
 
 # --- bad input ---------------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def other_weights(tmp_path_factory) -> tuple[Path, Path]:
-    """`emojicam train` (a few steps) on three emoji: a real weights file for another set, and that set."""
-    d = tmp_path_factory.mktemp("other")
-    folder = d / "three"
-    folder.mkdir()
-    for name in json.loads((DEFAULT_SET / "manifest.json").read_text())["classes"][:3]:
-        shutil.copy(DEFAULT_SET / name["file"], folder / name["file"])
-    out = d / "three.safetensors"
-    done = run_cli("train", folder, "-o", out, "--steps", 3, "--batch", 8, "--device", "CPU")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1].endswith(f"perturbed emoji; wrote {out}")
-    assert sorted(p.name for p in d.iterdir()) == ["three", "three.safetensors"], "no temporary file left"
-    return folder, out
-
 
 def bad_cases(tmp: Path, weights: Path, other: tuple[Path, Path]) -> dict[str, tuple[Path, list, str]]:
     """name -> (input, CLI options, a piece of the expected message)."""

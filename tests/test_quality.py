@@ -12,7 +12,7 @@ from emojicam.emoji_set import EmojiSet
 from emojicam.evaluate import (
     baseline_indices,
     colour_error,
-    draw_on_black,
+    draw_on,
     edge_agreement,
     emoji_coverage,
     noisy_still,
@@ -50,9 +50,9 @@ def test_a_picture_made_of_set_tiles_is_rebuilt_exactly_by_the_baseline(emoji_se
     order = np.argsort(means.sum(1))
     chosen = order[:: len(order) // 12][:12]
     grid = Grid(4, 3, TILE)
-    frame = draw_on_black(emoji_set, chosen, grid)
+    frame = draw_on(emoji_set, chosen, grid)
     assert (baseline_indices(emoji_set, frame, grid) == chosen).all()
-    rebuilt = draw_on_black(emoji_set, baseline_indices(emoji_set, frame, grid), grid)
+    rebuilt = draw_on(emoji_set, baseline_indices(emoji_set, frame, grid), grid)
     assert colour_error(frame, rebuilt, TILE) == pytest.approx(0, abs=1e-4)
     assert edge_agreement(frame, rebuilt, TILE) == pytest.approx(1.0, abs=1e-6)
 
