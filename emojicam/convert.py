@@ -90,9 +90,9 @@ def plan(names: list[str], output_dir: Path | None) -> list[tuple[Path | str, Pa
         pairs = [(f, output_dir / (f.stem + "_emoji" + _output_suffix(f))) for f in files]
     for src, dst in pairs:
         if kind_of(src) == "image":
-            if dst.suffix.lower() not in TEXT_EXTS:
+            if not is_text(dst):
                 check_image_output(dst)
-        elif dst.suffix.lower() in TEXT_EXTS:
+        elif is_text(dst):
             raise EmojicamError(f"output: text ({dst.suffix}) is for stills, got a video ({src.name}); write a video "
                                 f"({' '.join(VIDEO_OUT_EXTS)}), take one frame first (ffmpeg -i {src.name} -frames:v "
                                 f"1 frame.png), or watch it as text: emojicam live --terminal --source {src.name}")
@@ -105,6 +105,7 @@ def plan(names: list[str], output_dir: Path | None) -> list[tuple[Path | str, Pa
 
 
 def is_text(dst: Path) -> bool:
+    """Whether an output is written as text (.txt, .html) rather than pixels."""
     return dst.suffix.lower() in TEXT_EXTS
 
 
