@@ -209,8 +209,8 @@ def measure_engine(emojifier, frames: list[np.ndarray], cfg: BenchConfig) -> tup
     analytic = emojifier.model.config.flops_per_patch() * grid.count
     return {
         "system": "emojicam", "device": emojifier.device, "grid": f"{grid.cols}x{grid.rows}", "cols": grid.cols,
-        "lanes": len(emojifier.lanes), "beam_searched": emojifier.searched(grid.count),
-        "scheduled": emojifier.lanes[0].net.scheduled,
+        "lanes": len(emojifier.lanes.devices), "beam_searched": emojifier.searched(grid.count),
+        "scheduled": emojifier.lanes.scheduled,
         "rows": grid.rows, "patches": grid.count, "frames": len(times), "forwards_per_frame": 1,
         "warmup_frames": WARMUP_FRAMES, "warmup_s": warmup_s, "compile_s_est": max(0.0, warmup_s - 3 * engine_ms / 1e3),
         "flops_per_patch": emojifier.model.config.flops_per_patch(), "gflop_per_frame": analytic / 1e9,

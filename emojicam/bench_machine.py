@@ -104,7 +104,7 @@ def peak_gflops(device: str, overrides: dict[str, float]) -> tuple[float | None,
     mhz = cl["clock_mhz"] if cl and "CPU" in cl["type"] else _cpu_mhz()
     if kind == "CPU" and mhz:
         # tinygrad's CPU device runs each kernel on one thread; the engine runs one lane per core
-        from emojicam.engine import lane_devices
+        from emojicam.lanes import lane_devices
 
         lanes = len(lane_devices(device))
         return lanes * mhz * per_cycle / 1e3, f"{lanes} core(s) (one engine lane each) x {mhz} MHz x " \

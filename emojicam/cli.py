@@ -180,7 +180,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     import numpy as np
 
     from emojicam.bench import median_ms, timed_loop
-    from emojicam.engine import batch_sizes
+    from emojicam.lanes import batch_sizes
 
     width, height = frame_size(args.size)
     if args.beam < 1:
@@ -188,7 +188,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     emojifier = make_emojifier(args)
     grid = emojifier.grid_for((height, width, 3))
     sizes = batch_sizes(grid.count) if args.still_sizes else [grid.count]
-    print(f"tune: {emojifier.device} ({len(emojifier.lanes)} lane(s)), grid {grid.cols}x{grid.rows}, BEAM={args.beam}, "
+    print(f"tune: {emojifier.device} ({len(emojifier.lanes.devices)} lane(s)), grid {grid.cols}x{grid.rows}, "
+          f"BEAM={args.beam}, "
           f"batches of {', '.join(map(str, sizes))} patches; the search takes minutes", flush=True)
     px = emojifier.patch_px
     patches = np.random.default_rng(0).integers(0, 256, (grid.count, px, px, 3), dtype=np.uint8)

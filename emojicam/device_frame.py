@@ -1,11 +1,11 @@
 """The device path: the whole frame in one compiled function, BGR frame in, emoji frame out (GPUs).
 
-The host path (engine.Emojifier on CPU devices) cuts patches with OpenCV, runs the network on the device and
+The host path (engine.HostPath, on CPU devices) cuts patches with OpenCV, runs the network on the device and
 composites with numpy. Here one TinyJit per frame size and grid does every step on the device, so a frame costs
 one upload of H x W x 3 bytes and one download of the emoji frame (plus the cells' emoji, 4 bytes each):
 
     frame (H, W, 3) uint8 BGR -> area resize to (rows*36, cols*36) and to (rows, cols) -> RGB patches
-    -> network + scores (Emojifier.scores) -> stability -> moved cells (exact, or --still-threshold)
+    -> network + scores (scoring.Scorer) -> stability -> moved cells (exact, or --still-threshold)
     -> tiles gathered from the atlas on the device, `auto` background -> (rows*t, cols*t, 3) uint8
 
 The resize is area averaging (each output pixel the mean of the input area it covers, up or down), in whole
@@ -25,6 +25,7 @@ import numpy as np
 from tinygrad import Tensor, TinyJit, dtypes
 
 from emojicam.grid import PATCH_PX, Grid
+from emojicam.scoring import auto_background  # the one definition, shared with the host path
 
 THUMB_PX = 6  # the still-cell thumbnail side, as grid.thumbnails
 RESIZE_COEF_SCALE = 2048  # OpenCV's INTER_RESIZE_COEF_SCALE: the fixed point of its enlarging weights
@@ -99,8 +100,6 @@ def frame_function(scores: Callable[[Tensor], Tensor], tiles: Tiles, frame_shape
     """Build (not yet compile: the first two calls do) the frame function for this frame size and grid. scores:
     (N, P, P, 3) uint8 RGB patches (P = patch_px, the network's input) -> (N, K) scores, as the host path's.
     still: compare 6x6 thumbnails against the threshold (live) instead of whole patches bit for bit."""
-    from emojicam.engine import auto_background  # the one definition, shared with the host path
-
     (h, w), n, t = frame_shape[:2], grid.count, grid.tile_px
 
     def weights(rows: int, cols: int) -> tuple[Tensor, Tensor]:

@@ -22,7 +22,8 @@ from tinygrad import TinyJit
 # An entry holds the frame's buffers too (about 15 kB per patch in the batch: 35 MB at 64x36), so the cache keeps the
 # most recently used entries up to this many bytes.
 MAX_BYTES = 1 << 30
-SOURCES = ("model.py", "kernels.py", "engine.py", "device_frame.py", "jit_cache.py")
+SOURCES = ("model.py", "kernels.py", "scoring.py", "lanes.py", "compositor.py", "engine.py", "device_frame.py",
+           "jit_cache.py")
 
 
 def cache_dir() -> Path:

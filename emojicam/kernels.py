@@ -122,6 +122,7 @@ class InferenceNet:
     (channels-last, output channels contiguous); elsewhere it runs the tensor-level network."""
 
     def __init__(self, net: TinyConvNet, device: str, scheduled: bool | None = None):
+        self.device = device
         self.scheduled = runs_on_cpu(device) if scheduled is None else scheduled
         if not self.scheduled:
             self.net = net if net.fc.weight.device == device else net.replica(device)

@@ -18,11 +18,12 @@ from tinygrad.nn.state import get_state_dict
 from emojicam import model as model_io
 from emojicam.augment import holdout
 from emojicam.emoji_set import DEFAULT_SET, EmojiSet
-from emojicam.engine import Emojifier, Settings, dither, emoji_keys
+from emojicam.engine import Emojifier, Settings
 from emojicam.errors import EmojicamError
 from emojicam.grid import MAX_COLS, PATCH_PX, Grid, compose, cut_patches
 from emojicam.kernels import InferenceNet, channel_means
 from emojicam.model import ModelConfig, TinyConvNet
+from emojicam.scoring import dither, emoji_keys
 from emojicam.train import TrainConfig, train
 
 DEVICE = "CPU"  # clang: on every machine, and it compiles faster than PoCL's CL here; the CLI tests use the default

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_cli
 
-from emojicam import jit_cache
+from emojicam import jit_cache, kernels
 from emojicam import model as model_io
 from emojicam.emoji_set import EmojiSet
-from emojicam.engine import Emojifier, Settings, batch_sizes, lane_devices
+from emojicam.engine import Emojifier, Settings
 from emojicam.grid import cut_patches
-from emojicam.kernels import InferenceNet
+from emojicam.lanes import batch_sizes, lane_devices
 
 DEVICE = "CPU"
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"
@@ -61,13 +61,13 @@ def test_lane_devices_one_per_core_on_cpu_only():
 def test_cpu_lanes_pick_what_one_lane_picks(parts, photo):
     """Three lanes (uneven shares of an odd batch) and one lane give identical emoji, with and without stability."""
     one, three = engine(parts, cpu_threads=1, stability=1.0), engine(parts, cpu_threads=3, stability=1.0)
-    assert [lane.device for lane in three.lanes] == ["CPU", "CPU:1", "CPU:2"]
+    assert three.lanes.devices == ["CPU", "CPU:1", "CPU:2"]
     patches = cut_patches(photo, one.grid_for(photo.shape))[:71]
     shifted = cut_patches(np.roll(photo, 5, axis=1), one.grid_for(photo.shape))[:71]
     first = one.classify(patches)
     np.testing.assert_array_equal(three.classify(patches), first)
     np.testing.assert_array_equal(three.classify(shifted, first), one.classify(shifted, first))
-    assert [sorted(lane.jits) for lane in three.lanes] == [[24], [24], [23]]
+    assert three.lanes.built() == [[24], [24], [23]]
 
 
 def test_the_gpu_path_picks_what_the_cpu_kernels_pick(parts, photo, tmp_path, monkeypatch):
@@ -78,14 +78,14 @@ def test_the_gpu_path_picks_what_the_cpu_kernels_pick(parts, photo, tmp_path, mo
     outputs = {}
     for scheduled in (False, True):
         monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path / str(scheduled)))
-        emojifier = engine(parts, stability=1.0)
-        for lane in emojifier.lanes:
-            lane.net = InferenceNet(parts[0].model, lane.device, scheduled=scheduled)
+        monkeypatch.setattr(kernels, "runs_on_cpu", lambda device, scheduled=scheduled: scheduled)
+        emojifier = engine(parts, stability=1.0, composite="host")
+        assert emojifier.lanes.scheduled == scheduled
         results = [emojifier(frame) for frame in frames]
         assert results[-1].skipped == 1.0, "the repeated frame was not recomputed"
         outputs[scheduled] = [r.image for r in results]
-    for tensor_level, kernels in zip(outputs[False], outputs[True], strict=True):
-        np.testing.assert_array_equal(tensor_level, kernels)
+    for tensor_level, scheduled_out in zip(outputs[False], outputs[True], strict=True):
+        np.testing.assert_array_equal(tensor_level, scheduled_out)
     assert not np.array_equal(outputs[True][0], outputs[True][1]), "the frames should give different emoji"
 
 
@@ -146,17 +146,15 @@ def test_a_second_engine_loads_the_captured_jit_and_picks_the_same_emoji(parts, 
     monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
     first = engine(parts, stability=1.0)
     out = first(photo).image
-    lanes = len(first.lanes)
+    lanes = len(first.lanes.devices)
     assert len(list(tmp_path.glob("*.jit.pkl"))) == lanes, "each lane's frame function is stored after the first frame"
     second = engine(parts, stability=1.0)
     cells = second.grid_for(photo.shape).count
-    batch = -(-cells // lanes)  # lane 0's share
     np.testing.assert_array_equal(second(photo).image, out)
-    # a TinyJit loaded from its pickle has no Python function to trace: it was not compiled again
-    assert second.lanes[0].jits[batch].fxn is None, "loaded, captured, not compiled again"
+    assert second.lanes.loaded(cells), "loaded, captured, not compiled again"
     other = engine(parts, stability=1.0, colour_weight=0.0)  # different scores: a different entry
     other.warm_up(cells)
-    assert other.lanes[0].jits[batch].fxn is not None
+    assert not other.lanes.loaded(cells)
 
 
 def test_a_broken_cache_entry_is_ignored(parts, photo, tmp_path, monkeypatch):

@@ -1,0 +1,242 @@
+"""The host path's network: each batch of patches split across lanes (a core each on tinygrad's CPU device), one
+captured TinyJit per lane and batch size, compiled on the Builder's thread or loaded from the JIT cache."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from tinygrad import Context, Device, Tensor, TinyJit
+from tinygrad.device import Buffer
+from tinygrad.helpers import BEAM
+
+from emojicam import jit_cache
+from emojicam.builder import Builder
+from emojicam.compositor import TileArrays
+from emojicam.kernels import InferenceNet
+from emojicam.model import TinyConvNet
+from emojicam.scoring import Scorer
+from emojicam.settings import Settings
+
+MAX_LANES = 8  # CPU device: default cap on the cores one batch is split across
+
+
+def lane_devices(device: str, cpu_threads: int = 0) -> list[str]:
+    """The devices one batch is split across. tinygrad 0.14's CPU device runs every kernel on the calling thread
+    (its THREAD optimisation loops over the thread ids in turn), so on CPU each core gets its own device, CPU:i,
+    and its share of the batch, run from a thread pool (1.9x on 2 cores, benchmarks/results/2026-11-24-cpu-lanes.md).
+    Other devices spread each kernel over their cores or GPU themselves. By default one lane per core this process
+    may use, at most MAX_LANES: every lane compiles its own copy of each kernel on a cold start."""
+    if device.split(":")[0] != "CPU":
+        return [device]
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return [Device.canonicalize(f"CPU:{i}") for i in range(max(1, cpu_threads or min(usable, MAX_LANES)))]
+
+
+def batch_sizes(cells: int) -> list[int]:
+    """The batch sizes the moved cells of a frame are padded to: 1/8, 1/4, 1/2 and all of the grid's cells."""
+    return sorted({-(-cells // d) for d in (8, 4, 2, 1)})
+
+
+def on_host(device: str) -> bool:
+    """tinygrad's CPU device: its buffers are host memory that numpy can read and write in place (GPU backends
+    may keep theirs where the host cannot see them)."""
+    return device.split(":")[0] == "CPU"
+
+
+def write_into(tensor: Tensor, a: np.ndarray, host: bool) -> None:
+    """Copy an array into a realized tensor's buffer: in place on tinygrad's CPU device (host), else one copy.
+    Building and realizing new tensors from numpy cost tinygrad 2-3 ms per array, and would schedule work while a
+    background build captures."""
+    buf, data = tensor.uop.buffer, memoryview(np.ascontiguousarray(a)).cast("B")
+    if host:
+        buf.as_memoryview(force_zero_copy=True)[:] = data  # synchronizes with the device first
+    else:
+        buf.copy_from(Buffer("PYTHON", buf.size, buf.dtype, opaque=data))
+
+
+def read_from(tensor: Tensor, dtype: type, host: bool) -> np.ndarray:
+    """A finished tensor's buffer as a flat numpy copy (read in place on tinygrad's CPU device)."""
+    return np.frombuffer(tensor.uop.buffer.as_memoryview(force_zero_copy=host), dtype).copy()
+
+
+@dataclass(frozen=True)
+class Classified:
+    """What one batch through the lanes gave: each patch's emoji and the upload/forward/download milliseconds."""
+
+    indices: np.ndarray  # (N,) int32
+    ms: dict[str, float]
+
+
+@dataclass
+class Lane:
+    """One device's scorer, its captured functions by batch size and their input tensors (patches, cell indices,
+    previous emoji, margin), which each batch is copied into."""
+
+    scorer: Scorer
+    jits: dict[int, TinyJit] = field(default_factory=dict)  # batch size -> captured function, ready to replay
+    beam: dict[int, int] = field(default_factory=dict)  # batch size -> BEAM width its kernels were searched with
+    loaded: dict[int, bool] = field(default_factory=dict)  # batch size -> came from the JIT cache (not compiled)
+    inputs: dict[int, tuple[Tensor, ...]] = field(default_factory=dict)
+
+
+class Lanes:
+    """classify(): uint8 RGB patches -> each patch's emoji, the batch split in equal parts across the lanes, which
+    run at the same time. Batch sizes are built in the background (prepare) or when first needed (classify)."""
+
+    def __init__(self, model: TinyConvNet, device: str, tiles: TileArrays, settings: Settings,
+                 cache_parts: tuple, builder: Builder):
+        self._lanes = [Lane(Scorer(InferenceNet(model, dev), tiles.bgr, tiles.cover, settings))
+                       for dev in lane_devices(device, settings.cpu_threads)]
+        self.patch_px, self._cache_parts, self._builder = model.config.patch_px, cache_parts, builder
+        self._pool = ThreadPoolExecutor(len(self._lanes)) if len(self._lanes) > 1 else None
+
+    @property
+    def devices(self) -> list[str]:
+        return [lane.scorer.device for lane in self._lanes]
+
+    @property
+    def scorer(self) -> Scorer:
+        """The first lane's scorer: the one on the engine's own device."""
+        return self._lanes[0].scorer
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the network runs the CPU-scheduled kernels (kernels.py) rather than tinygrad's own."""
+        return self.scorer.net.scheduled
+
+    def built(self) -> list[list[int]]:
+        """Per lane, the batch sizes it has a captured function for."""
+        return [sorted(lane.jits) for lane in self._lanes]
+
+    def loaded(self, batch: int) -> bool:
+        """Whether the first lane's function for batches of `batch` patches came from the JIT cache."""
+        return self._lanes[0].loaded.get(len(self._shares(batch)[0]), False)
+
+    def _shares(self, batch: int) -> list[np.ndarray]:
+        """The indices of a batch each lane takes: equal parts, in lane order."""
+        return np.array_split(np.arange(batch), len(self._lanes))
+
+    def _build_lane(self, lane: Lane, batch: int, fresh: bool) -> None:
+        """Compile and capture one lane's function for batches of `batch` patches, or load it from this machine's
+        JIT cache when an earlier process captured it (unless fresh), with its input tensors; published into the
+        lane's dicts only when it is ready to replay."""
+        dev = lane.scorer.device
+        key = jit_cache.cache_key(dev, *self._cache_parts, batch)
+        inputs = tuple(Tensor(a, device=dev).realize() for a in (
+            np.zeros((batch, self.patch_px, self.patch_px, 3), np.uint8), np.arange(batch, dtype=np.int32),
+            np.zeros(batch, np.int32), np.array([-np.inf], np.float32)))
+        loaded = not fresh and (cached := jit_cache.load(key))
+        if loaded:
+            jit, beam = cached
+        else:
+            jit, beam = TinyJit(lambda *xs: lane.scorer.pick(*xs).realize()), BEAM.value
+            for _ in range(2):  # TinyJit runs the function on its first call and captures it on the second
+                jit(*inputs)
+            jit_cache.save(key, jit, beam)
+        Device[dev].synchronize()
+        lane.inputs[batch], lane.beam[batch], lane.loaded[batch] = inputs, beam, bool(loaded)
+        lane.jits[batch] = jit  # last: a lane's batch counts as ready once its JIT is here
+
+    def _build(self, batch: int, fresh: bool = False) -> None:
+        for lane, share in zip(self._lanes, self._shares(batch), strict=True):
+            if fresh or len(share) not in lane.jits:
+                self._build_lane(lane, len(share), fresh)
+
+    def _queue(self, batch: int, fresh: bool = False):
+        return self._builder.queue(("batch", batch), lambda: self._build(batch, fresh), again=fresh)
+
+    def ready(self, batch: int) -> bool:
+        """Whether batches of `batch` patches run without a compile: every lane's function is captured. A build of
+        that size that failed in the background raises its error here."""
+        self._builder.raise_failed(("batch", batch))
+        return all(len(share) in lane.jits for lane, share in zip(self._lanes, self._shares(batch), strict=True))
+
+    def prepare(self, cells: int) -> None:
+        """Compile (or load from the JIT cache) in the background every batch size a grid of `cells` cells uses,
+        the whole grid first; returns at once (see ready). Builds queued for other sizes and not yet started go
+        back in the queue behind these: the grid asked for last is the one the user waits for."""
+        wanted = sorted(batch_sizes(cells), reverse=True)
+        self._builder.withdraw(lambda key: key[0] != "batch" or key[1] in wanted)
+        for batch in wanted:
+            self._queue(batch)
+
+    def warm_up(self, cells: int) -> None:
+        """Compile (or load) every batch size a grid of `cells` cells uses in video, and wait: all of them, and
+        the 1/8, 1/4, 1/2 batches of cells that changed."""
+        for batch in batch_sizes(cells):
+            self._ensure(batch)
+
+    def _ensure(self, batch: int) -> None:
+        """Wait until batches of `batch` patches are ready, building them now if no build is queued."""
+        if not self.ready(batch):
+            self._queue(batch).result()
+
+    def tune(self, batch: int, beam: int = 2) -> None:
+        """Compile the function for batches of `batch` patches again with tinygrad's kernel search (BEAM) at this
+        width, and store it in this machine's JIT cache in place of the default one (`emojicam tune`)."""
+        with Context(BEAM=beam):
+            self._queue(batch, fresh=True).result()
+
+    def searched(self, batch: int) -> int:
+        """The BEAM width the kernels for batches of `batch` patches were searched with (0 = tinygrad's default
+        heuristics), once that batch size has run."""
+        return min(lane.beam.get(len(share), 0) for lane, share in zip(self._lanes, self._shares(batch), strict=True))
+
+    def classify(self, patches: np.ndarray, prev: np.ndarray | None, cells: np.ndarray | None,
+                 stability: float) -> Classified:
+        """(N, P, P, 3) uint8 RGB patches -> each one's emoji. prev: the previous emoji of these cells (with
+        stability > 0, hysteresis: see Scorer.pick); cells: each patch's cell index in its grid (the variety
+        dither; None = 0..N-1). Compiles (or loads) the function for this batch size first if needed."""
+        self._ensure(len(patches))
+        t0 = time.perf_counter()
+        stable = prev is not None and stability > 0
+        margin = np.array([stability if stable else -np.inf], np.float32)
+        prev = prev.astype(np.int32) if stable else np.zeros(len(patches), np.int32)
+        cells = np.arange(len(patches), dtype=np.int32) if cells is None else cells.astype(np.int32)
+        inputs = []
+        for lane, part in zip(self._lanes, self._shares(len(patches)), strict=True):
+            tensors = lane.inputs[len(part)]
+            for tensor, a in zip(tensors, (patches[part], cells[part], prev[part], margin), strict=True):
+                write_into(tensor, a, on_host(lane.scorer.device))
+            inputs.append(tensors)
+        t1 = time.perf_counter()
+        if self._pool is None:
+            outs = [self._run(self._lanes[0], inputs[0])]
+        else:
+            outs = list(self._pool.map(self._run, self._lanes, inputs))
+        t2 = time.perf_counter()
+        indices = np.concatenate([read_from(out, np.int32, on_host(lane.scorer.device))
+                                  for lane, out in zip(self._lanes, outs, strict=True)])
+        t3 = time.perf_counter()
+        return Classified(indices, {"upload": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3,
+                                    "download": (t3 - t2) * 1e3})
+
+    @staticmethod
+    def _run(lane: Lane, inputs: tuple[Tensor, ...]) -> Tensor:
+        """One lane's forward pass (a replay of its captured function), finished on its device."""
+        out = lane.jits[inputs[0].shape[0]](*inputs)
+        Device[lane.scorer.device].synchronize()
+        return out
+
+    def classify_moved(self, patches: np.ndarray, moved: np.ndarray, prev: np.ndarray, stability: float,
+                       wait: bool) -> Classified:
+        """Only the cells marked moved go through the network, padded to one of four batch sizes (1/8, 1/4, 1/2,
+        all cells) so that at most four compiled shapes exist per grid; the others keep their previous emoji.
+        wait=False never waits for a compile: the cells go into the smallest batch size already compiled (the
+        whole grid's is), and the one they fit is prepared in the background."""
+        moved = np.flatnonzero(moved)
+        indices = prev.copy()
+        if moved.size == 0:
+            return Classified(indices, dict.fromkeys(("upload", "forward", "download"), 0.0))
+        fits = [b for b in batch_sizes(len(patches)) if b >= moved.size]
+        batch = fits[0] if wait else next((b for b in fits if self.ready(b)), fits[-1])
+        if batch != fits[0]:
+            self._queue(fits[0])
+        take = np.concatenate([moved, np.repeat(moved[:1], batch - moved.size)])
+        got = self.classify(patches[take], prev[take], take, stability)
+        indices[moved] = got.indices[:moved.size]
+        return Classified(indices, got.ms)
