@@ -7,6 +7,8 @@ samples/sample.mp4 as fast as they come, without a window, in three fresh proces
 and an empty tinygrad kernel cache (what a first-time user has):
 - steady: the starting grid only;
 - grid change: `+` after frame 10 (the next grid step), prepared in the background while the current grid runs;
+- grid change, compiled here: the same, with OpenCL's child-process compile (emojicam/precompile.py) switched off,
+  as before it existed (on the CPU device it is the same run again);
 - foreground (the behaviour before): the same `+`, every shape compiled when a frame first needs it (the new grid
   on the next frame, each batch size of moved cells on the first frame that uses it), the picture waiting.
 Reports per run the longest gap between two displayed frames after the first, the median gap, and for the grid
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("steady", "grid change", "foreground")
+SCENARIOS = ("steady", "grid change", "grid change, compiled here", "foreground")
 PRESS_AT = 10  # frames shown before `+`
 
 
@@ -35,7 +37,7 @@ def run_scenario(scenario: str, device: str | None, cols: int, frames: int) -> d
     """One scenario in this process (caches already pointed at empty folders by main)."""
     import cv2
 
-    from emojicam import model
+    from emojicam import lanes, model
     from emojicam.emoji_set import EmojiSet
     from emojicam.engine import Emojifier, Settings
     from emojicam.live import LiveState, grid_steps, render
@@ -44,6 +46,8 @@ def run_scenario(scenario: str, device: str | None, cols: int, frames: int) -> d
     clip = []
     while len(clip) < frames and (got := cap.read())[0]:
         clip.append(got[1])
+    if scenario == "grid change, compiled here":
+        lanes.compiles_in_child = lambda device: False
     settings = Settings(cols=cols, device=device, stability=1.0, still_threshold=4.0)  # live's defaults
     engine = Emojifier(model.load(model.DEFAULT_WEIGHTS, device), EmojiSet.load(), settings)
     st = LiveState(cols=cols, mirror=False, steps=grid_steps(clip[0].shape, settings.tile_px, cols))
@@ -85,7 +89,8 @@ def main() -> None:
     records = []
     for scenario in SCENARIOS:
         with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "EMOJICAM_CACHE": f"{cache}/jits", "CACHEDB": f"{cache}/kernels.db"}
+            env = {**os.environ, "EMOJICAM_CACHE": f"{cache}/jits", "CACHEDB": f"{cache}/kernels.db",
+                   "POCL_CACHE_DIR": f"{cache}/pocl"}
             cmd = [sys.executable, __file__, "--scenario", scenario, "--cols", str(args.cols),
                    "--frames", str(args.frames), *(["--device", args.device] if args.device else [])]
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
@@ -94,14 +99,18 @@ def main() -> None:
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     machine = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    report = {"date": stamp, "machine": machine, "cores": os.cpu_count(), "cols": args.cols, "runs": records}
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    report = {"date": stamp, "machine": machine, "cores": os.cpu_count(), "cols": args.cols, "load_average": load,
+              "runs": records}
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"{time.strftime('%Y-%m-%d', time.gmtime())}-live-grid-change"
+    name = f"{time.strftime('%Y-%m-%d', time.gmtime())}-live-grid-change-{records[0]['device'].lower()}"
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = ["# Live: longest gap between displayed frames, with and without a grid change", "",
-             f"{stamp}, {machine}, {os.cpu_count()} cores (shared with other jobs), device {records[0]['device']}; "
+             f"{stamp}, {machine}, {os.cpu_count()} cores (load average at the end {load}), device "
+             f"{records[0]['device']}; "
              f"`benchmarks/live_gaps.py --cols {args.cols} --frames {args.frames}`; every run from empty caches "
-             f"(no captured TinyJits, no compiled kernels), samples/sample.mp4 as fast as it is emojified, "
+             f"(no captured TinyJits, no compiled kernels, no PoCL cache), samples/sample.mp4 as fast as it is "
+             f"emojified, "
              f"live's defaults (stability 1, still threshold 4), `+` after frame {PRESS_AT}.", "",
              "| run | grids | longest gap ms | median gap ms | new grid shown after s | frames shown meanwhile |",
              "| --- | --- | --- | --- | --- | --- |"]

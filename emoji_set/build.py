@@ -4,8 +4,9 @@ Run from the repo root:  python emoji_set/build.py [--count 256]   (the default 
                          python emoji_set/build.py --full          (every candidate, in full/)
 
 It fetches the package with `npm pack`, drops flags, skin-tone variants and
-components (the full set keeps every emoji left: 1,636 in 16.0.0; the package
-lists skin tones as variations of their base emoji, not as entries of their own),
+components (the package lists skin tones as variations of their base emoji, not as
+entries of their own) and emoji whose picture is another's pixel for pixel (26 in
+16.0.0, nearly all family sequences); the full set keeps every emoji left (1,610),
 and for the default set picks COUNT emoji by farthest-point sampling over a colour +
 shape descriptor (mean Lab colour of the opaque pixels, coverage, and a 4x4 Lab
 thumbnail on grey), so the set covers dark, light, red, green, blue, skin and
@@ -83,6 +84,12 @@ def main() -> None:
         images = [cv2.imread(str(package / "img/twitter/64" / e["image"]), cv2.IMREAD_UNCHANGED) for e in entries]
         keep = [i for i, im in enumerate(images) if im is not None and im.shape == (64, 64, 4)]
         entries, images = [entries[i] for i in keep], [images[i] for i in keep]
+        # a few emoji share one picture (Twemoji draws most family sequences alike): keep the first in sort order,
+        # since a second copy adds nothing to draw with and a class that cannot be told apart from another
+        first = {}
+        unique = [i for i, im in enumerate(images) if first.setdefault(im.tobytes(), i) == i]
+        dropped = len(entries) - len(unique)
+        entries, images = [entries[i] for i in unique], [images[i] for i in unique]
         if args.full:
             chosen = list(range(len(entries)))
         else:
@@ -101,7 +108,8 @@ def main() -> None:
             shutil.copyfile(HERE / "LICENSE.md", target / "LICENSE.md")
         (target / "manifest.json").write_text(json.dumps({"source": PACKAGE, "license": "CC-BY-4.0",
                                                         "classes": manifest}, indent=1) + "\n")
-        print(f"wrote {len(manifest)} emoji from {len(entries)} candidates to {target}")
+        print(f"wrote {len(manifest)} emoji from {len(entries)} candidates ({dropped} with the picture of an "
+              f"earlier one left out) to {target}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from emojicam.builder import Builder
 from emojicam.compositor import TileArrays
 from emojicam.kernels import InferenceNet
 from emojicam.model import TinyConvNet
+from emojicam.precompile import child_spec, compile_in_child, compiles_in_child
 from emojicam.scoring import Scorer
 from emojicam.settings import Settings
 
@@ -92,6 +93,7 @@ class Lanes:
         self._lanes = [Lane(Scorer(InferenceNet(model, dev), tiles.bgr, tiles.cover, settings))
                        for dev in lane_devices(device, settings.cpu_threads)]
         self.patch_px, self._cache_parts, self._builder = model.config.patch_px, cache_parts, builder
+        self._config, self._settings = model.config, settings
         self._pool = ThreadPoolExecutor(len(self._lanes)) if len(self._lanes) > 1 else None
 
     @property
@@ -133,6 +135,9 @@ class Lanes:
         if loaded:
             jit, beam = cached
         else:
+            if not fresh and compiles_in_child(dev) and any(other.jits for other in self._lanes):
+                # something may be running on this device meanwhile (live): compile elsewhere first (precompile.py)
+                compile_in_child(child_spec(dev, self._config, self._settings, lane.scorer.net.scheduled, batch))
             jit, beam = TinyJit(lambda *xs: lane.scorer.pick(*xs).realize()), BEAM.value
             for _ in range(2):  # TinyJit runs the function on its first call and captures it on the second
                 jit(*inputs)

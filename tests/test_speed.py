@@ -4,6 +4,10 @@ device's batch split across cores."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -256,3 +260,40 @@ def test_the_device_path_draws_what_the_host_path_draws(parts, weights, size, co
     assert a.skipped == 1.0, "the repeated frame keeps every emoji"
     assert np.mean(same) >= 0.995, same
     assert np.mean(diff) <= 1.0, diff
+
+
+CHILD_CHECK = """
+import sys
+import numpy as np
+from tinygrad.runtime.ops_cl import CLCompiler
+from emojicam import lanes, model
+from emojicam.emoji_set import EmojiSet
+from emojicam.engine import Emojifier, Settings
+
+compiled = []
+real = CLCompiler.compile
+CLCompiler.compile = lambda self, src: compiled.append(1) or real(self, src)
+engine = Emojifier(model.load(model.DEFAULT_WEIGHTS, "CL"), EmojiSet.load(), Settings(device="CL", tile_px=8))
+if sys.argv[1] == "here":
+    lanes.compiles_in_child = lambda device: False
+engine.classify(np.zeros((29, 36, 36, 3), np.uint8))  # the first build: in this process
+before = len(compiled)
+engine.classify(np.zeros((31, 36, 36, 3), np.uint8))  # a later one (a new grid or batch of moved cells in live)
+print("compiled here:", before, len(compiled) - before)
+"""
+
+
+@pytest.mark.parametrize("where", ["child", "here"])
+def test_on_opencl_later_builds_compile_in_a_child_process(tmp_path, where):
+    """On CL (PoCL) a build after the first compiles in a child process first (emojicam/precompile.py), so this
+    process, whose running grid shares PoCL's device and queue, compiles nothing itself: every kernel of the new
+    batch size comes from tinygrad's kernel cache. With the child switched off the same build compiles here (the
+    check can fail). Fresh caches (tinygrad's, PoCL's, emojicam's) for each run."""
+    env = {**os.environ, "CACHEDB": str(tmp_path / "tinygrad.db"), "EMOJICAM_CACHE": str(tmp_path / "jit"),
+           "POCL_CACHE_DIR": str(tmp_path / "pocl")}
+    done = subprocess.run([sys.executable, "-c", CHILD_CHECK, where], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, later = map(int, done.stdout.split("compiled here:")[1].split())
+    assert first > 0, "the first build compiles in this process"
+    assert (later == 0) if where == "child" else (later > 0), done.stdout
