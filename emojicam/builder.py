@@ -6,8 +6,12 @@ showing the current grid while a new shape is prepared here."""
 
 from __future__ import annotations
 
+import subprocess
+import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
+
+from emojicam.errors import EmojicamError
 
 
 class Builder:
@@ -16,6 +20,8 @@ class Builder:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="emojicam-compile")
         self._builds: dict[Hashable, Future] = {}
+        self._children: set[subprocess.Popen] = set()
+        self._lock, self._closed = threading.Lock(), False
 
     def queue(self, key: Hashable, build: Callable[[], None], again: bool = False) -> Future:
         """The build of key: the one queued, running or done, or a new one (again; or when none succeeded)."""
@@ -38,3 +44,33 @@ class Builder:
     def busy(self) -> bool:
         """Whether a build is queued or running."""
         return any(not job.done() for job in self._builds.values())
+
+    def run_child(self, cmd: list[str], timeout_s: float) -> bool:
+        """Run a helper process for a build (precompile.py) and wait: True when it succeeded. After close() it is
+        stopped, and the build it belongs to fails instead of compiling here."""
+        with self._lock:
+            if self._closed:
+                raise EmojicamError("engine closed: build stopped")
+            child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._children.add(child)
+        try:
+            code = child.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            code = child.wait()
+        finally:
+            with self._lock:
+                self._children.discard(child)
+        if self._closed:
+            raise EmojicamError("engine closed: build stopped")
+        return code == 0
+
+    def close(self) -> None:
+        """Take back every queued build and stop the helper processes of a running one, so that a program that
+        quits while a grid is being prepared does not wait for it (a compile inside this process still ends)."""
+        with self._lock:
+            self._closed = True
+            for child in self._children:
+                child.kill()
+        self.withdraw(lambda key: False)
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -304,6 +304,11 @@ class Emojifier:
         """Forget the previous frame (start of a new video or after a cut)."""
         self._path.reset()
 
+    def close(self) -> None:
+        """Stop preparing: queued builds are dropped and a running build's helper process is stopped (live calls
+        this on the way out, so quitting never waits for a grid nobody will see)."""
+        self._builder.close()
+
     def classify(self, patches: np.ndarray, prev: np.ndarray | None = None,
                  cells: np.ndarray | None = None) -> np.ndarray:
         """(N, P, P, 3) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability; cells: each patch's

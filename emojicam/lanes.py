@@ -18,7 +18,7 @@ from emojicam.builder import Builder
 from emojicam.compositor import TileArrays
 from emojicam.kernels import InferenceNet
 from emojicam.model import TinyConvNet
-from emojicam.precompile import child_spec, compile_in_child, compiles_in_child
+from emojicam.precompile import TIMEOUT_S, child_command, child_spec, compiles_in_child
 from emojicam.scoring import Scorer
 from emojicam.settings import Settings
 
@@ -137,7 +137,8 @@ class Lanes:
         else:
             if not fresh and compiles_in_child(dev) and any(other.jits for other in self._lanes):
                 # something may be running on this device meanwhile (live): compile elsewhere first (precompile.py)
-                compile_in_child(child_spec(dev, self._config, self._settings, lane.scorer.net.scheduled, batch))
+                spec = child_spec(dev, self._config, self._settings, lane.scorer.net.scheduled, batch)
+                self._builder.run_child(child_command(spec), TIMEOUT_S)
             jit, beam = TinyJit(lambda *xs: lane.scorer.pick(*xs).realize()), BEAM.value
             for _ in range(2):  # TinyJit runs the function on its first call and captures it on the second
                 jit(*inputs)

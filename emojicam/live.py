@@ -377,6 +377,7 @@ def run_live(opts: LiveOptions, settings, make_engine: Callable) -> None:
             sinks.append(FixedSizeSink(writer, size, capture.fps, by_clock))
         window = stack.enter_context(Window()) if opts.window else None
         emojifier = make_engine()
+        stack.callback(emojifier.close)
         t_engine = time.perf_counter()
         st = LiveState(cols=settings.cols, mirror=capture.kind == "camera",
                        steps=grid_steps(capture.frame_shape, settings.tile_px, settings.cols))

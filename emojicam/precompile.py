@@ -13,7 +13,6 @@ tinygrad's kernel cache and PoCL's; the capture in this process then only loads 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from dataclasses import asdict
 
@@ -35,14 +34,9 @@ def child_spec(device: str, config: ModelConfig, settings: Settings, scheduled: 
                        "scheduled": scheduled, "batch": batch})
 
 
-def compile_in_child(spec: str) -> bool:
-    """Run the child for spec and wait; False when it failed (the capture then compiles here, as before)."""
-    try:
-        done = subprocess.run([sys.executable, "-m", "emojicam.precompile", spec], capture_output=True,
-                              timeout=TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+def child_command(spec: str) -> list[str]:
+    """The child's command line (Builder.run_child runs it; a failed child only means the build compiles here)."""
+    return [sys.executable, "-m", "emojicam.precompile", spec]
 
 
 def main(spec: str) -> None:

@@ -297,3 +297,21 @@ def test_on_opencl_later_builds_compile_in_a_child_process(tmp_path, where):
     first, later = map(int, done.stdout.split("compiled here:")[1].split())
     assert first > 0, "the first build compiles in this process"
     assert (later == 0) if where == "child" else (later > 0), done.stdout
+
+
+def test_closing_the_builder_stops_a_build_in_its_child_process():
+    """Quitting live while a grid is being prepared: close() kills the build's helper process (a real one, which
+    would sleep a minute), the build fails at once instead of compiling here, and queued builds never run."""
+    from emojicam.builder import Builder
+    from emojicam.errors import EmojicamError
+
+    builder, ran = Builder(), []
+    running = builder.queue("slow", lambda: builder.run_child([sys.executable, "-c", "import time; time.sleep(60)"],
+                                                              600))
+    queued = builder.queue("next", lambda: ran.append(1))
+    while not running.running():
+        pass
+    builder.close()
+    with pytest.raises(EmojicamError, match="engine closed"):
+        running.result(timeout=30)  # not the child's 60 s
+    assert queued.cancelled() and not ran
