@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from emojicam.emoji_set import EmojiSet
@@ -44,11 +43,9 @@ class Compositor:
         if tiles.blended is not None:
             return compose(tiles.blended[indices], grid)
         back = auto_background(cell_means(frame, grid), tiles.bgr[indices], 1 - tiles.cover[indices, None])
-        # premult + (1 - alpha) * background, rounded: the emoji planes composed first (alpha has one channel), the
-        # background blown up to the frame by cv2, then one multiply-add in float32 over the frame: 14.6 -> 8.0 ms
-        # at 64x36 (the per-tile float64 expression before), same pixels
-        background = cv2.resize(back.astype(np.float32).reshape(grid.rows, grid.cols, 3), grid.output_size,
-                                interpolation=cv2.INTER_NEAREST)
-        out = compose(tiles.uncover[indices], grid) * background
-        out += compose(tiles.premult[indices], grid)
-        return out.astype(np.uint8)
+        # premult + (1 - alpha) * background per tile in float32, rounded (premult carries the + 0.5), and the
+        # tiles placed as uint8: 8.3 ms at 64x36 on the 2-core VM against 10.4 ms for the same sum over the whole
+        # frame with the background blown up by cv2 (2026-12-02; same pixels, bit for bit)
+        out = tiles.uncover[indices] * back.astype(np.float32)[:, None, None, :]
+        out += tiles.premult[indices]
+        return compose(out.astype(np.uint8), grid)

@@ -185,7 +185,7 @@ def bad_cases(tmp: Path, weights: Path, other: tuple[Path, Path]) -> dict[str, t
         "weights not safetensors": (PHOTO, ["--weights", garbage_weights], "weights: expected"),
         "missing weights": (PHOTO, ["--weights", tmp / "none.safetensors"], "weights: expected"),
         "device NOPE": (PHOTO, ["--device", "NOPE", *w], "--device: expected a working tinygrad device"),
-        "pair not shipped": (PHOTO, ["--set", "full", "--model", "fast"], "--set/--model: expected a shipped pair"),
+        "pair not shipped": (PHOTO, ["--set", "full", "--model", "default"], "--set/--model: expected a shipped pair"),
     }
 
 
@@ -251,6 +251,21 @@ def test_fast_model_converts_a_photo_with_its_own_patch_size(tmp_path):
     assert done.returncode == 0, done.stderr
     image = read(out)
     assert image.shape[1] == COLS * TILE and image.std() > 10
+
+
+def test_the_full_set_converts_a_photo_with_its_shipped_weights(tmp_path):
+    """--set full --model fast: the 1,610-emoji set and its weights; the text output names its emoji, and some of
+    them are not in the 256 set."""
+    from emojicam.emoji_set import EmojiSet, shipped_set
+
+    out = tmp_path / "full.txt"
+    done = run_cli("convert", PHOTO, out, "--cols", COLS, "--set", "full", "--model", "fast", "--device", "CPU")
+    assert done.returncode == 0, done.stderr
+    glyphs = set(out.read_text(encoding="utf-8")) - {"\n", "\ufe0f", "\u200d"}
+    default = {chr(int(cp, 16)) for cp in "-".join(EmojiSet.load(shipped_set()).codepoints).split("-")}
+    assert glyphs - default, "every emoji drawn is one the 256 set has too"
+
+
 # --- outputs that cannot be written, signals ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("fault, reason", [("disk full", "No space left on device"),
