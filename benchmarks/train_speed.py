@@ -12,6 +12,7 @@ are timed apart.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import time
@@ -77,10 +78,12 @@ def main() -> None:
                     rows.append((classes, patch_px, device, form, rate, perturb_ms))
                     print(f"{classes} emoji, {patch_px} px, {device}, {form}: {rate:.2f} steps/s "
                           f"({1e3 / rate:.0f} ms/step; perturbing a batch on the host {perturb_ms:.0f} ms)", flush=True)
-    model = subprocess.run(["sh", "-c", "lscpu | grep 'Model name'"], capture_output=True, text=True).stdout.strip()
+    model = subprocess.run(["sh", "-c", "lscpu | grep 'Model name'"], capture_output=True, text=True).stdout
+    model = model.split(":", 1)[-1].strip()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [f"# Training steps per second, batch {batch} ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
-             f"Machine: {model or platform.processor()}, {len(__import__('os').sched_getaffinity(0))} cores shared "
-             f"with other jobs; `python benchmarks/train_speed.py`, {args.steps} timed steps after 3 warm-up steps. "
+             f"Machine: {model or platform.processor()}, {len(os.sched_getaffinity(0))} cores, load average at the "
+             f"end {load}; `python benchmarks/train_speed.py`, {args.steps} timed steps after 3 warm-up steps. "
              "Step = JIT-compiled forward + backward + Adam on a batch already on the device; the host's "
              "perturbations (numpy/OpenCV, one core) are timed apart.", "",
              "| emoji | patch px | device | form | steps/s | ms/step | perturb ms/batch |",

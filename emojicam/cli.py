@@ -98,7 +98,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def training_device(device: str | None) -> str:
     """--device for training: by default the CPU device where tinygrad's default runs on the CPU anyway (PoCL):
-    there the planar training step is 2.1-2.4x OpenCL's (benchmarks/results/2026-12-02-train-speed.md)."""
+    there the planar training step is 0.9-1.3x OpenCL's on a quiet machine and 2.1-2.4x on a busy one
+    (benchmarks/results/2026-12-02-train-speed-quiet.md, -train-speed.md)."""
     from tinygrad import Device
 
     from emojicam.engine import resolve_device
