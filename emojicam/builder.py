@@ -72,5 +72,4 @@ class Builder:
             self._closed = True
             for child in self._children:
                 child.kill()
-        self.withdraw(lambda key: False)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)  # the queued builds are cancelled

@@ -30,12 +30,12 @@ from emojicam.emoji_set import BACKGROUNDS, EmojiSet
 from emojicam.errors import EmojicamError
 from emojicam.grid import Grid, check_tile_px, cut_patches, thumbnails
 from emojicam.kernels import runs_on_cpu
-from emojicam.lanes import Lanes, batch_sizes, on_host, read_from, write_into
+from emojicam.lanes import Lanes, on_host, read_from, write_into
 from emojicam.model import Checkpoint
 from emojicam.scoring import Scorer
 from emojicam.settings import COMPOSITES, Settings
 
-__all__ = ["COMPOSITES", "STAGES", "EmojiFrame", "Emojifier", "Settings", "batch_sizes", "resolve_device"]
+__all__ = ["COMPOSITES", "STAGES", "EmojiFrame", "Emojifier", "Settings", "resolve_device"]
 STAGES = ("cut", "upload", "forward", "download", "composite")
 
 
@@ -127,13 +127,13 @@ class HostPath:
         t0 = time.perf_counter()
         patches = cut_patches(frame, grid, self._lanes.patch_px)
         cut_ms = (time.perf_counter() - t0) * 1e3
-        threshold, stability = self._settings.still_threshold, self._settings.stability
+        threshold = self._settings.still_threshold
         thumbs = thumbnails(frame, grid) if threshold > 0 else None
         if self._prev is None or self._prev.grid != grid:
-            got, skipped = self._lanes.classify(patches, None, None, stability), 0.0
+            got, skipped = self._lanes.classify(patches), 0.0
         else:
             moved, thumbs = self._prev.moved(patches, thumbs, threshold)
-            got = self._lanes.classify_moved(patches, moved, self._prev.indices, stability, wait)
+            got = self._lanes.classify_moved(patches, moved, self._prev.indices, wait)
             skipped = 1 - int(moved.sum()) / grid.count
         self._prev = Previous(grid, got.indices, patches, thumbs)
         return EmojiFrame(grid, got.indices, skipped, {"cut": cut_ms, **got.ms})
@@ -314,7 +314,7 @@ class Emojifier:
         """(N, P, P, 3) uint8 RGB patches -> (N,) int32 emoji indices; prev enables stability; cells: each patch's
         cell index in its grid (for the variety dither; None = 0..N-1, a whole grid). Compiles (or loads) the
         function for this batch size first if needed."""
-        return self.lanes.classify(patches, prev, cells, self.settings.stability).indices
+        return self.lanes.classify(patches, prev, cells).indices
 
     def scores(self, x: Tensor) -> Tensor:
         """(N, K) score of each emoji for each patch of a whole grid (see Scorer.scores)."""

@@ -64,6 +64,23 @@ def read_from(tensor: Tensor, dtype: type, host: bool) -> np.ndarray:
     return np.frombuffer(tensor.uop.buffer.as_memoryview(force_zero_copy=host), dtype).copy()
 
 
+def batch_inputs(batch: int, patch_px: int, device: str) -> tuple[Tensor, ...]:
+    """A lane function's input tensors for batches of `batch` patches: patches, cell indices, previous emoji,
+    margin (each batch is copied into them; see write_into)."""
+    return tuple(Tensor(a, device=device).realize() for a in (
+        np.zeros((batch, patch_px, patch_px, 3), np.uint8), np.arange(batch, dtype=np.int32),
+        np.zeros(batch, np.int32), np.array([-np.inf], np.float32)))
+
+
+def capture(scorer: Scorer, inputs: tuple[Tensor, ...]) -> TinyJit:
+    """Compile and capture scorer.pick for these inputs: TinyJit runs the function on its first call and captures
+    it on the second."""
+    jit = TinyJit(lambda *xs: scorer.pick(*xs).realize())
+    for _ in range(2):
+        jit(*inputs)
+    return jit
+
+
 @dataclass(frozen=True)
 class Classified:
     """What one batch through the lanes gave: each patch's emoji and the upload/forward/download milliseconds."""
@@ -128,9 +145,7 @@ class Lanes:
         lane's dicts only when it is ready to replay."""
         dev = lane.scorer.device
         key = jit_cache.cache_key(dev, *self._cache_parts, batch)
-        inputs = tuple(Tensor(a, device=dev).realize() for a in (
-            np.zeros((batch, self.patch_px, self.patch_px, 3), np.uint8), np.arange(batch, dtype=np.int32),
-            np.zeros(batch, np.int32), np.array([-np.inf], np.float32)))
+        inputs = batch_inputs(batch, self.patch_px, dev)
         loaded = not fresh and (cached := jit_cache.load(key))
         if loaded:
             jit, beam = cached
@@ -139,9 +154,7 @@ class Lanes:
                 # something may be running on this device meanwhile (live): compile elsewhere first (precompile.py)
                 spec = child_spec(dev, self._config, self._settings, lane.scorer.net.scheduled, batch)
                 self._builder.run_child(child_command(spec), TIMEOUT_S)
-            jit, beam = TinyJit(lambda *xs: lane.scorer.pick(*xs).realize()), BEAM.value
-            for _ in range(2):  # TinyJit runs the function on its first call and captures it on the second
-                jit(*inputs)
+            jit, beam = capture(lane.scorer, inputs), BEAM.value
             jit_cache.save(key, jit, beam)
         Device[dev].synchronize()
         lane.inputs[batch], lane.beam[batch], lane.loaded[batch] = inputs, beam, bool(loaded)
@@ -192,13 +205,14 @@ class Lanes:
         heuristics), once that batch size has run."""
         return min(lane.beam.get(len(share), 0) for lane, share in zip(self._lanes, self._shares(batch), strict=True))
 
-    def classify(self, patches: np.ndarray, prev: np.ndarray | None, cells: np.ndarray | None,
-                 stability: float) -> Classified:
+    def classify(self, patches: np.ndarray, prev: np.ndarray | None = None,
+                 cells: np.ndarray | None = None) -> Classified:
         """(N, P, P, 3) uint8 RGB patches -> each one's emoji. prev: the previous emoji of these cells (with
-        stability > 0, hysteresis: see Scorer.pick); cells: each patch's cell index in its grid (the variety
-        dither; None = 0..N-1). Compiles (or loads) the function for this batch size first if needed."""
+        the settings' stability > 0, hysteresis: see Scorer.pick); cells: each patch's cell index in its grid (the
+        variety dither; None = 0..N-1). Compiles (or loads) the function for this batch size first if needed."""
         self._ensure(len(patches))
         t0 = time.perf_counter()
+        stability = self._settings.stability
         stable = prev is not None and stability > 0
         margin = np.array([stability if stable else -np.inf], np.float32)
         prev = prev.astype(np.int32) if stable else np.zeros(len(patches), np.int32)
@@ -228,8 +242,7 @@ class Lanes:
         Device[lane.scorer.device].synchronize()
         return out
 
-    def classify_moved(self, patches: np.ndarray, moved: np.ndarray, prev: np.ndarray, stability: float,
-                       wait: bool) -> Classified:
+    def classify_moved(self, patches: np.ndarray, moved: np.ndarray, prev: np.ndarray, wait: bool) -> Classified:
         """Only the cells marked moved go through the network, padded to one of four batch sizes (1/8, 1/4, 1/2,
         all cells) so that at most four compiled shapes exist per grid; the others keep their previous emoji.
         wait=False never waits for a compile: the cells go into the smallest batch size already compiled (the
@@ -243,6 +256,6 @@ class Lanes:
         if batch != fits[0]:
             self._queue(fits[0])
         take = np.concatenate([moved, np.repeat(moved[:1], batch - moved.size)])
-        got = self.classify(patches[take], prev[take], take, stability)
+        got = self.classify(patches[take], prev[take], take)
         indices[moved] = got.indices[:moved.size]
         return Classified(indices, got.ms)

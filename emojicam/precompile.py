@@ -40,9 +40,10 @@ def child_command(spec: str) -> list[str]:
 
 
 def main(spec: str) -> None:
-    from tinygrad import Device, Tensor, TinyJit
+    from tinygrad import Device
 
     from emojicam.kernels import InferenceNet
+    from emojicam.lanes import batch_inputs, capture
     from emojicam.model import TinyConvNet
     from emojicam.scoring import Scorer
 
@@ -52,12 +53,7 @@ def main(spec: str) -> None:
     model = TinyConvNet(config).to_(device)
     scorer = Scorer(InferenceNet(model, device, scheduled=s["scheduled"]), np.zeros((k, 3), np.float32),
                     np.zeros(k, np.float32), Settings(**s["settings"]))
-    inputs = tuple(Tensor(a, device=device).realize() for a in (
-        np.zeros((batch, config.patch_px, config.patch_px, 3), np.uint8), np.arange(batch, dtype=np.int32),
-        np.zeros(batch, np.int32), np.array([-np.inf], np.float32)))
-    jit = TinyJit(lambda *xs: scorer.pick(*xs).realize())
-    for _ in range(2):  # as Lanes captures it: run, then capture
-        jit(*inputs)
+    capture(scorer, batch_inputs(batch, config.patch_px, device))  # as Lanes captures it
     Device[device].synchronize()
 
 
