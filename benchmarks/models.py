@@ -13,6 +13,7 @@ initialised at random, which cost the same FLOPs and time (the picks are not com
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from emojicam import model as model_io
+from emojicam.bench_machine import cpu_flops_per_cycle, cpu_model
 from emojicam.emoji_set import SETS, EmojiSet, shipped_set
 from emojicam.engine import Emojifier, Settings
 from emojicam.errors import EmojicamError
@@ -74,9 +76,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--skip-convert", action="store_true")
     args = parser.parse_args()
-    machine = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout
+    machine = f"{cpu_model()} ({cpu_flops_per_cycle()[1]})"
     lines = [f"# Models and sets ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC)", "",
-             f"Machine: {machine.split(':')[-1].strip()}, 2 cores shared with other jobs; device {args.device}; "
+             f"Machine: {machine}, {len(os.sched_getaffinity(0))} cores, load average at the "
+             f"start {', '.join(f'{x:.2f}' for x in os.getloadavg())}; device {args.device}; "
              f"`python benchmarks/models.py --runs {args.runs} --device {args.device}`.", ""]
     if not args.skip_convert:
         fps: dict[str, list[float]] = {m: [] for m in PATCH}

@@ -157,7 +157,9 @@ def environment(devices: tuple[str, ...]) -> dict:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = None
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "os": platform.platform(), "host": platform.node(),
+    # two machines both called "AMD EPYC" ran this project's kernels 2.2x apart: one had AVX-512, the other AVX2
+    return {"cpu": cpu_model(), "cpu_vector": cpu_flops_per_cycle()[1], "cpu_count": os.cpu_count(),
+            "os": platform.platform(), "host": platform.node(),
             "versions": versions, "git_commit": git_commit(), "beam": BEAM.value, "cachelevel": CACHELEVEL.value,
             "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
             "devices": {d: device_name(d) for d in devices}, "opencl_devices": opencl_devices(),

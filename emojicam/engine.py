@@ -155,9 +155,7 @@ class DevicePath:
         dev = self.device = scorer.device
         self._scorer, self._settings, self._patch_px = scorer, settings, patch_px
         self._cache_parts, self._builder = cache_parts, builder
-        self._tiles = Tiles(*(Tensor(np.ascontiguousarray(a, np.float32), device=dev).realize() for a in (
-            tiles.bgr, tiles.cover, tiles.premult, tiles.uncover)),
-            Tensor(tiles.blended, device=dev).realize() if tiles.blended is not None else None)
+        self._tiles = Tiles.upload(tiles, dev)
         self._frames: dict[tuple[int, int, Grid], DeviceFrame] = {}
         self._last: tuple[int, int, Grid] | None = None  # the frame function that ran last (None: forget)
 

@@ -13,6 +13,7 @@ PATCH_PX = 36  # the default model's input: each cell is resized to PATCH_PX x P
 MAX_COLS = 512
 MAX_TILE_PX = 256
 MAX_OUTPUT_PX = 16384
+SLIGHT_SHRINK = 1.25  # cut_patches: below this shrink factor, bilinear instead of area
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,12 @@ def cut_patches(frame: np.ndarray, grid: Grid, px: int = PATCH_PX) -> np.ndarray
     """BGR (H, W, 3) uint8 -> (rows*cols, px, px, 3) uint8 RGB patches (px: the model's input size) in row-major
     cell order. Channels-last, as the network computes: the host only regroups whole pixels (half the time of the
     planar layout)."""
-    small = cv2.resize(frame, (grid.cols * px, grid.rows * px), interpolation=cv2.INTER_AREA)
+    size = (grid.cols * px, grid.rows * px)
+    shrink = min(frame.shape[1] / size[0], frame.shape[0] / size[1])
+    # a slight shrink (a 1280x720 frame to 64 cells of 18 px: 20 -> 18) is where OpenCV's INTER_AREA takes its
+    # slow general path: INTER_LINEAR is 3.5x faster there and within 0.14 levels of it on average (2026-12-02)
+    how = cv2.INTER_LINEAR if 1 < shrink < SLIGHT_SHRINK else cv2.INTER_AREA
+    small = cv2.resize(frame, size, interpolation=how)
     cells = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).reshape(grid.rows, px, grid.cols, px, 3)
     return np.ascontiguousarray(cells.transpose(0, 2, 1, 3, 4)).reshape(grid.count, px, px, 3)
 
