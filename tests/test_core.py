@@ -519,3 +519,20 @@ def test_full_set_is_every_twemoji_but_flags_and_components():
     assert "CC-BY 4.0" in (folder / "LICENSE.md").read_text()
     with pytest.raises(EmojicamError, match=r"^--set: expected one of default, full, got huge"):
         shipped_set("huge")
+
+
+def test_every_shipped_set_has_weights_for_every_model_and_a_missing_pair_says_so(monkeypatch, tmp_path):
+    from emojicam.emoji_set import SETS, shipped_set
+
+    for set_name in SETS:
+        fingerprint = EmojiSet.load(shipped_set(set_name)).fingerprint
+        for name in model_io.MODELS:
+            ckpt = model_io.load(model_io.shipped_weights(set_name, name), DEVICE)
+            assert ckpt.set_fingerprint == fingerprint, (set_name, name)
+    # a broken install (a wheel without one of the files): one line naming what is there
+    (tmp_path / "weights").mkdir()
+    shutil.copy(model_io.shipped_weights(), tmp_path / "weights" / "default.safetensors")
+    monkeypatch.setattr(model_io, "shipped", lambda *parts: tmp_path.joinpath(*parts))
+    with pytest.raises(EmojicamError, match=r"^--set/--model: expected a shipped pair \(default\), got --set full "
+                                            r"--model default"):
+        model_io.shipped_weights("full", "default")
