@@ -11,14 +11,13 @@ busy on average, CPU milliseconds per frame, and the median stage times convert_
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import tempfile
 import time
 from pathlib import Path
 
 from emojicam import model
-from emojicam.bench_machine import cpu_flops_per_cycle, cpu_model
+from emojicam.bench_machine import machine_line
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
 from emojicam.video import convert_video
@@ -37,8 +36,7 @@ def main() -> None:
     parser.add_argument("--cols", type=int, default=64)
     parser.add_argument("--device", default="CPU")
     args = parser.parse_args()
-    print(f"{cpu_model()} ({cpu_flops_per_cycle()[1]}), {len(os.sched_getaffinity(0))} cores, load average "
-          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC\n")
+    print(f"{machine_line()}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC\n")
     print("| model | fps | wall s | emojicam CPU s | FFmpeg CPU s | cores busy | CPU ms/frame | stage ms (median) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.models.split(","):

@@ -13,7 +13,6 @@ initialised at random, which cost the same FLOPs and time (the picks are not com
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from emojicam import model as model_io
-from emojicam.bench_machine import cpu_flops_per_cycle, cpu_model
+from emojicam.bench_machine import machine_line
 from emojicam.emoji_set import SETS, EmojiSet, shipped_set
 from emojicam.engine import Emojifier, Settings
 from emojicam.errors import EmojicamError
@@ -76,10 +75,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--skip-convert", action="store_true")
     args = parser.parse_args()
-    machine = f"{cpu_model()} ({cpu_flops_per_cycle()[1]})"
     lines = [f"# Models and sets ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC)", "",
-             f"Machine: {machine}, {len(os.sched_getaffinity(0))} cores, load average at the "
-             f"start {', '.join(f'{x:.2f}' for x in os.getloadavg())}; device {args.device}; "
+             f"Machine: {machine_line()} at the start; device {args.device}; "
              f"`python benchmarks/models.py --runs {args.runs} --device {args.device}`.", ""]
     if not args.skip_convert:
         fps: dict[str, list[float]] = {m: [] for m in PATCH}

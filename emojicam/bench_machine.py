@@ -59,6 +59,13 @@ def cpu_flops_per_cycle() -> tuple[int, str]:
     return (16, "AVX") if "avx" in flags else (8, "SSE")
 
 
+def machine_line() -> str:
+    """A results file's machine, in one line: CPU, its vector extension, cores usable here, load average now."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
+    return f"{cpu_model()} ({cpu_flops_per_cycle()[1]}), {cores} cores, load average {load}"
+
+
 def opencl_device(device: str) -> dict | None:
     """The pyopencl view of the device tinygrad's CL:n uses (platform 0, GPUs first)."""
     from emojicam.devices import opencl_devices
