@@ -119,14 +119,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise EmojicamError(f"--patch-px: expected 10..64 pixels, got {args.patch_px}")
     if args.resume is not None and not args.resume.is_file():
         raise EmojicamError(f"--resume: expected a weights file, got no file at {args.resume}")
+    channels = _channels(args.channels)
     emoji_set = EmojiSet.load(args.emoji_dir)
     check_writable(args.output)  # in a moment, not after the training
-    cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, patch_px=args.patch_px)
+    cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, patch_px=args.patch_px,
+                      channels=channels)
     ckpt = train(emoji_set, args.output, cfg, device=training_device(args.device), resume=args.resume,
                  quiet=args.quiet)
     print(f"hold-out top-1 {ckpt.info['holdout_top1']:.2%} on {ckpt.info['holdout_size']} perturbed emoji; "
           f"wrote {args.output}")
     return 0
+
+
+def _channels(text: str) -> tuple[int, int]:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() and 1 <= int(p) <= 256 for p in parts):
+        raise EmojicamError(f"--channels: expected two channel counts 1..256 as C1,C2 (e.g. 8,16), got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -257,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch-px", type=int, default=PATCH_PX,
                    help=f"the network's input size in pixels: {PATCH_PX} = the default model, 18 = the fast one "
                         f"(default {PATCH_PX})")
+    p.add_argument("--channels", default="8,16", metavar="C1,C2",
+                   help="output channels of the two convolutions (default 8,16; wider learns more look-alikes, "
+                        "costs more per patch)")
     p.add_argument("--resume", type=Path, default=None, metavar="WEIGHTS",
                    help="go on from these weights (a run stopped by Ctrl-C, or the checkpoint a run writes to -o "
                         "at every hold-out evaluation) up to --steps")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from emojicam.emoji_set import EmojiSet
@@ -20,14 +21,18 @@ class TileArrays:
     cover: np.ndarray    # (K,) float32 coverage (mean alpha) at the tile size
     premult: np.ndarray  # (K, t, t, 3) float32 premultiplied BGR + 0.5 (for rounding), `auto` background
     uncover: np.ndarray  # (K, t, t, 1) float32 1 - alpha, `auto` background
+    premult_u8: np.ndarray  # (K, t, t, 3) uint8 premultiplied BGR, rounded: the host's `auto` compositing
+    uncover_u8: np.ndarray  # (K, t, t, 3) uint8 (1 - alpha) * 255, rounded, on every channel: the same
     blended: np.ndarray | None  # (K, t, t, 3) uint8 on a fixed background (black/white); None for `auto`
 
 
 def tile_arrays(emoji_set: EmojiSet, tile_px: int, background: str) -> TileArrays:
     premult, alpha = emoji_set.atlas(tile_px)
     blended = None if background == "auto" else emoji_set.blended_atlas(tile_px, background)
+    uncover_u8 = np.repeat(((1 - alpha) * 255 + 0.5).astype(np.uint8), 3, axis=-1)
     return TileArrays(emoji_set.mean_colours("black", tile_px), alpha.mean((1, 2, 3)).astype(np.float32),
-                      (premult + 0.5).astype(np.float32), (1 - alpha).astype(np.float32), blended)
+                      (premult + 0.5).astype(np.float32), (1 - alpha).astype(np.float32),
+                      (premult + 0.5).astype(np.uint8), uncover_u8, blended)
 
 
 class Compositor:
@@ -43,9 +48,12 @@ class Compositor:
         if tiles.blended is not None:
             return compose(tiles.blended[indices], grid)
         back = auto_background(cell_means(frame, grid), tiles.bgr[indices], 1 - tiles.cover[indices, None])
-        # premult + (1 - alpha) * background per tile in float32, rounded (premult carries the + 0.5), and the
-        # tiles placed as uint8: 8.3 ms at 64x36 on the 2-core VM against 10.4 ms for the same sum over the whole
-        # frame with the background blown up by cv2 (2026-12-02; same pixels, bit for bit)
-        out = tiles.uncover[indices] * back.astype(np.float32)[:, None, None, :]
-        out += tiles.premult[indices]
-        return compose(out.astype(np.uint8), grid)
+        # premult + (1 - alpha) * background in whole levels over the whole frame, with OpenCV's saturating,
+        # rounding multiply and add: 1.8 ms at 64x36 tiles of 16 px against 9.0 ms for the same sum per tile in
+        # float32 numpy, within 2 levels of it (0.11 on average; 2026-12-02, AVX-512 2-core VM)
+        t = grid.tile_px
+        behind = cv2.resize((back + 0.5).astype(np.uint8).reshape(grid.rows, grid.cols, 3),
+                            (grid.cols * t, grid.rows * t), interpolation=cv2.INTER_NEAREST)
+        drawn = compose(tiles.premult_u8[indices], grid)
+        uncovered = cv2.multiply(compose(tiles.uncover_u8[indices], grid), behind, scale=1 / 255)
+        return cv2.add(drawn, uncovered, dst=drawn)

@@ -29,6 +29,7 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 500
     patch_px: int = PATCH_PX  # the network's input size (18: the fast model)
+    channels: tuple[int, int] = ModelConfig.channels  # the two convolutions' output channels
 
 
 def accuracy(model: TinyConvNet, x: np.ndarray, y: np.ndarray, device: str, batch: int = 2048) -> float:
@@ -48,7 +49,14 @@ def _resumed(resume: str | Path, emoji_set: EmojiSet, cfg: TrainConfig, device: 
     if ckpt.model.config.patch_px != cfg.patch_px:
         raise EmojicamError(f"--resume: expected weights for {cfg.patch_px} px patches (--patch-px), "
                             f"got {ckpt.model.config.patch_px} px in {resume}")
+    if ckpt.model.config.channels != cfg.channels:
+        raise EmojicamError(f"--resume: expected weights with channels {_pair(cfg.channels)} (--channels), "
+                            f"got {_pair(ckpt.model.config.channels)} in {resume}")
     return ckpt
+
+
+def _pair(channels: tuple[int, int]) -> str:
+    return ",".join(map(str, channels))
 
 
 def train(emoji_set: EmojiSet, out: str | Path, cfg: TrainConfig = TrainConfig(),
@@ -70,7 +78,8 @@ def train(emoji_set: EmojiSet, out: str | Path, cfg: TrainConfig = TrainConfig()
         start, curve = previous.info.get("steps_done", 0), previous.info.get("holdout_curve", [])
         seconds = previous.info.get("train_seconds", 0.0)
     else:
-        model = TinyConvNet(ModelConfig(classes=len(emoji_set), patch_px=cfg.patch_px)).to_(device)
+        config = ModelConfig(classes=len(emoji_set), channels=cfg.channels, patch_px=cfg.patch_px)
+        model = TinyConvNet(config).to_(device)
     rng = np.random.default_rng(cfg.seed + start)  # a resumed run draws new batches, not the first ones again
     opt = nn.optim.Adam(nn.state.get_parameters(model), lr=cfg.lr)
 

@@ -297,6 +297,16 @@ def test_train_into_a_folder_it_cannot_write_fails_before_training(other_weights
     assert "Permission denied" in lines[0] and list(folder.iterdir()) == []
 
 
+@pytest.mark.parametrize("channels", ["8", "0,16", "8,x", "8,16,32"])
+def test_train_with_bad_channels_gets_one_line_before_training(other_weights, tmp_path, channels):
+    done = run_cli("train", other_weights[0], "-o", tmp_path / "w.safetensors", "--channels", channels,
+                   "--steps", 3, "--device", "CPU")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith("emojicam: error: --channels: expected two channel counts") and channels in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_train_stopped_by_sigterm_saves_its_weights(other_weights, tmp_path):
     folder, out = other_weights[0], tmp_path / "w.safetensors"  # the fixture compiled these kernels already
     proc = subprocess.Popen([sys.executable, "-m", "emojicam", "train", str(folder), "-o", str(out), "--steps",

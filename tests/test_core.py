@@ -229,11 +229,13 @@ def test_training_form_and_inference_form_give_the_same_logits(patch_px):
 
 @pytest.mark.parametrize("device", ["CPU", "CL"])
 @pytest.mark.parametrize("scheduled", [True, False])
-def test_inference_kernels_of_the_fast_shape_match_the_reference(device, scheduled):
-    """The fast model's shape (18 px: 16x16x8 -> 8x8, 6x6x16 -> 3x3, linear 144 -> K) on the CPU kernels and on
-    the tensor-level network that GPUs run."""
-    net, state = random_net(8, channels=(8, 16), patch_px=18, classes=40)
-    x = np.random.default_rng(8).integers(0, 256, (12, 18, 18, 3), dtype=np.uint8)
+@pytest.mark.parametrize(("channels", "patch_px"), [((8, 16), 18), ((16, 32), PATCH_PX)])
+def test_inference_kernels_of_the_fast_and_wide_shapes_match_the_reference(device, scheduled, channels, patch_px):
+    """The fast model's shape (18 px: 16x16x8 -> 8x8, 6x6x16 -> 3x3, linear 144 -> K) and a wider network (36 px,
+    16 and 32 channels: `train --channels 16,32`) on the CPU kernels and on the tensor-level network that GPUs
+    run."""
+    net, state = random_net(8, channels=channels, patch_px=patch_px, classes=40)
+    x = np.random.default_rng(8).integers(0, 256, (12, patch_px, patch_px, 3), dtype=np.uint8)
     packed = InferenceNet(net.replica(device), device, scheduled=scheduled)
     np.testing.assert_allclose(packed(Tensor(x, device=device)).numpy(), reference_forward(state, x),
                                rtol=1e-4, atol=1e-4)
@@ -503,6 +505,9 @@ def test_fast_shape_trains_checkpoints_and_resumes(emoji_set, tmp_path):
     assert not np.array_equal(resumed.model.fc.weight.numpy(), first.model.fc.weight.numpy())
     with pytest.raises(EmojicamError, match=r"^--resume: expected weights for 36 px"):
         train(small, tmp_path / "other.safetensors", TrainConfig(steps=5), device=DEVICE, quiet=True, resume=out)
+    with pytest.raises(EmojicamError, match=r"^--resume: expected weights with channels 16,32 \(--channels\), got 8,"):
+        train(small, tmp_path / "other.safetensors", TrainConfig(steps=5, patch_px=18, channels=(16, 32)),
+              device=DEVICE, quiet=True, resume=out)
 
 
 def test_full_set_is_every_twemoji_but_flags_and_components():
