@@ -348,6 +348,18 @@ def check_options(opts: LiveOptions) -> None:
         raise EmojicamError(f"--snapshots: expected an existing folder, got {opts.snapshot_dir}")
 
 
+def end_of_mirror(meter: FpsMeter, device: str, shape: str, first_s: float, reason: str, capture,
+                  recorded: str = "") -> EmojicamError | None:
+    """Print the closing line of a mirror (window or terminal); the error to raise if the source stopped sending
+    frames before the user quit (None: it did not)."""
+    print(f"live: {meter.count} frames, mean {meter.mean_fps:.1f} fps, device {device}, {shape}, first frame "
+          f"{first_s:.2f} s; ended: {reason}{recorded}", flush=True)
+    if not capture.failed:
+        return None
+    return EmojicamError(f"source: expected frames from {capture.name} until you quit, got none after frame "
+                         f"{meter.count}: {reason}{'; the recording so far is kept' if recorded else ''}")
+
+
 def run_live(opts: LiveOptions, settings, make_engine: Callable) -> None:
     """Run the mirror until q/Esc, Ctrl-C, --max-frames or the end of the source; prints a one-line summary.
 
@@ -425,10 +437,9 @@ def run_live(opts: LiveOptions, settings, make_engine: Callable) -> None:
         raise failed
     grid = emojifier.grid_for(capture.frame_shape, st.shown_cols or st.cols)
     recorded = f"; recorded {opts.record}" if opts.record is not None else ""
-    print(f"live: {meter.count} frames, mean {meter.mean_fps:.1f} fps, device {emojifier.device}, grid {grid.cols}x"
-          f"{grid.rows} ({grid.count} tiles), first frame {first_s:.2f} s; ended: {reason}{recorded}", flush=True)
+    stopped = end_of_mirror(meter, emojifier.device, f"grid {grid.cols}x{grid.rows} ({grid.count} tiles)", first_s,
+                            reason, capture, recorded)
     if signalled is not None:
         raise signalled
-    if capture.failed:
-        raise EmojicamError(f"source: expected frames from {capture.name} until you quit, got none after frame "
-                            f"{meter.count}: {reason}{'; the recording so far is kept' if recorded else ''}")
+    if stopped is not None:
+        raise stopped

@@ -26,7 +26,7 @@ import numpy as np
 from emojicam.capture import Capture
 from emojicam.errors import EmojicamError
 from emojicam.grid import MAX_COLS, Grid
-from emojicam.live import FpsMeter, LiveOptions, check_options, seconds_since_process_start
+from emojicam.live import FpsMeter, LiveOptions, check_options, end_of_mirror, seconds_since_process_start
 from emojicam.text import check_text_background, emoji_strings
 
 ZWJ, VS16 = "\u200d", "\ufe0f"
@@ -230,8 +230,5 @@ def run_terminal(opts: LiveOptions, settings, make_engine: Callable, max_cols: i
         except Stopped as e:
             reason = f"stopped ({e})"
     shape = f"grid {grid.cols}x{grid.rows} ({grid.count} emoji)" if grid else "no grid (terminal too small)"
-    print(f"live: {meter.count} frames, mean {meter.mean_fps:.1f} fps, device {emojifier.device}, {shape}, first "
-          f"frame {first_s:.2f} s; ended: {reason}", flush=True)
-    if capture.failed:
-        raise EmojicamError(f"source: expected frames from {capture.name} until you quit, got none after frame "
-                            f"{meter.count}: {reason}")
+    if (stopped := end_of_mirror(meter, emojifier.device, shape, first_s, reason, capture)) is not None:
+        raise stopped
