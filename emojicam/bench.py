@@ -283,6 +283,7 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
     from emojicam import model
     from emojicam.bench_machine import environment, peak_gflops
     from emojicam.bench_peers import Peer, rowwise, runtime_peers
+    from emojicam.builder import wait_idle
     from emojicam.emoji_set import EmojiSet
     from emojicam.engine import Emojifier, Settings
     from emojicam.grid import cut_patches
@@ -308,6 +309,8 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
                 emojifier = Emojifier(ckpt, emoji_set, Settings(cols=cols, tile_px=cfg.tile_px, device=device,
                                                                 composite=composite))
                 rec = measure_grid(emojifier, frames, clip, Path(tmp), decode_ms, encode_cache, peak, cfg)
+                emojifier.close()
+                wait_idle()  # the peers below compute on this thread: no capture of the engine's may be open
                 records.append(rec)
                 log(f"{device} {rec['grid']} ({composite} path): engine {rec['inference_fps']:.1f} fps (forward "
                     f"{rec['ms']['forward']:.1f} ms), end to end {rec['e2e_fps']:.1f} fps, warm-up "

@@ -1,8 +1,11 @@
-"""One background thread for every compile, JIT capture and new device tensor of the engine.
+"""The one background thread, shared by every engine in the process, for each compile, JIT capture and new device
+tensor of the engine.
 
-tinygrad keeps process-wide state (the JIT being captured collects whatever any thread schedules), so two builds
-never overlap, and the frame path itself only writes into existing buffers and replays: the live loop keeps
-showing the current grid while a new shape is prepared here."""
+tinygrad keeps process-wide state: the JIT being captured collects whatever any thread schedules, so a tensor made
+on another thread meanwhile ends up inside that capture instead of being computed (an engine made while another
+one's build captured lost its weights that way). So every build, of every engine, runs on this one thread, and so
+does the making of an engine's device tensors (on_compile_thread); the frame path itself only writes into existing
+buffers and replays: the live loop keeps showing the current grid while a new shape is prepared here."""
 
 from __future__ import annotations
 
@@ -10,15 +13,33 @@ import subprocess
 import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from emojicam.errors import EmojicamError
 
+T = TypeVar("T")
+_here = threading.local()  # .compiling is set on the compile thread
+_COMPILE = ThreadPoolExecutor(1, thread_name_prefix="emojicam-compile",
+                              initializer=lambda: setattr(_here, "compiling", True))
+
+
+def on_compile_thread(make: Callable[[], T]) -> T:
+    """make() run on the compile thread, after every build queued before it; its result or its error."""
+    if getattr(_here, "compiling", False):
+        return make()
+    return _COMPILE.submit(make).result()
+
+
+def wait_idle() -> None:
+    """Wait until every build queued so far, by any engine, has finished."""
+    on_compile_thread(lambda: None)
+
 
 class Builder:
-    """Builds by key (a batch size, a frame size and grid), each queued at most once until it fails."""
+    """One engine's builds by key (a batch size, a frame size and grid), each queued at most once until it fails,
+    run in order on the process's compile thread."""
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="emojicam-compile")
         self._builds: dict[Hashable, Future] = {}
         self._children: set[subprocess.Popen] = set()
         self._lock, self._closed = threading.Lock(), False
@@ -27,7 +48,9 @@ class Builder:
         """The build of key: the one queued, running or done, or a new one (again; or when none succeeded)."""
         job = self._builds.get(key)
         if again or job is None or job.cancelled() or (job.done() and job.exception() is not None):
-            job = self._builds[key] = self._pool.submit(build)
+            if self._closed:
+                raise EmojicamError("engine closed: build stopped")
+            job = self._builds[key] = _COMPILE.submit(build)
         return job
 
     def raise_failed(self, key: Hashable) -> None:
@@ -72,4 +95,5 @@ class Builder:
             self._closed = True
             for child in self._children:
                 child.kill()
-        self._pool.shutdown(wait=False, cancel_futures=True)  # the queued builds are cancelled
+        for job in self._builds.values():
+            job.cancel()  # the queued ones; a running one ends as said

@@ -23,7 +23,7 @@ from tinygrad import helpers as tinygrad_helpers
 from tinygrad.nn.state import get_state_dict
 
 from emojicam import jit_cache
-from emojicam.builder import Builder
+from emojicam.builder import Builder, on_compile_thread
 from emojicam.compositor import Compositor, TileArrays, tile_arrays
 from emojicam.device_frame import DeviceFrame, Tiles, frame_function
 from emojicam.emoji_set import BACKGROUNDS, EmojiSet
@@ -243,21 +243,26 @@ class Emojifier:
             if not value >= 0:
                 raise EmojicamError(f"{flag}: expected a number >= 0, got {value}")
         share_kernel_cache()
-        self.device = resolve_device(settings.device)
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
         self.patch_px = ckpt.model.config.patch_px
-        weights = hashlib.sha256(b"".join(t.numpy().tobytes() for t in get_state_dict(ckpt.model).values()))
-        cache_parts = (str(getattr(Device[self.device], "arch", "")), settings.tile_px, settings.background,
-                       settings.colour_weight, settings.coverage_weight, settings.variety, emoji_set.fingerprint,
-                       weights.hexdigest())
         tiles = tile_arrays(emoji_set, settings.tile_px, settings.background)
         builder = self._builder = Builder()
-        self.lanes = Lanes(ckpt.model, self.device, tiles, settings, cache_parts, builder)
-        self.on_device = settings.composite == "device" or (settings.composite == "auto" and not runs_on_cpu(
-            self.device))
-        self._path: HostPath | DevicePath = (
-            DevicePath(self.lanes.scorer, tiles, settings, self.patch_px, cache_parts, builder) if self.on_device
-            else HostPath(self.lanes, tiles, settings))
+
+        def make_paths() -> tuple[str, bool, Lanes, HostPath | DevicePath]:
+            """The device check and the device tensors, made on the compile thread: never while another engine's
+            JIT captures (see builder.py)."""
+            device = resolve_device(settings.device)
+            weights = hashlib.sha256(b"".join(t.numpy().tobytes() for t in get_state_dict(ckpt.model).values()))
+            cache_parts = (str(getattr(Device[device], "arch", "")), settings.tile_px, settings.background,
+                           settings.colour_weight, settings.coverage_weight, settings.variety, emoji_set.fingerprint,
+                           weights.hexdigest())
+            lanes = Lanes(ckpt.model, device, tiles, settings, cache_parts, builder)
+            on_device = settings.composite == "device" or (settings.composite == "auto" and not runs_on_cpu(device))
+            return device, on_device, lanes, (
+                DevicePath(lanes.scorer, tiles, settings, self.patch_px, cache_parts, builder) if on_device
+                else HostPath(lanes, tiles, settings))
+
+        self.device, self.on_device, self.lanes, self._path = on_compile_thread(make_paths)
 
     def grid_for(self, frame_shape: tuple[int, ...], cols: int | None = None) -> Grid:
         return Grid.for_frame(frame_shape, cols or self.settings.cols, self.settings.tile_px)

@@ -14,10 +14,26 @@ from pathlib import Path
 
 import pytest
 
+from emojicam.builder import wait_idle
 from emojicam.emoji_set import DEFAULT_SET
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "weights" / "default.safetensors"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_jit_cache(tmp_path_factory) -> None:
+    """The suite's own cache of captured functions (inherited by the CLI runs), so an entry left by an earlier run
+    on this machine never answers for this run's code; tests of the cache itself point it elsewhere."""
+    os.environ["EMOJICAM_CACHE"] = str(tmp_path_factory.mktemp("jit-cache"))
+
+
+@pytest.fixture(autouse=True)
+def no_build_left_running():
+    """Each test's background builds end before the next test starts: tinygrad's JIT capture on the compile thread
+    would take in whatever the next test computes on its own thread meanwhile."""
+    yield
+    wait_idle()
 
 
 def run_cli(*args: str | Path, timeout: float = 300, env: dict | None = None,

@@ -234,18 +234,21 @@ def test_tune_bad_options_get_one_line_and_status_2(options, message):
     assert message in lines[0]
 
 
-@pytest.mark.parametrize(("size", "cols", "device", "still"), [
-    ((181, 321), 12, "CPU", 0.0), ((30, 40), 5, "CPU", 0.0), ((90, 160), 8, "CPU", 4.0), ((181, 321), 12, "CL", 0.0)])
-def test_the_device_path_draws_what_the_host_path_draws(parts, weights, size, cols, device, still):
+@pytest.mark.parametrize(("size", "cols", "device", "still", "model"), [
+    ((181, 321), 12, "CPU", 0.0, "default"), ((30, 40), 5, "CPU", 0.0, "default"),
+    ((90, 160), 8, "CPU", 4.0, "default"), ((181, 321), 12, "CL", 0.0, "default"),
+    ((181, 321), 12, "CPU", 0.0, "fast")])
+def test_the_device_path_draws_what_the_host_path_draws(parts, size, cols, device, still, model):
     """--composite device (the whole frame in one compiled function) against the host path on real frames of the
     sample clip, on the CPU device and on OpenCL (PoCL here): an odd frame size, one smaller than the patch grid
-    (40x30 px for 5x4 cells of 36 px) and the still-cell threshold; the same emoji on at least 99.5% of cells and
-    output pixels within one level on average (see device_frame.py for how the resize is defined), and the same
-    share of cells kept on a repeated frame."""
+    (40x30 px for 5x4 cells of 36 px), the still-cell threshold and the fast model's 18 px patches; the same emoji
+    on at least 99.5% of cells and output pixels within one level on average (see device_frame.py for how the resize
+    is defined), and the same share of cells kept on a repeated frame."""
     cap = cv2.VideoCapture(str(ROOT / "samples" / "sample.mp4"))
     clip = [cap.read()[1] for _ in range(31)][::10]
     frames = [cv2.resize(f, size[::-1], interpolation=cv2.INTER_AREA) for f in clip]
-    ckpt = parts[0] if device == DEVICE else model_io.load(weights, device)
+    ckpt = (parts[0] if device == DEVICE and model == "default"
+            else model_io.load(model_io.shipped_weights(model_name=model), device))
     host, on_device = (Emojifier(ckpt, parts[1], Settings(cols=cols, tile_px=8, device=device, stability=1.0,
                                                           still_threshold=still, cpu_threads=1, composite=c))
                        for c in ("host", "device"))
