@@ -359,6 +359,27 @@ def build_parser() -> argparse.ArgumentParser:
 TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+def in_finaliser(frame) -> bool:
+    """Whether the code a signal interrupted is a weakref callback or a __del__, which the garbage collector runs in
+    the middle of any code and whose exceptions Python prints and drops (a SIGTERM raised in tinygrad's weakref
+    callbacks was lost that way, and the conversion went on to the end)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or Path(code.co_filename).name in ("weakref.py", "_weakrefset.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def redeliver(signum: int) -> None:
+    """Send signum to the main thread again (where it also wakes a sleep or a wait); the process where threads
+    cannot be signalled one by one."""
+    if hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(threading.main_thread().ident, signum)
+    else:
+        signal.raise_signal(signum)
+
+
 @contextlib.contextmanager
 def signals_as_interrupts():
     """SIGTERM and SIGHUP raise Interrupted in the main thread, as Ctrl-C raises KeyboardInterrupt, so the same
@@ -368,9 +389,13 @@ def signals_as_interrupts():
     arrived: list[int] = []
 
     def stop(signum, frame):
-        if not arrived:
-            arrived.append(signum)
-            raise Interrupted(signum)
+        if arrived:
+            return
+        if in_finaliser(frame):  # Python would print the exception there and carry on: deliver it again shortly
+            threading.Timer(0.02, redeliver, (signum,)).start()
+            return
+        arrived.append(signum)
+        raise Interrupted(signum)
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield

@@ -357,3 +357,23 @@ def test_convert_bad_output_exits_2_before_any_work(clips, weights, tmp_path):
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
         assert done.stderr.startswith("emojicam: error: output: expected")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_that_lands_in_a_finaliser_still_interrupts():
+    """The garbage collector runs __del__ methods and weakref callbacks (tinygrad has many) in the middle of any code,
+    and Python prints and drops an exception raised there: a SIGTERM that arrived during one was lost once, and the
+    conversion went on to the end. Here the signal is raised inside a __del__; the wait after it must still end in
+    Interrupted."""
+    from emojicam.cli import signals_as_interrupts
+    from emojicam.errors import Interrupted
+
+    class Dying:
+        def __del__(self):
+            signal.raise_signal(signal.SIGTERM)
+            sum(range(10_000))  # the handler runs here, inside __del__
+
+    t0 = time.monotonic()
+    with pytest.raises(Interrupted), signals_as_interrupts():
+        Dying()
+        time.sleep(30)
+    assert time.monotonic() - t0 < 25, "interrupted in the sleep, not after it"
