@@ -372,8 +372,8 @@ def in_finaliser(frame) -> bool:
 
 
 def redeliver(signum: int) -> None:
-    """Send signum to the main thread again (where it also wakes a sleep or a wait); the process where threads
-    cannot be signalled one by one."""
+    """Send signum to the main thread again, where it also wakes a sleep or a wait (to the process on Windows,
+    where threads cannot be signalled one by one)."""
     if hasattr(signal, "pthread_kill"):
         signal.pthread_kill(threading.main_thread().ident, signum)
     else:
