@@ -253,7 +253,8 @@ class Emojifier:
             JIT captures (see builder.py)."""
             device = resolve_device(settings.device)
             weights = hashlib.sha256(b"".join(t.numpy().tobytes() for t in get_state_dict(ckpt.model).values()))
-            cache_parts = (str(getattr(Device[device], "arch", "")), settings.tile_px, settings.background,
+            renderer = Device[device].renderer  # the code differs by renderer and target (PYTHON::METAL, NULL:WGSL)
+            cache_parts = (f"{type(renderer).__name__}:{renderer.target!r}", settings.tile_px, settings.background,
                            settings.colour_weight, settings.coverage_weight, settings.variety, emoji_set.fingerprint,
                            weights.hexdigest())
             lanes = Lanes(ckpt.model, device, tiles, settings, cache_parts, builder)
