@@ -225,15 +225,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from emojicam.web import export_site, parse_grids, serve
+    from emojicam.web import check_port, export_site, parse_grids, serve
 
     if args.model == "auto":  # `auto` takes the 36 px network on GPUs, and the page runs on the visitor's GPU
         args.model = "default"
     grids = parse_grids(args.grids)
+    check_port(args.port)
     set_dir, weights = model_paths(args)
     settings = Settings(tile_px=args.tile, background=args.background, stability=args.stability,
                         variety=args.variety)
-    site = export_site(args.out_dir, weights, set_dir, grids, settings)
+    site = export_site(args.out_dir, weights, set_dir, grids, settings,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"wrote {site.path}: {len(site.file_bytes)} files, {site.bytes / 1e6:.1f} MB, grids "
           f"{', '.join(site.kernels_per_frame)}", flush=True)
     if args.serve:

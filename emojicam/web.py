@@ -230,11 +230,15 @@ class SiteHandler(SimpleHTTPRequestHandler):
         pass
 
 
+def check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise EmojicamError(f"--port: expected 0..65535 (0 = any free port), got {port}")
+
+
 def serve(site: Path, port: int, announce=print) -> None:
     """Serve the site on 127.0.0.1:port (0: a free one) until Ctrl-C or SIGTERM; announce(url) once listening.
     localhost is a secure context, where browsers allow the camera and WebGPU."""
-    if not 0 <= port <= 65535:
-        raise EmojicamError(f"--port: expected 0..65535 (0 = any free port), got {port}")
+    check_port(port)
     handler = functools.partial(SiteHandler, directory=str(site))
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), handler)

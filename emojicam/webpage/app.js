@@ -607,8 +607,9 @@ function showResults(report) {
   dom.results.hidden = false;
 }
 
-async function benchmark() {
+async function benchmark(names = null) {  // names: the grids to time (default: every grid of the site)
   if (app.benchmarking) return null;
+  const grids = app.grids.filter(g => !names || names.includes(g.name));
   app.benchmarking = true;
   dom.results.hidden = false;
   dom.json.value = "";
@@ -620,14 +621,17 @@ async function benchmark() {
       config: {frame: `built-in ${BENCH_FRAME.join("x")} test card`, emojicam: m.emojicam, model: m.model,
                set: m.set, settings: m.settings},
       records};
-    for (const spec of app.grids) {
+    for (const [i, spec] of grids.entries()) {
       status(`benchmark: ${spec.name} ...`);
+      dom.hud.textContent = `benchmark: grid ${spec.name} (${i + 1} of ${grids.length}) on ${app.gpu.name} ...`;
       const run = runFor(spec.name);
       await run.ready;
       records.push(await gpuTurn(() => benchGrid(run, frame)));
       showResults(report);
     }
     status("benchmark done: copy the JSON below");
+    dom.hud.textContent = `benchmark done on ${app.gpu.name}: the results are below the picture`;
+    dom.results.scrollIntoView();
     return report;
   } finally {
     app.benchmarking = false;
@@ -643,7 +647,9 @@ function pick(info) {
 
 function parseHash() {
   const params = new URLSearchParams(location.hash.slice(1));
-  return {bench: params.has("bench"), grid: params.get("grid")};
+  // #bench (every grid), #bench=32x18,64x36 (those), #grid=32x18 (start the mirror there)
+  return {bench: params.has("bench"), benchGrids: params.get("bench") ? params.get("bench").split(",") : null,
+          grid: params.get("grid")};
 }
 
 async function main() {
@@ -662,7 +668,7 @@ async function main() {
   dom.file.onchange = () => dom.file.files[0] && useVideo(URL.createObjectURL(dom.file.files[0])).catch(fail);
   dom.bench.onclick = () => benchmark().catch(fail);
   dom["copy-json"].onclick = () => navigator.clipboard.writeText(dom.json.value).then(() => status("JSON copied"), fail);
-  if (hash.bench) return benchmark();
+  if (hash.bench) return benchmark(hash.benchGrids);
   dom.hud.textContent = "opening the camera ...";
   await openCamera();
 }
