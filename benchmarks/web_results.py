@@ -30,19 +30,24 @@ def browser_name(agent: str) -> str:
     return agent[:40] or "unknown"
 
 
-def rows(path: Path) -> list[list[str]]:
-    report = json.loads(path.read_text())
+def rows(name: str, report: dict) -> list[list[str]]:
     env = report["environment"]
     adapter, browser = env["adapter"]["name"], browser_name(env.get("browser", ""))
-    return [[adapter, browser, r["grid"], str(r["patches"]), f"{r['forward_fps']:.1f}", f"{r['classify_fps']:.1f}",
-             f"{r['e2e_fps']:.1f}", f"{r['achieved_gflops']:.1f}", str(r["kernels_per_frame"]), path.name]
+    return [[adapter, browser, r["grid"], str(r["patches"]), *(f"{r[k]:.3g}" for k in (
+             "forward_fps", "classify_fps", "e2e_fps", "achieved_gflops")), str(r["kernels_per_frame"]), name]
             for r in report["records"]]
 
 
-def markdown(paths: list[Path]) -> str:
-    table = sorted((row for p in paths for row in rows(p)), key=lambda r: (int(r[3]), -float(r[6])))
+def table(reports: list[tuple[str, dict]]) -> str:
+    """The Markdown table of (name, report) pairs."""
+    found = sorted((row for name, report in reports for row in rows(name, report)),
+                   key=lambda r: (int(r[3]), -float(r[6])))
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in table]) + "\n"
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in found]) + "\n"
+
+
+def markdown(paths: list[Path]) -> str:
+    return table([(path.name, json.loads(path.read_text())) for path in paths])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,6 +163,11 @@ def export_site(out_dir: Path, weights: Path, set_dir: Path, grids: tuple[tuple[
             programs = build_kernels(weights, set_dir, grids, settings, Path(work))
             data = {key: base64.b64encode((Path(work) / "data" / f"{key}.bin").read_bytes()).decode()
                     for key in programs["data"]}
+        for grid in programs["grids"]:
+            biggest = max(b["bytes"] for b in grid["buffers"])
+            if biggest > MAX_BINDING_BYTES:  # the page leaves such a grid out where the adapter allows less
+                log(f"web: grid {grid['name']} needs a {biggest / 2**20:.0f} MiB buffer, more than the 128 MiB "
+                    f"every WebGPU device binds: it runs only on GPUs that allow more")
         png, atlas_cols = atlas_png(emoji_set, settings.tile_px)
         start = min(programs["grids"], key=lambda g: (abs(g["cols"] - START_COLS), g["cols"]))["name"]
         strings = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import json
 import queue
 import shutil
@@ -28,17 +29,16 @@ import pytest
 from browser import Chromium, chromium_binary, fake_camera_flags
 from conftest import ROOT, run_cli
 from media import ffmpeg
+from test_text import SEQUENCES, read_back  # the set's emoji as text, independently of emojicam.text
 
 from emojicam import model as model_io
-from emojicam.emoji_set import DEFAULT_SET, EmojiSet
+from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
 from emojicam.gpu_kernels import LIMITS
 from emojicam.web import SITE_FILES, parse_grids
 
 GRIDS = "16x9,32x18"
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"
-MANIFEST = json.loads((DEFAULT_SET / "manifest.json").read_text())["classes"]
-SEQUENCES = ["".join(chr(int(h, 16)) for h in c["codepoint"].split("-")) for c in MANIFEST]
 TILE = 16
 
 needs_chromium = pytest.mark.skipif(chromium_binary() is None,
@@ -98,6 +98,15 @@ def camera_clip(tmp_path_factory) -> Path:
     return clip
 
 
+@pytest.fixture(scope="module")
+def still_clip(tmp_path_factory) -> Path:
+    """A camera looking at a still picture: the photo with fresh sensor-like noise in every frame, 1 s in a loop."""
+    clip = tmp_path_factory.mktemp("camera") / "still.y4m"
+    ffmpeg("-loop", "1", "-i", PHOTO, "-vf", "scale=640:360,noise=alls=4:allf=t,format=yuv420p", "-r", "15", "-t", "1",
+           clip)
+    return clip
+
+
 def state(browser: Chromium, tab: str) -> dict:
     return browser.evaluate("window.emojicam.state()", tab)
 
@@ -138,18 +147,6 @@ def nearest_tiles(cells: np.ndarray, premult: np.ndarray, uncovered: np.ndarray)
     drawn = premult[None] + uncovered[None, :, :, None] * back[:, :, None, :]
     error = np.abs(drawn - cells[:, None]).mean((2, 3))
     return error.argmin(1), error.min(1)
-
-
-def text_cells(line: str) -> list[int]:
-    """A line of emoji text split into the set's emoji, longest sequence first at each place."""
-    by_length = sorted(range(len(SEQUENCES)), key=lambda i: -len(SEQUENCES[i]))
-    found, at = [], 0
-    while at < len(line):
-        match = next((i for i in by_length if line.startswith(SEQUENCES[i], at)), None)
-        assert match is not None, f"not an emoji of the set at {at} in {line!r}"
-        found.append(match)
-        at += len(SEQUENCES[match])
-    return found
 
 
 # --- the site, without a browser ----------------------------------------------------------------------------------
@@ -265,9 +262,7 @@ def test_the_mirror_keys(mirror):
     browser.press("c", tab)
     browser.wait_for("document.getElementById('status').textContent.startsWith('copied')", tab)
     copied = browser.evaluate("navigator.clipboard.readText()", tab, gesture=True)
-    lines = copied.split("\n")
-    assert copied.endswith("\n") and len(lines) == 9 + 1, copied
-    assert [len(text_cells(line)) for line in lines[:-1]] == [16] * 9
+    assert [len(row) for row in read_back(copied)] == [16] * 9 and copied.endswith("\n"), copied
 
 
 def test_plus_and_minus_change_the_grid(mirror):
@@ -293,6 +288,28 @@ def test_the_mirror_asked_nothing_of_other_origins_and_logged_no_error(mirror):
     errors += browser.events_of(tab, "Runtime.exceptionThrown")
     errors += [e for e in browser.events_of(tab, "Log.entryAdded") if e["entry"]["level"] == "error"]
     assert errors == [], errors
+
+
+@needs_chromium
+def test_the_site_runs_opened_from_a_folder(sites, still_clip):
+    """No server: index.html opened as a file (a USB stick) loads its scripts beside it, which fetch() could not."""
+    with Chromium(timeout=180, webgpu=True, flags=fake_camera_flags(still_clip)) as browser:
+        tab = browser.open((sites("default").site / "index.html").as_uri() + "#grid=16x9", watch=True)
+        now = frames_after(browser, tab, 1)
+        assert now["message"] == "" and now["grid"] == "16x9"
+        urls = [e["request"]["url"] for e in browser.events_of(tab, "Network.requestWillBeSent")]
+        assert all(u.startswith(("file://", "data:", "blob:")) for u in urls), urls
+
+
+@needs_chromium
+def test_a_still_picture_keeps_its_emoji(sites, still_clip):
+    """No flicker: on a still picture with noise, each cell keeps its emoji (hysteresis, as in Python)."""
+    with Chromium(timeout=180, webgpu=True, flags=fake_camera_flags(still_clip)) as browser:
+        tab = browser.open(sites("default").url + "#grid=16x9", watch=True)
+        frames_after(browser, tab, 2)
+        picks = [np.array(captured(browser, tab)[0]["picks"]) for _ in range(5)]
+    changed = [float(np.mean(a != b)) for a, b in itertools.pairwise(picks)]
+    assert max(changed) <= 0.01, changed
 
 
 # --- the same emoji as Python ---------------------------------------------------------------------------------------
@@ -350,7 +367,7 @@ def test_the_benchmark_times_the_grids_asked_for_and_gives_json(sites, tmp_path)
     assert [r["grid"] for r in report["records"]] == ["16x9"] and "end-to-end fps" in shown
     for r in report["records"]:
         assert r["forward_fps"] > 0 and r["classify_fps"] > 0 and r["e2e_fps"] > 0 and r["achieved_gflops"] > 0
-        assert r["ms"]["forward"] <= r["ms"]["classify"] * 1.2 and r["kernels_per_frame"] >= 3
+        assert r["kernels_per_frame"] >= 3 and r["ms"]["e2e"] > 0
         assert r["gflop_per_frame"] == pytest.approx(r["patches"] * r["flops_per_patch"] / 1e9)
     (tmp_path / "laptop.json").write_text(text)
     done = subprocess.run([sys.executable, ROOT / "benchmarks" / "web_results.py", tmp_path / "laptop.json"],
