@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from emojicam import __version__
-from emojicam.atomic import hidden_temp, write_error
+from emojicam.atomic import check_writable, hidden_temp, write_error
 from emojicam.errors import EmojicamError
 from emojicam.grid import MAX_COLS, check_tile_px
 from emojicam.settings import Settings
@@ -154,8 +154,7 @@ def export_site(out_dir: Path, weights: Path, set_dir: Path, grids: tuple[tuple[
     config = json.loads(meta["config"])
     patch_px = config["patch_px"]
     check_grids(grids, patch_px, settings.tile_px)
-    if not out_dir.absolute().parent.is_dir():
-        raise EmojicamError(f"OUT_DIR: expected a folder whose parent exists, got {out_dir}")
+    check_writable(out_dir)  # now, not after the kernels are built
     log(f"web: tinygrad renders the kernels of {len(grids)} grid(s) as WGSL (about 10 s a grid)")
     staging = hidden_temp(out_dir, "site")
     try:

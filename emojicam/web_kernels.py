@@ -9,7 +9,7 @@ the network, the scores and the pick with hysteresis (Scorer.pick), and each cel
 (`auto`: scoring.auto_background of the cell's mean colour). It runs here as a child process, so the renderer is
 chosen before tinygrad starts and no capture shares the process with anything else:
 
-    DEV=NULL:WGSL NO_MEMORY_PLANNER=1 python -m emojicam.web_kernels SPEC_JSON   (SPEC_JSON from web.export)
+    DEV=NULL:WGSL NO_MEMORY_PLANNER=1 python -m emojicam.web_kernels SPEC_JSON   (SPEC_JSON from web.build_kernels)
 
 and writes OUT/programs.json and OUT/data/*.bin (SPEC_JSON names OUT).
 """
@@ -81,9 +81,8 @@ def captured(fn, *inputs: Tensor) -> TinyJit:
 
 
 class Buffers:
-    """One grid's buffers, shared by its programs: an input or output by name, a constant by its data, and
-    temporaries, which a later program reuses (the programs run one after another; nothing in a temporary outlives
-    its program)."""
+    """One grid's buffers, shared by its programs: inputs and outputs by name, constants by their data, temporaries
+    reused by a later program (programs run one after another, and nothing in a temporary outlives its program)."""
 
     def __init__(self) -> None:
         self.entries: list[dict] = []
