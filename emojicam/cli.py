@@ -353,8 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "from the same network and scoring, the weights and the tile atlas) that runs the "
                                    "emoji mirror and a GPU benchmark on the visitor's GPU in any browser with WebGPU, "
                                    "nothing installed. Nothing is loaded from elsewhere: put it on any static host, "
-                                   "or open it with --serve. Keys as in live, and c copies the emoji as text; "
-                                   "index.html#bench runs the benchmark.")
+                                   "open its index.html from the folder, or serve it here with --serve. Keys as in "
+                                   "live, and c copies the emoji as text; index.html#bench runs the benchmark.")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR",
                    help="folder for the site: a new or empty one, or an earlier site, which is replaced")
     grids = ",".join(f"{c}x{r}" for c, r in DEFAULT_GRIDS)
