@@ -397,6 +397,7 @@ def bench_command(args) -> int:
     from emojicam.bench_report import check_outputs, format_text, write_outputs
     from emojicam.engine import model_files, resolve_device
     from emojicam.grid import Grid
+    from emojicam.kernels import runs_on_cpu
     from emojicam.settings import ModelChoice
 
     check_outputs(args.json, args.markdown, args.plot)
@@ -405,7 +406,7 @@ def bench_command(args) -> int:
         Grid.for_frame((SOURCE_SIZE[1], SOURCE_SIZE[0]), cols, cfg.tile_px)  # bad --cols/--tile fail now
     # --model auto: what convert runs on the first device measured (the 36 px network, see model.auto_model)
     choice = ModelChoice(args.set_name, args.model, args.weights, args.emoji_set)
-    set_dir, weights = model_files(choice, resolve_device(cfg.devices[0]))
+    set_dir, weights = model_files(choice, runs_on_cpu(resolve_device(cfg.devices[0])))
     report = run(cfg, weights, set_dir, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_text(report), end="")
     write_outputs(report, args.json, args.markdown, args.plot)

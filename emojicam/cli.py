@@ -204,13 +204,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
+    from emojicam.engine import model_files
     from emojicam.web import check_port, export_site, parse_grids, serve
 
-    if args.model == "auto":  # `auto` takes the 36 px network on GPUs, and the page runs on the visitor's GPU
-        args.model = "default"
     grids = parse_grids(args.grids)
     check_port(args.port)
-    set_dir, weights = model_paths(args)
+    set_dir, weights = model_files(model_choice(args), on_cpu=False)  # the page runs on the visitor's GPU
     settings = Settings(tile_px=args.tile, background=args.background, stability=args.stability,
                         variety=args.variety)
     site = export_site(args.out_dir, weights, set_dir, grids, settings,

@@ -370,9 +370,10 @@ class Emojifier:
         return self.lanes.searched(batch)
 
 
-def model_files(choice: ModelChoice, device: str, real_time: bool = False) -> tuple[Path, Path]:
-    """(emoji set folder, weights file) that choice names on this device (see ModelChoice, model.auto_model)."""
-    name = choice.model if choice.model != "auto" else model.auto_model(runs_on_cpu(device), real_time)
+def model_files(choice: ModelChoice, on_cpu: bool, real_time: bool = False) -> tuple[Path, Path]:
+    """(emoji set folder, weights file) that choice names for a CPU device or a GPU (see ModelChoice,
+    model.auto_model)."""
+    name = choice.model if choice.model != "auto" else model.auto_model(on_cpu, real_time)
     weights = choice.weights if choice.weights is not None else model.shipped_weights(choice.set_name, name)
     return (choice.emoji_set if choice.emoji_set is not None else shipped_set(choice.set_name)), weights
 
@@ -381,5 +382,5 @@ def open_engine(settings: Settings, choice: ModelChoice = ModelChoice(), real_ti
     """Load the emoji set and weights that choice names and build the engine on settings' device (real_time: for
     the live mirror, see ModelChoice)."""
     device = resolve_device(settings.device)
-    set_dir, weights = model_files(choice, device, real_time)
+    set_dir, weights = model_files(choice, runs_on_cpu(device), real_time)
     return Emojifier(model.load(weights, device), EmojiSet.load(set_dir), settings)
