@@ -21,6 +21,9 @@ def probe_devices(candidates: tuple[str, ...] = KNOWN) -> list[DeviceStatus]:
     ImportError to RuntimeError, so every exception means "not here")."""
     from tinygrad import Tensor
 
+    from emojicam.caches import open_caches
+
+    open_caches()
     out = []
     for name in candidates:
         try:
