@@ -153,5 +153,7 @@ def convert_paths(inputs: list[str], output_dir: Path | None, args, make_emojifi
             from emojicam.video import convert_video
 
             stats = convert_video(emojifier, src, dst, quiet=args.quiet)
-            say(f"{src} -> {dst} ({stats.frames} frames at {stats.fps:.1f} fps; {stats.skipped:.0%} of cells kept "
-                  f"their emoji without a forward pass)")
+            retimed = stats.retiming.note(stats.frame_rate)
+            say(f"{src} -> {dst} ({stats.frames} frames written, {stats.frames / stats.frame_rate:.2f} s at "
+                f"{stats.frame_rate:g} fps{'; ' + retimed if retimed else ''}; converted at {stats.fps:.1f} frames/s; "
+                f"{stats.skipped:.0%} of cells kept their emoji without a forward pass)")
