@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emojicam.atomic import check_writable, unwritable
 from emojicam.capture import Capture
 from emojicam.convert import VIDEO_OUT_EXTS
 from emojicam.errors import EmojicamError, Interrupted
@@ -344,8 +345,11 @@ def check_options(opts: LiveOptions) -> None:
                                 f"got '{opts.record.suffix or opts.record.name}'")
         if not opts.record.parent.is_dir():
             raise EmojicamError(f"--record: expected an existing folder, got {opts.record.parent}")
+        check_writable(opts.record)  # now, not when the first frame comes
     if opts.window and not opts.snapshot_dir.is_dir():
         raise EmojicamError(f"--snapshots: expected an existing folder, got {opts.snapshot_dir}")
+    if opts.window and (why := unwritable(opts.snapshot_dir)):
+        raise EmojicamError(f"--snapshots: expected a folder to write snapshots into, got {opts.snapshot_dir}: {why}")
 
 
 def end_of_mirror(meter: FpsMeter, device: str, shape: str, first_s: float, reason: str, capture,
