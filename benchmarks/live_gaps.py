@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/live_gaps.py [--device CL] [--cols 64] [--frames 150] [--out benchmarks/results]
 
-Runs `emojicam live`'s own frame step (`emojicam.live.render`: mirror, emojify, the view) on the frames of
+Runs `emojicam live`'s own pick step (`emojicam.mirror.Picker`: the grid asked for once ready) on the frames of
 samples/sample.mp4 as fast as they come, without a window, in three fresh processes, each with an empty JIT cache
 and an empty tinygrad kernel cache (what a first-time user has):
 - steady: the starting grid only;
@@ -40,7 +40,8 @@ def run_scenario(scenario: str, device: str | None, cols: int, frames: int) -> d
     from emojicam import lanes, model
     from emojicam.emoji_set import EmojiSet
     from emojicam.engine import Emojifier, Settings
-    from emojicam.live import LiveState, grid_steps, render
+    from emojicam.live import grid_steps
+    from emojicam.mirror import Picker, View
 
     cap = cv2.VideoCapture(str(ROOT / "samples" / "sample.mp4"))
     clip = []
@@ -50,16 +51,17 @@ def run_scenario(scenario: str, device: str | None, cols: int, frames: int) -> d
         lanes.compiles_in_child = lambda device: False
     settings = Settings(cols=cols, device=device, stability=1.0, still_threshold=4.0)  # live's defaults
     engine = Emojifier(model.load(model.DEFAULT_WEIGHTS, device), EmojiSet.load(), settings)
-    st = LiveState(cols=cols, mirror=False, steps=grid_steps(clip[0].shape, settings.tile_px, cols))
+    steps, view = grid_steps(clip[0].shape, settings.tile_px, cols), View(cols, mirror=False)
+    picker = Picker(engine, wait_first=True, say=lambda line: None)  # only the very first frame waits
     shown_at, grids, pressed_at, i = [], [], None, 0
     # steady: `frames` frames; a grid change: on until `frames` frames after the new grid shows (or 5 minutes)
     while i < frames or (pressed_at and grids[-1] == grids[0] and time.perf_counter() - pressed_at < 300):
         if i == PRESS_AT and scenario != "steady":
-            st.cols, pressed_at = next(c for c in st.steps if c > cols), time.perf_counter()
+            view, pressed_at = View(next(c for c in steps if c > cols), mirror=False), time.perf_counter()
         if scenario == "foreground":
-            result = engine(clip[i % len(clip)], cols=st.cols)  # wait=True: the frame waits for any compile
+            result = engine(clip[i % len(clip)], cols=view.cols)  # wait=True: the frame waits for any compile
         else:
-            _, result = render(engine, clip[i % len(clip)], st)
+            result = picker(clip[i % len(clip)], view.cols, view, True, i).picked
         shown_at.append(time.perf_counter())
         grids.append(f"{result.grid.cols}x{result.grid.rows}")
         i += 1

@@ -395,14 +395,17 @@ def config_from_args(args) -> BenchConfig:
 def bench_command(args) -> int:
     """`emojicam bench`: measure, print the tables, write the files asked for."""
     from emojicam.bench_report import check_outputs, format_text, write_outputs
-    from emojicam.cli import model_paths
+    from emojicam.engine import model_files, resolve_device
     from emojicam.grid import Grid
+    from emojicam.settings import ModelChoice
 
     check_outputs(args.json, args.markdown, args.plot)
     cfg = config_from_args(args)
     for cols in cfg.cols:
         Grid.for_frame((SOURCE_SIZE[1], SOURCE_SIZE[0]), cols, cfg.tile_px)  # bad --cols/--tile fail now
-    set_dir, weights = model_paths(args)
+    # --model auto: what convert runs on the first device measured (the 36 px network, see model.auto_model)
+    choice = ModelChoice(args.set_name, args.model, args.weights, args.emoji_set)
+    set_dir, weights = model_files(choice, resolve_device(cfg.devices[0]))
     report = run(cfg, weights, set_dir, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_text(report), end="")
     write_outputs(report, args.json, args.markdown, args.plot)

@@ -64,10 +64,6 @@ class Builder:
             if not keep(key) and job.cancel():
                 del self._builds[key]
 
-    def busy(self) -> bool:
-        """Whether a build is queued or running."""
-        return any(not job.done() for job in self._builds.values())
-
     def run_child(self, cmd: list[str], timeout_s: float) -> bool:
         """Run a helper process for a build (precompile.py) and wait: True when it succeeded. After close() it is
         stopped, and the build it belongs to fails instead of compiling here."""

@@ -10,16 +10,13 @@ import threading
 from pathlib import Path
 
 from emojicam import __version__, jit_cache
-from emojicam.emoji_set import BACKGROUNDS, SETS, shipped_set
-from emojicam.engine import COMPOSITES, Settings
+from emojicam.emoji_set import SETS
 from emojicam.errors import EmojicamError, Interrupted
 from emojicam.grid import PATCH_PX
-from emojicam.model import MODELS, shipped_weights
+from emojicam.settings import BACKGROUNDS, COLS, COMPOSITES, MODELS, TILE_PX, ModelChoice, Settings
 
 QUIET_HELP = ("no progress and no per-file lines, only warnings and errors (progress is a bar on a terminal, "
               "a line every few seconds in a log)")
-
-COLS = 64
 
 
 def add_engine_args(p: argparse.ArgumentParser, stability: float, still: float = 0.0, text_help: str = "",
@@ -29,7 +26,7 @@ def add_engine_args(p: argparse.ArgumentParser, stability: float, still: float =
     the output is known). cols_help: what an unset --cols (None then) means besides the default."""
     p.add_argument("--cols", type=int, default=None if cols_help else COLS,
                    help=f"grid columns; rows follow the aspect ratio (default {COLS}{cols_help})")
-    p.add_argument("--tile", type=int, default=16, help="output pixels per emoji tile (default 16)")
+    p.add_argument("--tile", type=int, default=TILE_PX, help=f"output pixels per emoji tile (default {TILE_PX})")
     p.add_argument("--background", choices=BACKGROUNDS, default=None if text_help else "auto",
                    help="behind transparent emoji pixels: auto = per tile, the colour that brings the tile's mean "
                         "colour to its cell's" + (f"; {text_help}" if text_help else " (default auto)"))
@@ -52,9 +49,9 @@ def add_engine_args(p: argparse.ArgumentParser, stability: float, still: float =
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """Which network and emoji set: a shipped pair by name, or a custom set and its weights."""
-    p.add_argument("--model", choices=MODELS, default="default",
+    p.add_argument("--model", choices=MODELS, default="auto",
                    help="shipped network: default (36 px input), fast (18 px, about 5x fewer FLOPs, for real time "
-                        "on CPUs) (default default)")
+                        "on CPUs), auto = fast for `live` on CPU devices, else default (default auto)")
     p.add_argument("--set", choices=tuple(SETS), default="default", dest="set_name",
                    help="shipped emoji set: default (256 Twemoji), full (every Twemoji but flags, components and "
                         "skin tones) (default default)")
@@ -64,10 +61,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="folder of emoji PNGs (default: the shipped --set)")
 
 
-def model_paths(args: argparse.Namespace) -> tuple[Path, Path]:
-    """(emoji set folder, weights file) named by --set/--model or by --emoji-set/--weights."""
-    weights = args.weights if args.weights is not None else shipped_weights(args.set_name, args.model)
-    return (args.emoji_set if args.emoji_set is not None else shipped_set(args.set_name)), weights
+def model_choice(args: argparse.Namespace) -> ModelChoice:
+    """The network and emoji set that --set/--model or --emoji-set/--weights name."""
+    return ModelChoice(args.set_name, args.model, args.weights, args.emoji_set)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -77,16 +73,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     composite=args.composite)
 
 
-def make_emojifier(args: argparse.Namespace):
-    """Load the set and weights named by args and build the engine (imports tinygrad lazily)."""
-    from emojicam import model
-    from emojicam.emoji_set import EmojiSet
-    from emojicam.engine import Emojifier, resolve_device
+def make_emojifier(args: argparse.Namespace, real_time: bool = False):
+    """The engine that args ask for (imports tinygrad lazily); real_time: for the live mirror (--model auto)."""
+    from emojicam.engine import open_engine
 
-    settings = settings_from(args)
-    set_dir, weights = model_paths(args)
-    emoji_set = EmojiSet.load(set_dir)
-    return Emojifier(model.load(weights, resolve_device(settings.device)), emoji_set, settings)
+    return open_engine(settings_from(args), model_choice(args), real_time)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -96,25 +87,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def training_device(device: str | None) -> str:
-    """--device for training: by default the CPU device where tinygrad's default runs on the CPU anyway (PoCL):
-    there the planar training step is 0.9-1.3x OpenCL's on a quiet machine and 2.1-2.4x on a busy one
-    (benchmarks/results/2026-12-02-train-speed-quiet.md, -train-speed.md)."""
-    from tinygrad import Device
-
-    from emojicam.caches import open_caches
-    from emojicam.engine import resolve_device
-    from emojicam.kernels import runs_on_cpu
-
-    open_caches()  # before Device.DEFAULT: picking a device compiles
-    if device is None and runs_on_cpu(Device.DEFAULT):
-        device = "CPU"
-    return resolve_device(device)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from emojicam.atomic import check_writable
     from emojicam.emoji_set import EmojiSet
+    from emojicam.engine import resolve_device
     from emojicam.train import TrainConfig, train
 
     if not 10 <= args.patch_px <= 64:
@@ -126,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_writable(args.output)  # in a moment, not after the training
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, patch_px=args.patch_px,
                       channels=channels)
-    ckpt = train(emoji_set, args.output, cfg, device=training_device(args.device), resume=args.resume,
+    ckpt = train(emoji_set, args.output, cfg, device=resolve_device(args.device), resume=args.resume,
                  quiet=args.quiet)
     print(f"hold-out top-1 {ckpt.info['holdout_top1']:.2%} on {ckpt.info['holdout_size']} perturbed emoji; "
           f"wrote {args.output}")
@@ -162,7 +138,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from emojicam.live import LiveOptions, run_live
+    from emojicam.live import run_live
+    from emojicam.mirror import LiveOptions
 
     opts = LiveOptions(camera=args.camera, source=args.source, record=args.record, window=not args.no_window,
                        max_frames=args.max_frames, virtual_camera=args.virtual_camera, snapshot_dir=args.snapshots)
@@ -170,9 +147,9 @@ def cmd_live(args: argparse.Namespace) -> int:
         from emojicam.terminal import run_terminal
 
         args.background = args.background or "white"
-        run_terminal(opts, settings_from(args), lambda: make_emojifier(args), max_cols=args.cols)
+        run_terminal(opts, settings_from(args), lambda: make_emojifier(args, real_time=True), max_cols=args.cols)
         return 0
-    run_live(opts, settings_from(args), lambda: make_emojifier(args))
+    run_live(opts, settings_from(args), lambda: make_emojifier(args, real_time=True))
     return 0
 
 
@@ -350,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "device); default both on GPUs, host on CPU devices")
     p.add_argument("--peak-gflops", action="append", default=None,
                    help="assumed peak GFLOP/s: N for every device or DEVICE=N (default: worked out per device)")
-    p.add_argument("--tile", type=int, default=16, help="output pixels per emoji tile (default 16)")
+    p.add_argument("--tile", type=int, default=TILE_PX, help=f"output pixels per emoji tile (default {TILE_PX})")
     add_model_args(p)
     p.add_argument("--json", type=Path, default=None, help="write every record and the environment as JSON")
     p.add_argument("--markdown", type=Path, default=None, help="write the tables as Markdown")

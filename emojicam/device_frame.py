@@ -106,10 +106,11 @@ class DeviceFrame:
     params: Tensor  # (3,) float32: stability margin, still threshold, 1 on a first frame (forget the state)
 
 
-def frame_function(scores: Callable[[Tensor], Tensor], tiles: Tiles, frame_shape: tuple[int, ...], grid: Grid,
+def frame_function(scores: Callable[[Tensor, Tensor], Tensor], tiles: Tiles, frame_shape: tuple[int, ...], grid: Grid,
                    still: bool, device: str, patch_px: int = PATCH_PX) -> DeviceFrame:
     """Build (not yet compile: the first two calls do) the frame function for this frame size and grid. scores:
-    (N, P, P, 3) uint8 RGB patches (P = patch_px, the network's input) -> (N, K) scores, as the host path's.
+    (N, P, P, 3) uint8 RGB patches (P = patch_px, the network's input) and (N,) cell indices -> (N, K) scores, as
+    the host path's.
     still: compare 6x6 thumbnails against the threshold (live) instead of whole patches bit for bit."""
     (h, w), n, t = frame_shape[:2], grid.count, grid.tile_px
 
@@ -121,6 +122,9 @@ def frame_function(scores: Callable[[Tensor], Tensor], tiles: Tiles, frame_shape
     picked_on = Tensor.zeros(n, THUMB_PX * THUMB_PX * 3 if still else patch_px * patch_px * 3,
                              device=device).contiguous().realize()
     shown = Tensor.zeros(n, dtype=dtypes.int32, device=device).contiguous().realize()
+    # each cell's index (the variety dither's), kept on the device: made inside the function, it was copied up from
+    # the host on every frame
+    cell_ids = Tensor(np.arange(n, dtype=np.int32), device=device).realize()
 
     def cells(x: Tensor, px: int) -> Tensor:  # (rows*px, cols*px, 3) -> (N, px, px, 3), row-major cell order
         return x.reshape(grid.rows, px, grid.cols, px, 3).permute(0, 2, 1, 3, 4).reshape(n, px, px, 3)
@@ -128,7 +132,7 @@ def frame_function(scores: Callable[[Tensor], Tensor], tiles: Tiles, frame_shape
     def run(frame: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         small = area_resize(frame, (grid.rows * patch_px, grid.cols * patch_px), to_patches)
         patches = cells(small.flip(2), patch_px).cast(dtypes.uint8).contiguous()  # RGB, as the network learnt
-        score = scores(patches)
+        score = scores(patches, cell_ids)
         margin, threshold, first = params[0], params[1], params[2] > 0
         best = score.argmax(1).cast(dtypes.int32)
         gap = score.max(1) - score.gather(1, shown.unsqueeze(1)).squeeze(1)

@@ -13,7 +13,6 @@ from emojicam.errors import EmojicamError
 from emojicam.grid import PATCH_PX
 from emojicam.resources import shipped
 
-BACKGROUNDS = ("black", "white", "auto")
 DEFAULT_SET = shipped("emoji_set")
 SETS = {"default": "", "full": "full"}  # `--set`: the shipped sets, as folders inside emoji_set/ (build.py)
 

@@ -13,33 +13,37 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from tinygrad import Device, Tensor
 from tinygrad.nn.state import get_state_dict
 
-from emojicam import jit_cache
+from emojicam import jit_cache, model
 from emojicam.builder import Builder, on_compile_thread
 from emojicam.caches import open_caches
 from emojicam.compositor import Compositor, TileArrays, tile_arrays
 from emojicam.device_frame import DeviceFrame, Tiles, frame_function
-from emojicam.emoji_set import BACKGROUNDS, EmojiSet
+from emojicam.devices import default_device
+from emojicam.emoji_set import EmojiSet, shipped_set
 from emojicam.errors import EmojicamError
-from emojicam.grid import Grid, check_tile_px, cut_patches, thumbnails
+from emojicam.gpu_kernels import Launches, launches
+from emojicam.grid import Grid, cut_patches, thumbnails
 from emojicam.kernels import runs_on_cpu
 from emojicam.lanes import Lanes, on_host, read_from, write_into
 from emojicam.model import Checkpoint
 from emojicam.scoring import Scorer
-from emojicam.settings import COMPOSITES, Settings
+from emojicam.settings import COMPOSITES, ModelChoice, Settings
 
 __all__ = ["COMPOSITES", "STAGES", "EmojiFrame", "Emojifier", "Settings", "resolve_device"]
 STAGES = ("cut", "upload", "forward", "download", "composite")
 
 
 def resolve_device(device: str | None) -> str:
-    """Canonical tinygrad device name that works here, or a one-line EmojicamError."""
+    """Canonical tinygrad device name that works here (None: devices.default_device), or a one-line
+    EmojicamError."""
     open_caches()  # before tinygrad picks a device: picking one compiles
-    name = Device.DEFAULT if device is None else device.upper()
+    name = default_device().name if device is None else device.upper()
     try:
         name = Device.canonicalize(name)
         Tensor([1.0], device=name).add(1).realize().numpy()
@@ -100,6 +104,12 @@ class HostPath:
     def prepare(self, frame_shape: tuple[int, ...], grid: Grid) -> None:
         self._lanes.prepare(grid.count)
 
+    def progress(self, frame_shape: tuple[int, ...], grid: Grid) -> tuple[int, int]:
+        return self._lanes.progress(grid.count)
+
+    def launches(self, frame_shape: tuple[int, ...], grid: Grid) -> Launches:
+        return self._lanes.launches(grid.count)
+
     def traffic(self, frame_shape: tuple[int, ...], grid: Grid) -> tuple[int, int]:
         """The patches, cell indices, previous emoji and margin up; the emoji down."""
         px = self._lanes.patch_px
@@ -146,7 +156,6 @@ class DevicePath:
         this machine's JIT cache. Its state lives inside it, so a loaded one needs only new inputs."""
         h, w, grid = key
         still = self._settings.still_threshold > 0
-        # the whole grid every frame: scores' default cells (0..N-1) are the grid's, as the variety dither needs
         built = frame_function(self._scorer.scores, self._tiles, (h, w, 3), grid, still, self.device,
                                self._patch_px)
         cache_key = jit_cache.cache_key(self.device, *self._cache_parts, "frame", h, w, grid.cols, grid.rows, still)
@@ -170,6 +179,14 @@ class DevicePath:
 
     def prepare(self, frame_shape: tuple[int, ...], grid: Grid) -> None:
         self._queue((*frame_shape[:2], grid))
+
+    def progress(self, frame_shape: tuple[int, ...], grid: Grid) -> tuple[int, int]:
+        return int((*frame_shape[:2], grid) in self._frames), 1
+
+    def launches(self, frame_shape: tuple[int, ...], grid: Grid) -> Launches:
+        key = (*frame_shape[:2], grid)
+        self._queue(key).result()
+        return launches(self._frames[key].jit)
 
     def traffic(self, frame_shape: tuple[int, ...], grid: Grid) -> tuple[int, int]:
         """The frame and three numbers up; the emoji frame and each cell's emoji (and the moved count) down."""
@@ -216,14 +233,6 @@ class Emojifier:
         if ckpt.set_fingerprint != emoji_set.fingerprint or ckpt.class_names != emoji_set.names:
             raise EmojicamError(f"weights: expected weights trained on this emoji set (fingerprint "
                                 f"{emoji_set.fingerprint}), got weights for set {ckpt.set_fingerprint}")
-        if settings.background not in BACKGROUNDS:
-            raise EmojicamError(f"--background: expected one of {', '.join(BACKGROUNDS)}, got {settings.background}")
-        check_tile_px(settings.tile_px)
-        if settings.composite not in COMPOSITES:
-            raise EmojicamError(f"--composite: expected one of {', '.join(COMPOSITES)}, got {settings.composite}")
-        for flag, value in (("--stability", settings.stability), ("--still-threshold", settings.still_threshold)):
-            if not value >= 0:
-                raise EmojicamError(f"{flag}: expected a number >= 0, got {value}")
         open_caches()
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
         self.patch_px = ckpt.model.config.patch_px
@@ -235,7 +244,8 @@ class Emojifier:
             JIT captures (see builder.py)."""
             device = resolve_device(settings.device)
             weights = hashlib.sha256(b"".join(t.numpy().tobytes() for t in get_state_dict(ckpt.model).values()))
-            cache_parts = (str(getattr(Device[device], "arch", "")), settings.tile_px, settings.background,
+            renderer = Device[device].renderer  # the code differs by renderer and target (PYTHON::METAL, NULL:WGSL)
+            cache_parts = (f"{type(renderer).__name__}:{renderer.target!r}", settings.tile_px, settings.background,
                            settings.colour_weight, settings.coverage_weight, settings.variety, emoji_set.fingerprint,
                            weights.hexdigest())
             lanes = Lanes(ckpt.model, device, tiles, settings, cache_parts, builder)
@@ -277,22 +287,46 @@ class Emojifier:
         """Prepare for frames of this shape at this grid in the background; returns at once (see grid_ready)."""
         self._path.prepare(frame_shape, self.grid_for(frame_shape, cols))
 
-    def preparing(self) -> bool:
-        """Whether a background build is queued or running."""
-        return self._builder.busy()
+    def progress(self, frame_shape: tuple[int, ...], cols: int | None = None) -> tuple[int, int]:
+        """(done, needed): how many of the builds that frames of this shape at this grid need before they run are
+        ready (the host path: one per lane; the device path: the frame function)."""
+        return self._path.progress(frame_shape, self.grid_for(frame_shape, cols))
+
+    def pick_still(self, frame: np.ndarray, cols: int | None = None, batch: int | None = None) -> EmojiFrame:
+        """A still's grid and emoji, without the previous frame (no stability, no skipped cells); its patches go
+        through the network in a batch padded to `batch` patches (None: the grid's), so that stills at several grids
+        share one compiled shape (text's --max-chars search tries 2-5 grids)."""
+        grid = self.grid_for(frame.shape, cols)
+        patches = cut_patches(frame, grid, self.patch_px)
+        pad = max(0, (batch or grid.count) - grid.count)
+        got = self.lanes.classify(np.concatenate([patches, np.zeros((pad, *patches.shape[1:]), np.uint8)]))
+        return EmojiFrame(grid, got.indices[:grid.count], 0.0, got.ms)
 
     def traffic(self, frame_shape: tuple[int, ...], cols: int | None = None) -> tuple[int, int]:
         """Bytes uploaded and downloaded per frame when every cell goes through the network."""
         return self._path.traffic(frame_shape, self.grid_for(frame_shape, cols))
+
+    def launches(self, frame_shape: tuple[int, ...], cols: int | None = None) -> Launches:
+        """What the device runs for a frame of this shape at this grid when every cell goes through the network:
+        the kernels (launch sizes, buffers, FLOPs, bytes) of the compiled function (the host path: one lane's
+        network and scores for the whole grid; the device path: the frame function). Builds it first if needed."""
+        return self._path.launches(frame_shape, self.grid_for(frame_shape, cols))
 
     def reset(self) -> None:
         """Forget the previous frame (start of a new video or after a cut)."""
         self._path.reset()
 
     def close(self) -> None:
-        """Stop preparing: queued builds are dropped and a running build's helper process is stopped (live calls
-        this on the way out, so quitting never waits for a grid nobody will see)."""
+        """Release the engine: queued builds are dropped, a running build's helper process is stopped (so quitting
+        never waits for a grid nobody will see) and the lanes' threads end. Every command closes its engine (with)."""
         self._builder.close()
+        self.lanes.close()
+
+    def __enter__(self) -> Emojifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def classify(self, patches: np.ndarray, prev: np.ndarray | None = None,
                  cells: np.ndarray | None = None) -> np.ndarray:
@@ -316,3 +350,18 @@ class Emojifier:
 
     def searched(self, batch: int) -> int:
         return self.lanes.searched(batch)
+
+
+def model_files(choice: ModelChoice, device: str, real_time: bool = False) -> tuple[Path, Path]:
+    """(emoji set folder, weights file) that choice names on this device (see ModelChoice, model.auto_model)."""
+    name = choice.model if choice.model != "auto" else model.auto_model(runs_on_cpu(device), real_time)
+    weights = choice.weights if choice.weights is not None else model.shipped_weights(choice.set_name, name)
+    return (choice.emoji_set if choice.emoji_set is not None else shipped_set(choice.set_name)), weights
+
+
+def open_engine(settings: Settings, choice: ModelChoice = ModelChoice(), real_time: bool = False) -> Emojifier:
+    """Load the emoji set and weights that choice names and build the engine on settings' device (real_time: for
+    the live mirror, see ModelChoice)."""
+    device = resolve_device(settings.device)
+    set_dir, weights = model_files(choice, device, real_time)
+    return Emojifier(model.load(weights, device), EmojiSet.load(set_dir), settings)

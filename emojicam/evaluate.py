@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from emojicam.emoji_set import EmojiSet
 from emojicam.grid import Grid, cell_means, compose
+
+if TYPE_CHECKING:
+    from emojicam.engine import Emojifier
 
 
 def colour_error(original: np.ndarray, output: np.ndarray, tile_px: int) -> float:
@@ -74,7 +78,7 @@ def measure(emoji_set: EmojiSet, frame: np.ndarray, output: np.ndarray, indices:
             "wallpaper": round(wallpaper(indices, grid), 4)}
 
 
-def evaluate(emojifier, photos: list[Path], out_dir: Path, cols: int = 64, seed: int = 0) -> dict:
+def evaluate(emojifier: Emojifier, photos: list[Path], out_dir: Path, cols: int = 64, seed: int = 0) -> dict:
     """Measures for emojicam's settings, the classic mosaic and random tiles on each photo, plus a contact
     sheet (original | emojicam | baseline) per photo; results also go to out_dir/quality.json. The mosaic and the
     random tiles are drawn on black, or on the engine's background where that is plain (white or black: text)."""
@@ -128,7 +132,7 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def flicker_rate(emojifier, frames: list[np.ndarray], cols: int) -> float:
+def flicker_rate(emojifier: Emojifier, frames: list[np.ndarray], cols: int) -> float:
     """Mean share of tiles whose emoji changes from one frame to the next."""
     emojifier.reset()
     changes, prev = [], None
@@ -146,12 +150,9 @@ def noisy_still(frame: np.ndarray, count: int, sigma: float = 3.0, seed: int = 0
     return [np.clip(frame + rng.normal(0, sigma, frame.shape), 0, 255).astype(np.uint8) for _ in range(count)]
 
 
-def cut_lag(emojifier, before: np.ndarray, after: np.ndarray, cols: int, settle: float = 0.95) -> int:
+def cut_lag(emojifier: Emojifier, before: np.ndarray, after: np.ndarray, cols: int, settle: float = 0.95) -> int:
     """Frames after a hard cut until `settle` of the tiles show what a stability-free engine would show."""
-    from emojicam.grid import cut_patches
-
-    grid = emojifier.grid_for(after.shape, cols)
-    target = emojifier.classify(cut_patches(after, grid, emojifier.patch_px))  # no previous frame: no hysteresis
+    target = emojifier.pick_still(after, cols).indices  # no previous frame: no hysteresis
     emojifier.reset()
     for _ in range(3):
         emojifier.pick(before, cols=cols)

@@ -16,6 +16,7 @@ from tinygrad.helpers import BEAM
 from emojicam import jit_cache
 from emojicam.builder import Builder
 from emojicam.compositor import TileArrays
+from emojicam.gpu_kernels import Launches, launches
 from emojicam.kernels import InferenceNet
 from emojicam.model import TinyConvNet
 from emojicam.precompile import TIMEOUT_S, child_command, child_spec, compiles_in_child
@@ -199,6 +200,22 @@ class Lanes:
         width, and store it in this machine's JIT cache in place of the default one (`emojicam tune`)."""
         with Context(BEAM=beam):
             self._queue(batch, fresh=True).result()
+
+    def progress(self, batch: int) -> tuple[int, int]:
+        """(lanes whose function for batches of `batch` patches is ready, lanes)."""
+        shares = zip(self._lanes, self._shares(batch), strict=True)
+        return sum(len(share) in lane.jits for lane, share in shares), len(self._lanes)
+
+    def close(self) -> None:
+        """End the lanes' threads (a classify after this fails)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def launches(self, batch: int) -> Launches:
+        """The kernels the first lane runs for batches of `batch` patches (built first if needed)."""
+        self._ensure(batch)
+        lane, share = self._lanes[0], self._shares(batch)[0]
+        return launches(lane.jits[len(share)])
 
     def searched(self, batch: int) -> int:
         """The BEAM width the kernels for batches of `batch` patches were searched with (0 = tinygrad's default

@@ -1,4 +1,5 @@
-"""`emojicam live`: the live emoji mirror: a window with a heads-up display and keys, recording, a virtual webcam.
+"""`emojicam live`: the live emoji mirror in a window with a heads-up display and keys, a recording, a virtual
+webcam; the frame loop itself is mirror.py's.
 
 Keys: q/Esc quit, +/- grid density, m mirror, o original/emoji/side-by-side, s PNG snapshot, space pause.
 Capture runs in its own thread (emojicam.capture), so reading overlaps with inference, compositing and display.
@@ -11,137 +12,138 @@ import os
 import socket
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from emojicam.atomic import check_writable, unwritable
 from emojicam.capture import Capture
-from emojicam.convert import VIDEO_OUT_EXTS
-from emojicam.errors import EmojicamError, Interrupted
+from emojicam.errors import EmojicamError
 from emojicam.grid import Grid
 from emojicam.images import write_image
+from emojicam.mirror import (
+    LOOKS,
+    LiveOptions,
+    Picker,
+    Shot,
+    Status,
+    View,
+    check_options,
+    closing_line,
+    run_mirror,
+    seconds_since_process_start,
+    source_lost,
+)
+from emojicam.video import OUT_EXTS
+
+if TYPE_CHECKING:
+    from emojicam.engine import Emojifier
+    from emojicam.settings import Settings
 
 WINDOW = "emojicam"
 DISPLAY_MAX = (1280, 720)  # largest window; smaller art is scaled up by a whole number so emoji stay crisp
 COLS_STEPS = (8, 12, 16, 24, 32, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512)
-VIEWS = ("emoji", "side-by-side", "original")
 KEYS_HELP = "q quit  +/- grid  m mirror  o view  s snapshot  space pause"
 NO_WINDOW_HINT = "; run with --no-window --record OUT.mp4 (or --virtual-camera) instead"
 
 
-@dataclass(frozen=True)
-class LiveOptions:
-    """What `emojicam live` was asked to do, next to the engine's Settings."""
-
-    camera: int = 0
-    source: str | None = None          # a file or stream URL instead of the camera
-    record: Path | None = None
-    window: bool = True
-    max_frames: int | None = None      # with a file: also read every frame instead of pacing at its fps
-    virtual_camera: bool = False
-    snapshot_dir: Path = Path(".")
-
-
-class FpsMeter:
-    """Frames per second over the last `window_s` seconds, and the mean rate since the first frame."""
-
-    def __init__(self, window_s: float = 1.0):
-        self.window_s, self.count, self.first, self.last = window_s, 0, 0.0, 0.0
-        self._recent: deque[float] = deque()
-
-    def tick(self, now: float | None = None) -> None:
-        now = time.perf_counter() if now is None else now
-        self.first = now if self.count == 0 else self.first
-        self.count, self.last = self.count + 1, now
-        self._recent.append(now)
-        while len(self._recent) > 2 and now - self._recent[0] > self.window_s:
-            self._recent.popleft()
-
-    @property
-    def fps(self) -> float:
-        r = self._recent
-        return (len(r) - 1) / (r[-1] - r[0]) if len(r) > 1 and r[-1] > r[0] else 0.0
-
-    @property
-    def mean_fps(self) -> float:
-        return (self.count - 1) / (self.last - self.first) if self.last > self.first else 0.0
-
-
-@dataclass
-class LiveState:
-    """What the keys change while the mirror runs."""
-
-    cols: int                # the grid density asked for (keys); shown once compiled
-    mirror: bool
-    steps: list[int] = field(default_factory=list)  # the grid densities +/- move between
-    view: str = "emoji"
-    paused: bool = False
-    quit: bool = False
-    rerender: bool = False   # emojify the held frame again (a key changed how it looks)
-    reset: bool = False      # forget the stability state (the picture moved: mirror toggled)
-    shown_cols: int = 0      # the grid density on screen: the last one asked for that is compiled
-    asked: tuple[float, int] = (0.0, 0)  # when the last +/- was pressed: (perf_counter, frames shown by then)
-
-
-def on_key(key: int, st: LiveState, shown: np.ndarray, snapshot_dir: Path, frame_no: int) -> None:
-    """Apply one key press; prints what changed, one line, so scripts (and tests) can follow."""
+def on_key(key: int, view: View, steps: list[int]) -> tuple[View, str]:
+    """The view after one key press and what else it asks for ("quit", "snapshot" or ""); prints what changed, one
+    line, so scripts (and tests) can follow."""
     ch = chr(key) if 0 <= key < 128 else ""
     if key == 27 or ch == "q":
-        st.quit = True
-    elif ch and ch in "+=-_":
-        finer = ch in "+="
-        options = [c for c in st.steps if (c > st.cols if finer else c < st.cols)]
-        if options:
-            st.cols, st.rerender = (options[0] if finer else options[-1]), True
-            st.asked = (time.perf_counter(), frame_no)
-        print(f"grid: {st.cols} columns", flush=True)
+        return view, "quit"
+    if ch and ch in "+=-_":
+        options = [c for c in steps if (c > view.cols if ch in "+=" else c < view.cols)]
+        view = View(options[0] if ch in "+=" else options[-1], view.mirror, view.look, view.paused) if options \
+            else view
+        print(f"grid: {view.cols} columns", flush=True)
     elif ch == "m":
-        st.mirror, st.rerender, st.reset = not st.mirror, True, True
-        print(f"mirror: {'on' if st.mirror else 'off'}", flush=True)
+        view = View(view.cols, not view.mirror, view.look, view.paused)
+        print(f"mirror: {'on' if view.mirror else 'off'}", flush=True)
     elif ch == "o":
-        st.view, st.rerender = VIEWS[(VIEWS.index(st.view) + 1) % len(VIEWS)], True
-        print(f"view: {st.view}", flush=True)
+        view = View(view.cols, view.mirror, LOOKS[(LOOKS.index(view.look) + 1) % len(LOOKS)], view.paused)
+        print(f"view: {view.look}", flush=True)
     elif ch == " ":
-        st.paused = not st.paused
-        print("paused" if st.paused else "resumed", flush=True)
+        view = View(view.cols, view.mirror, view.look, not view.paused)
+        print("paused" if view.paused else "resumed", flush=True)
     elif ch == "s":
-        name = f"emojicam-{time.strftime('%Y%m%d-%H%M%S')}-{frame_no:06d}.png"
-        print(f"snapshot: {write_image(snapshot_dir / name, shown)}", flush=True)
+        return view, "snapshot"
+    return view, ""
 
 
-def render(emojifier, frame: np.ndarray, st: LiveState):
-    """Mirror -> emojify -> the chosen view (the original at the emoji frame's size); returns the picture and the
-    engine's EmojiFrame. A grid asked for that is not compiled yet is prepared in the background while the grid on
-    screen keeps running (only the very first frame waits for its grid); it is shown from the first frame after
-    it is ready. Never waits for a batch size of moved cells either (see Emojifier.pick)."""
-    if st.reset:
-        emojifier.reset()
-        st.reset = False
-    if st.mirror:
-        frame = cv2.flip(frame, 1)
-    emojifier.prepare_grid(frame.shape, st.cols)  # queued once per shape; the whole grid first
-    if not st.shown_cols or emojifier.grid_ready(frame.shape, st.cols):
-        st.shown_cols = st.cols
-    result = emojifier(frame, cols=st.shown_cols, wait=False)
-    emoji = result.image
-    if st.view == "emoji":
-        return emoji, result
-    original = cv2.resize(frame, (emoji.shape[1], emoji.shape[0]), interpolation=cv2.INTER_AREA)
-    return (original if st.view == "original" else np.hstack([original, emoji])), result
+def picture(engine: Emojifier, shot: Shot, look: str) -> np.ndarray:
+    """What the window and the recording show for a shot: the emoji frame, the frame itself at the emoji frame's
+    size, or both side by side (LOOKS); while the first grid is prepared, the frame at that grid's size."""
+    if shot.picked is None:
+        size = shot.preparing.grid.output_size if shot.preparing is not None else shot.frame.shape[1::-1]
+        return cv2.resize(shot.frame, size, interpolation=cv2.INTER_AREA)
+    emoji = engine.render(shot.picked, shot.frame).image
+    if look == "emoji":
+        return emoji
+    original = cv2.resize(shot.frame, (emoji.shape[1], emoji.shape[0]), interpolation=cv2.INTER_AREA)
+    return original if look == "original" else np.hstack([original, emoji])
 
 
-def report_switch(before, after, st: LiveState, frame_no: int) -> None:
-    """One line when the grid on screen changes (Grids before -> after): how long the new one took to prepare and
-    how many frames were shown meanwhile, so scripts (and tests) see the picture never waited."""
-    if before is not None and after != before:
-        print(f"grid: {after.cols}x{after.rows} ready after {time.perf_counter() - st.asked[0]:.1f} s, "
-              f"{frame_no - st.asked[1]} frames shown while it was prepared", flush=True)
+def hud_lines(engine: Emojifier, shot: Shot, status: Status, wanted: Grid | None) -> list[str]:
+    """fps, grid, device and network (and the grid being prepared); ms per engine stage of the frame shown; the
+    time to the first frame and the view; the keys. While no grid is ready, how far its preparation is."""
+    view = status.view
+    state = f"{view.look}, mirror {'on' if view.mirror else 'off'}" + (", PAUSED" if view.paused else "")
+    if shot.picked is None:
+        return [f"{engine.device}, {engine.patch_px} px network", str(shot.preparing or "no grid"), state, KEYS_HELP]
+    grid = shot.picked.grid
+    stages = " ".join(f"{name} {ms:.1f}" for name, ms in shot.picked.stage_ms.items())
+    preparing = f"  preparing {wanted.cols}x{wanted.rows}" if wanted is not None and wanted != grid else ""
+    return [f"{status.fps:.1f} fps  grid {grid.cols}x{grid.rows} ({grid.count} tiles)  {engine.device}{preparing}",
+            f"{stages} ms", f"first frame {status.first_s:.1f} s  {state}", KEYS_HELP]
+
+
+class PictureOutput:
+    """The mirror as pictures: the window (with its heads-up display and keys, unless --no-window) and the sinks
+    (recording, virtual camera), which get emoji frames only."""
+
+    def __init__(self, engine: Emojifier, window: Window | None, sinks: list[FixedSizeSink], snapshot_dir: Path,
+                 steps: list[int]):
+        self.engine, self.window, self.sinks, self.snapshot_dir, self.steps = engine, window, sinks, snapshot_dir, steps
+        self._shown: Shot | None = None
+        self._view: View | None = None
+
+    def cols(self, frame_shape: tuple[int, ...], view: View) -> int:
+        return view.cols
+
+    def render(self, shot: Shot, view: View) -> np.ndarray:
+        return picture(self.engine, shot, view.look)
+
+    def show(self, rendered: np.ndarray, shot: Shot, status: Status) -> None:
+        if shot.preparing is not None and self._shown is None:
+            print(f"{shot.preparing}: showing the source meanwhile", flush=True)
+        if shot.picked is not None:  # a recording holds emoji frames only, not the first start's preparation
+            changed, now = shot.fresh or status.view != self._view, time.perf_counter()
+            for sink in self.sinks:
+                sink.write(rendered, changed, now)
+        if self.window is not None:
+            wanted = self.engine.grid_for(shot.frame.shape, status.view.cols)
+            self.window.show(rendered, hud_lines(self.engine, shot, status, wanted))
+        self._shown, self._view = shot, status.view
+
+    def keys(self, view: View, rendered: np.ndarray) -> tuple[View, str]:
+        """Every key pressed since the last frame, in order (none without a window)."""
+        if self.window is None:
+            return view, ""
+        wait_ms = 30 if view.paused or self._shown is None or self._shown.picked is None else 1
+        while (key := self.window.key(wait_ms)) != -1:
+            view, asked = on_key(key, view, self.steps)
+            if asked == "quit":
+                return view, "q pressed"
+            if asked == "snapshot":
+                name = f"emojicam-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.png"
+                print(f"snapshot: {write_image(self.snapshot_dir / name, rendered)}", flush=True)
+            wait_ms = 1
+        return view, "window closed" if self.window.closed else ""
 
 
 def letterbox(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -307,70 +309,19 @@ def grid_steps(frame_shape: tuple[int, ...], tile_px: int, cols: int) -> list[in
     return steps
 
 
-def hud_lines(meter: FpsMeter, emojifier, result, frame_shape: tuple[int, ...], first_s: float,
-              st: LiveState) -> list[str]:
-    """fps, grid, device (and the grid being prepared); ms per engine stage of the frame shown (result, an
-    EmojiFrame); first-frame latency and the view; the keys."""
-    grid, wanted = result.grid, emojifier.grid_for(frame_shape, st.cols)
-    stages = " ".join(f"{name} {ms:.1f}" for name, ms in result.stage_ms.items())
-    state = f"{st.view}, mirror {'on' if st.mirror else 'off'}" + (", PAUSED" if st.paused else "")
-    preparing = f"  preparing {wanted.cols}x{wanted.rows}" if wanted != grid else ""
-    return [f"{meter.fps:.1f} fps  grid {grid.cols}x{grid.rows} ({grid.count} tiles)  {emojifier.device}{preparing}",
-            f"{stages} ms", f"first frame {first_s:.1f} s  {state}", KEYS_HELP]
-
-
-def seconds_since_process_start() -> float:
-    """How long ago this process started (Linux /proc), so first-frame latency includes Python's start-up."""
-    try:
-        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        return float(Path("/proc/uptime").read_text().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 def report_first_frame(t_start: float, t_open: float, t_engine: float) -> float:
-    """Print and return the seconds from process start to the first shown frame, split by stage."""
+    """Print and return the seconds from process start to the first emoji frame, split by stage."""
     now = time.perf_counter()
     print(f"first frame after {now - t_start:.2f} s (start-up and source {t_open - t_start:.2f} s, engine "
           f"{t_engine - t_open:.2f} s, first emoji frame {now - t_engine:.2f} s)", flush=True)
     return now - t_start
 
 
-def check_options(opts: LiveOptions) -> None:
-    if opts.max_frames is not None and opts.max_frames < 1:
-        raise EmojicamError(f"--max-frames: expected at least 1, got {opts.max_frames}")
-    if opts.record is not None:
-        if opts.record.suffix.lower() not in VIDEO_OUT_EXTS:
-            raise EmojicamError(f"--record: expected a video name ({' '.join(VIDEO_OUT_EXTS)}), "
-                                f"got '{opts.record.suffix or opts.record.name}'")
-        if not opts.record.parent.is_dir():
-            raise EmojicamError(f"--record: expected an existing folder, got {opts.record.parent}")
-        check_writable(opts.record)  # now, not when the first frame comes
-    if opts.window and not opts.snapshot_dir.is_dir():
-        raise EmojicamError(f"--snapshots: expected an existing folder, got {opts.snapshot_dir}")
-    if opts.window and (why := unwritable(opts.snapshot_dir)):
-        raise EmojicamError(f"--snapshots: expected a folder to write snapshots into, got {opts.snapshot_dir}: {why}")
-
-
-def end_of_mirror(meter: FpsMeter, device: str, shape: str, first_s: float, reason: str, capture,
-                  recorded: str = "") -> EmojicamError | None:
-    """Print the closing line of a mirror (window or terminal); the error to raise if the source stopped sending
-    frames before the user quit (None: it did not)."""
-    print(f"live: {meter.count} frames, mean {meter.mean_fps:.1f} fps, device {device}, {shape}, first frame "
-          f"{first_s:.2f} s; ended: {reason}{recorded}", flush=True)
-    if not capture.failed:
-        return None
-    return EmojicamError(f"source: expected frames from {capture.name} until you quit, got none after frame "
-                         f"{meter.count}: {reason}{'; the recording so far is kept' if recorded else ''}")
-
-
-def run_live(opts: LiveOptions, settings, make_engine: Callable) -> None:
+def run_live(opts: LiveOptions, settings: Settings, make_engine: Callable[[], Emojifier]) -> None:
     """Run the mirror until q/Esc, Ctrl-C, --max-frames or the end of the source; prints a one-line summary.
-
-    settings: the engine's Settings (cols, tile_px); make_engine() builds the Emojifier once the source is open.
-    """
+    make_engine() builds the engine once the source is open."""
     t_start = time.perf_counter() - seconds_since_process_start()
-    check_options(opts)
+    check_options(opts, OUT_EXTS)
     if opts.window:
         check_display()
     if opts.virtual_camera:
@@ -380,70 +331,33 @@ def run_live(opts: LiveOptions, settings, make_engine: Callable) -> None:
     with ExitStack() as stack:
         capture = stack.enter_context(Capture(opts.camera if opts.source is None else opts.source, every_frame))
         t_open = time.perf_counter()
-        size = Grid.for_frame(capture.frame_shape, settings.cols, settings.tile_px).output_size
-        by_clock = capture.paced or capture.kind != "file"
-        sinks = []
-        if opts.virtual_camera:
-            sinks.append(FixedSizeSink(stack.enter_context(VirtualCamera(size, capture.fps)), size, capture.fps,
-                                       by_clock=False))
-        if opts.record is not None:
-            from emojicam.video import VideoWriter
-
-            writer = stack.enter_context(VideoWriter(opts.record, capture.fps, size))
-            sinks.append(FixedSizeSink(writer, size, capture.fps, by_clock))
+        sinks = open_sinks(stack, opts, capture, Grid.for_frame(capture.frame_shape, settings.cols,
+                                                                settings.tile_px).output_size)
         window = stack.enter_context(Window()) if opts.window else None
-        emojifier = make_engine()
-        stack.callback(emojifier.close)
+        engine = stack.enter_context(make_engine())
         t_engine = time.perf_counter()
-        st = LiveState(cols=settings.cols, mirror=capture.kind == "camera",
-                       steps=grid_steps(capture.frame_shape, settings.tile_px, settings.cols))
-        meter, frames, reason, first_s, result = FpsMeter(), iter(capture), "", 0.0, None
-        failed: EmojicamError | None = None  # a snapshot or the recording could not be written
-        signalled: Interrupted | None = None  # re-raised once the recording is finished
-        try:
-            while True:
-                fresh = not st.paused
-                if fresh and (frame := next(frames, None)) is None:
-                    reason = capture.end_reason
-                    break
-                # paused on a grid that was being prepared: show it once it is ready
-                switch = st.paused and st.shown_cols != st.cols and emojifier.grid_ready(frame.shape, st.cols)
-                if changed := fresh or st.rerender or switch:
-                    before = result.grid if result is not None else None
-                    (shown, result), st.rerender = render(emojifier, frame, st), False
-                    report_switch(before, result.grid, st, meter.count)
-                now = time.perf_counter()
-                for sink in sinks:
-                    sink.write(shown, changed, now)
-                if window is not None:
-                    window.show(shown, hud_lines(meter, emojifier, result, frame.shape, first_s, st))
-                    wait_ms = 30 if st.paused else 1
-                    while (key := window.key(wait_ms)) != -1:  # every key pressed since the last frame, in order
-                        on_key(key, st, shown, opts.snapshot_dir, meter.count)
-                        wait_ms = 1
-                    capture.pause(st.paused)
-                if fresh:
-                    meter.tick()
-                    first_s = first_s or report_first_frame(t_start, t_open, t_engine)
-                if st.quit or (window is not None and window.closed):
-                    reason = "q pressed" if st.quit else "window closed"
-                    break
-                if opts.max_frames is not None and meter.count >= opts.max_frames:
-                    reason = f"--max-frames {opts.max_frames} reached"
-                    break
-        except Interrupted as e:  # SIGTERM, SIGHUP: like Ctrl-C, but the exit status says which signal
-            reason, signalled = f"interrupted ({e})", e
-        except KeyboardInterrupt:
-            reason = "interrupted (Ctrl-C)"
-        except EmojicamError as e:  # the with-block still finishes the recording (unless it was what failed)
-            failed = e
-    if failed is not None:
-        raise failed
-    grid = emojifier.grid_for(capture.frame_shape, st.shown_cols or st.cols)
-    recorded = f"; recorded {opts.record}" if opts.record is not None else ""
-    stopped = end_of_mirror(meter, emojifier.device, f"grid {grid.cols}x{grid.rows} ({grid.count} tiles)", first_s,
-                            reason, capture, recorded)
-    if signalled is not None:
-        raise signalled
-    if stopped is not None:
-        raise stopped
+        steps = grid_steps(capture.frame_shape, settings.tile_px, settings.cols)
+        output = PictureOutput(engine, window, sinks, opts.snapshot_dir, steps)
+        picker = Picker(engine, wait_first=every_frame, say=lambda line: print(line, flush=True))
+        ending = run_mirror(capture, picker, output, View(settings.cols, mirror=capture.kind == "camera"),
+                            opts.max_frames, lambda: report_first_frame(t_start, t_open, t_engine))
+    print(closing_line(ending, engine, opts.record), flush=True)
+    if ending.error is not None:
+        raise ending.error
+    if (lost := source_lost(capture, ending, opts.record is not None)) is not None:
+        raise lost
+
+
+def open_sinks(stack: ExitStack, opts: LiveOptions, capture: Capture, size: tuple[int, int]) -> list[FixedSizeSink]:
+    """The virtual camera and the recording asked for, at the starting grid's output size (each has one size)."""
+    sinks = []
+    if opts.virtual_camera:
+        sinks.append(FixedSizeSink(stack.enter_context(VirtualCamera(size, capture.fps)), size, capture.fps,
+                                   by_clock=False))
+    if opts.record is not None:
+        from emojicam.video import VideoWriter
+
+        writer = stack.enter_context(VideoWriter(opts.record, capture.fps, size))
+        # a recording plays at the speed it was shown, unless a file is read frame by frame
+        sinks.append(FixedSizeSink(writer, size, capture.fps, by_clock=capture.paced or capture.kind != "file"))
+    return sinks

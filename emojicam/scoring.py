@@ -50,8 +50,10 @@ class Scorer:
         """net: the network on its device; tile_bgr (K, 3) each emoji's premultiplied mean BGR and tile_cover (K,)
         its coverage, both at the output tile size."""
         self.net, self.device, self.settings = net, net.device, settings
-        self.emoji_rgb = Tensor(tile_bgr[:, ::-1].copy(), device=self.device).realize()  # (K, 3) RGB
-        self.emoji_cover = Tensor(np.ascontiguousarray(tile_cover), device=self.device).realize()  # (K,)
+        # (K, 4): each emoji's mean RGB and coverage in one buffer, so that the kernel of the scores takes 8 buffers,
+        # as many as WebGPU guarantees (maxStorageBuffersPerShaderStage)
+        emoji = np.concatenate([tile_bgr[:, ::-1], tile_cover[:, None]], 1).astype(np.float32)
+        self.emoji = Tensor(emoji, device=self.device).realize()
         self.emoji_keys = Tensor(emoji_keys(len(tile_cover)), device=self.device).realize()  # (K,) uint32
 
     def scores(self, x: Tensor, cells: Tensor | None = None) -> Tensor:
@@ -69,14 +71,15 @@ class Scorer:
         if cfg.colour_weight == 0 and cfg.coverage_weight == 0:
             return logp
         patch_mean = self.net.mean_colours(x).unsqueeze(1)  # (N, 1, 3) RGB
-        emoji, uncovered = self.emoji_rgb.unsqueeze(0), 1 - self.emoji_cover.reshape(1, -1, 1)
+        cover = self.emoji[:, 3]
+        emoji, uncovered = self.emoji[:, :3].unsqueeze(0), 1 - cover.reshape(1, -1, 1)
         if cfg.background == "auto":
             background = auto_background(patch_mean, emoji, uncovered)
         else:
             background = 0.0 if cfg.background == "black" else 255.0
         drawn = emoji + uncovered * background
         colour_err = ((drawn - patch_mean) * (1 / 255)).square().sum(2)
-        return logp - cfg.colour_weight * colour_err + cfg.coverage_weight * self.emoji_cover.unsqueeze(0)
+        return logp - cfg.colour_weight * colour_err + cfg.coverage_weight * cover.unsqueeze(0)
 
     def pick(self, x: Tensor, cells: Tensor, prev: Tensor, margin: Tensor) -> Tensor:
         """(N,) int32: the best-scoring emoji per patch, unless it beats the patch's previous emoji by no more than

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import os
 import select
-import signal
 import sys
 import termios
 import time
@@ -19,15 +18,31 @@ import tty
 import unicodedata
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from emojicam.capture import Capture
 from emojicam.errors import EmojicamError
-from emojicam.grid import MAX_COLS, Grid
-from emojicam.live import FpsMeter, LiveOptions, check_options, end_of_mirror, seconds_since_process_start
+from emojicam.grid import MAX_COLS, Grid, cell_means
+from emojicam.mirror import (
+    LiveOptions,
+    Picker,
+    Shot,
+    Status,
+    View,
+    check_options,
+    closing_line,
+    run_mirror,
+    seconds_since_process_start,
+    source_lost,
+)
 from emojicam.text import check_text_background, emoji_strings
+
+if TYPE_CHECKING:
+    from emojicam.emoji_set import EmojiSet
+    from emojicam.engine import Emojifier
+    from emojicam.settings import Settings
 
 ZWJ, VS16 = "\u200d", "\ufe0f"
 # 256-colour codes for pure white and black (the 8 basic colours are themed: "white" is often light grey)
@@ -60,7 +75,7 @@ def draws_two_wide(text: str, wcwidth: Callable[[str], int] | None = None) -> bo
             and (wcwidth is None or wcwidth(base) == 2))
 
 
-def terminal_glyphs(emoji_set, background: str) -> list[str]:
+def terminal_glyphs(emoji_set: EmojiSet, background: str) -> list[str]:
     """Per emoji of the set, what the terminal shows for it: the emoji itself where it draws two columns wide,
     else the first part of a ZWJ sequence (the person without the profession or sign), else the emoji of the set
     that looks most like it on the background (nearest tile by pixels) and does draw two wide."""
@@ -133,6 +148,16 @@ class Screen:
         self.shown = None
         self.write("\x1b[0m\x1b[2J")
 
+    def blocks(self, colours: np.ndarray, status: str, columns: int, lines: int) -> None:
+        """Draw a (rows, cols, 3) grid of BGR colours as plain blocks, two columns each, and the status line: the
+        picture while the first grid is prepared (24-bit colour, which terminals without it round)."""
+        parts = [SYNC_BEGIN]
+        for r, row in enumerate(colours.astype(int)):
+            parts.append(f"\x1b[{r + 1};1H" + "".join(f"\x1b[48;2;{c[2]};{c[1]};{c[0]}m  " for c in row))
+        parts += [f"\x1b[0m\x1b[{lines};1H", status[:max(0, columns - 1)], "\x1b[K", SYNC_END]
+        self.shown = None  # every emoji cell is drawn again after this
+        self.write("".join(parts))
+
     def frame(self, ids: np.ndarray | None, glyphs: list[str], status: str, columns: int, lines: int) -> None:
         """Draw a (rows, cols) grid of glyph ids (None: nothing) and the status line, as one write: cursor home,
         then for each run of changed cells in a row its position and its glyphs."""
@@ -160,14 +185,6 @@ class Screen:
         return pressed
 
 
-class Stopped(Exception):
-    """SIGTERM or SIGHUP arrived: leave the loop the way q does, so the terminal is restored."""
-
-
-def _stop(signum, _frame) -> None:
-    raise Stopped(signal.Signals(signum).name)
-
-
 def check_terminal(opts: LiveOptions) -> None:
     if not (os.isatty(sys.stdout.fileno()) and os.isatty(sys.stdin.fileno())):
         raise EmojicamError("--terminal: expected to run in a terminal, got stdin or stdout redirected; run it in "
@@ -175,60 +192,76 @@ def check_terminal(opts: LiveOptions) -> None:
     if opts.record is not None or opts.virtual_camera:
         raise EmojicamError("--terminal: expected the terminal alone, got --record or --virtual-camera too; those go "
                             "with the window (or --no-window)")
-    check_options(opts)
+    check_options(opts, ())
 
 
-def run_terminal(opts: LiveOptions, settings, make_engine: Callable, max_cols: int | None = None) -> None:
+class TerminalOutput:
+    """The mirror as emoji characters in this terminal: the largest grid that fits (again after a resize), glyphs
+    drawn in place; while a grid is prepared, the picture as blocks of the cells' colours; q quits."""
+
+    def __init__(self, engine: Emojifier, screen: Screen, max_cols: int | None, background: str):
+        glyph_of = terminal_glyphs(engine.emoji_set, background)
+        self.glyphs = sorted(set(glyph_of))
+        self.glyph_ids = np.array([self.glyphs.index(g) for g in glyph_of])  # the same glyph, the same id
+        self.engine, self.screen, self.max_cols, self.tile_px = engine, screen, max_cols, engine.settings.tile_px
+        self.size: tuple[int, int] | None = None
+        self.grid: Grid | None = None
+
+    def cols(self, frame_shape: tuple[int, ...], view: View) -> int | None:
+        """The grid that fits the terminal now (asked each frame: it follows a resize without a SIGWINCH handler)."""
+        if (size := self.screen.size()) != self.size:
+            self.size, self.grid = size, fit_grid(frame_shape, size, self.max_cols, self.tile_px)
+            self.screen.clear()  # the old picture is in the wrong place
+        return self.grid.cols if self.grid is not None else None
+
+    def render(self, shot: Shot, view: View) -> np.ndarray | None:
+        """(rows, cols) glyph ids, or None where the grid shown does not fit (the terminal shrank) or none is ready."""
+        picked = shot.picked
+        if picked is None or self.grid is None or picked.grid.cols > self.grid.cols or picked.grid.rows > \
+                self.grid.rows:
+            return None
+        return self.glyph_ids[picked.indices].reshape(picked.grid.rows, picked.grid.cols)
+
+    def show(self, rendered: np.ndarray | None, shot: Shot, status: Status) -> None:
+        if self.grid is None:
+            self.screen.frame(None, self.glyphs, f"q quits  terminal {self.size[0]}x{self.size[1]} too small",
+                              *self.size)
+        elif rendered is None:
+            self.screen.blocks(cell_means(shot.frame, self.grid).reshape(self.grid.rows, self.grid.cols, 3),
+                               f"q quits  {shot.preparing or 'preparing'}", *self.size)
+        else:
+            grid = shot.picked.grid
+            self.screen.frame(rendered, self.glyphs, f"q quits  {status.fps:4.1f} fps  grid {grid.cols}x{grid.rows}"
+                                                     f"  {self.engine.device}", *self.size)
+
+    def keys(self, view: View, rendered: np.ndarray | None) -> tuple[View, str]:
+        if not self.screen.quit_pressed():
+            if rendered is None:
+                time.sleep(0.03)  # while preparing: a few redraws a second, not a busy loop
+            return view, ""
+        return view, "q pressed"
+
+
+def run_terminal(opts: LiveOptions, settings: Settings, make_engine: Callable[[], Emojifier],
+                 max_cols: int | None = None) -> None:
     """Run the terminal mirror until q, Ctrl-C, --max-frames or the end of the source; then print a one-line
     summary on the restored terminal. settings: the engine's (background white or black); max_cols: at most this
     many emoji a row (None: as many as fit)."""
     check_text_background(settings.background)
     check_terminal(opts)
-    meter, reason, grid, first_s = FpsMeter(), "", None, 0.0
     t_start = time.perf_counter() - seconds_since_process_start()
     with ExitStack() as stack:
         # a file is paced at its own fps unless --max-frames asks for every frame (as in the window mode)
         capture = stack.enter_context(Capture(opts.camera if opts.source is None else opts.source,
                                               every_frame=opts.max_frames is not None))
-        emojifier = make_engine()
-        glyph_of = terminal_glyphs(emojifier.emoji_set, settings.background)
-        unique = sorted(set(glyph_of))
-        glyphs, glyph_ids = unique, np.array([unique.index(g) for g in glyph_of])  # same glyph, same id
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            stack.callback(signal.signal, signum, signal.signal(signum, _stop))
+        engine = stack.enter_context(make_engine())
         screen = stack.enter_context(Screen(settings.background))
-        frames, size = iter(capture), None
-        try:
-            while True:
-                if (frame := next(frames, None)) is None:
-                    reason = capture.end_reason
-                    break
-                if (now := screen.size()) != size:
-                    size, grid = now, fit_grid(frame.shape, now, max_cols, settings.tile_px)
-                    screen.clear()
-                    if grid is not None:  # compile (or load) every batch size the grid uses now, not mid-stream
-                        screen.frame(None, glyphs, f"q quits  preparing a {grid.cols}x{grid.rows} grid ...", *size)
-                        emojifier.warm_up(grid.count)
-                if capture.kind == "camera":
-                    frame = cv2.flip(frame, 1)  # a mirror, as in the window
-                ids = None
-                if grid is not None:
-                    picked = emojifier.pick(frame, grid.cols)
-                    grid, ids = picked.grid, glyph_ids[picked.indices].reshape(picked.grid.rows, picked.grid.cols)
-                meter.tick()
-                first_s = first_s or time.perf_counter() - t_start
-                layout = f"grid {grid.cols}x{grid.rows}" if grid else f"terminal {size[0]}x{size[1]} too small"
-                screen.frame(ids, glyphs, f"q quits  {meter.fps:4.1f} fps  {layout}  {emojifier.device}", *size)
-                if screen.quit_pressed():
-                    reason = "q pressed"
-                    break
-                if opts.max_frames is not None and meter.count >= opts.max_frames:
-                    reason = f"--max-frames {opts.max_frames} reached"
-                    break
-        except KeyboardInterrupt:
-            reason = "interrupted (Ctrl-C)"
-        except Stopped as e:
-            reason = f"stopped ({e})"
-    shape = f"grid {grid.cols}x{grid.rows} ({grid.count} emoji)" if grid else "no grid (terminal too small)"
-    if (stopped := end_of_mirror(meter, emojifier.device, shape, first_s, reason, capture)) is not None:
-        raise stopped
+        output = TerminalOutput(engine, screen, max_cols, settings.background)
+        picker = Picker(engine, wait_first=opts.max_frames is not None, say=lambda line: None)  # the screen is ours
+        ending = run_mirror(capture, picker, output, View(settings.cols, mirror=capture.kind == "camera"),
+                            opts.max_frames, lambda: time.perf_counter() - t_start)
+    print(closing_line(ending, engine), flush=True)
+    if ending.error is not None:
+        raise ending.error
+    if (lost := source_lost(capture, ending, recorded=False)) is not None:
+        raise lost

@@ -10,12 +10,17 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from emojicam.atomic import write_atomic
 from emojicam.errors import EmojicamError
-from emojicam.grid import MAX_COLS, Grid, cut_patches
+from emojicam.grid import MAX_COLS, Grid
+
+if TYPE_CHECKING:
+    from emojicam.emoji_set import EmojiSet
+    from emojicam.engine import Emojifier
 
 TEXT_EXTS = (".txt", ".html")
 TEXT_BACKGROUNDS = ("white", "black")
@@ -24,7 +29,7 @@ NO_CODEPOINTS = ("text output needs each emoji's codepoints, and this emoji set 
                  "(.png) instead")
 
 
-def emoji_strings(emoji_set) -> list[str]:
+def emoji_strings(emoji_set: EmojiSet) -> list[str]:
     """Each emoji of the set as the characters a text holds: its fully qualified Unicode sequence ("1F324-FE0F"
     -> U+1F324 U+FE0F), in class order; EmojicamError for a set without codepoints."""
     if emoji_set.codepoints is None:
@@ -89,34 +94,24 @@ def most_cols(frame_shape: tuple[int, ...], max_chars: int, max_cols: int | None
     return cols
 
 
-def text_art(emojifier, frame: np.ndarray, strings: list[str], cols: int | None = None,
+def text_art(emojifier: Emojifier, frame: np.ndarray, strings: list[str], cols: int | None = None,
              max_chars: int | None = None) -> TextArt:
     """A still's emoji as text at cols columns (None: the engine's); with max_chars, at the grid with the most
     columns (at most cols) whose text, newlines included, has at most max_chars characters as Python counts them.
     Emoji take 1 to 8 characters (ZWJ sequences are long), so a grid's length is known only once its emoji are
     picked: grids are tried from the densest whose shortest possible text fits, down, and the first that fits is
-    the answer (typically 2-5 tries)."""
+    the answer (typically 2-5 tries, all in the densest grid's compiled batch: see Emojifier.pick_still)."""
     if max_chars is None:
-        emojifier.reset()
-        picked = emojifier.pick(frame, cols)
+        picked = emojifier.pick_still(frame, cols)
         return TextArt(picked.grid, art_lines(strings, picked.indices, picked.grid))
     top = most_cols(frame.shape, max_chars, cols, emojifier.settings.tile_px)
     batch = emojifier.grid_for(frame.shape, top).count
     for c in range(top, 0, -1):
-        if (art := padded_art(emojifier, frame, strings, c, batch)).chars <= max_chars:
+        picked = emojifier.pick_still(frame, c, batch)
+        if (art := TextArt(picked.grid, art_lines(strings, picked.indices, picked.grid))).chars <= max_chars:
             return art
     raise EmojicamError(f"--max-chars: expected room for one column of this picture's emoji, got {max_chars} "
                         f"characters (the 1-column text takes {art.chars})")
-
-
-def padded_art(emojifier, frame: np.ndarray, strings: list[str], cols: int, batch: int) -> TextArt:
-    """The art at cols columns, its patches classified in a batch padded to `batch` patches: the tries of one
-    --max-chars search share one compiled shape instead of compiling one each (seconds per shape). A still without
-    stability picks per patch, so this is what pick() picks."""
-    grid = emojifier.grid_for(frame.shape, cols)
-    patches = cut_patches(frame, grid, emojifier.patch_px)
-    padded = np.concatenate([patches, np.zeros((batch - grid.count, *patches.shape[1:]), np.uint8)])
-    return TextArt(grid, art_lines(strings, emojifier.classify(padded)[:grid.count], grid))
 
 
 def write_art(path: Path, art: TextArt, title: str, background: str) -> Path:

@@ -29,6 +29,20 @@ def own_jit_cache(tmp_path_factory) -> None:
     os.environ["EMOJICAM_CACHE"] = str(tmp_path_factory.mktemp("jit-cache"))
 
 
+DEV_AT_START = os.environ.get("DEV")  # a DEV the person running the tests chose
+
+
+@pytest.fixture(autouse=True)
+def no_device_chosen_for_children():
+    """tinygrad, when it first picks its default device in this process, writes it into os.environ["DEV"] for its
+    child processes: the CLI runs below would then take it for a device the user chose. Only a DEV set before the
+    tests started is passed on."""
+    if DEV_AT_START is None:
+        os.environ.pop("DEV", None)
+    else:
+        os.environ["DEV"] = DEV_AT_START
+
+
 @pytest.fixture(autouse=True)
 def no_build_left_running():
     """Each test's background builds end before the next test starts: tinygrad's JIT capture on the compile thread

@@ -565,10 +565,11 @@ def test_full_set_is_every_twemoji_but_flags_and_components():
 
 def test_every_shipped_set_has_weights_for_every_model_and_a_missing_pair_says_so(monkeypatch, tmp_path):
     from emojicam.emoji_set import SETS, shipped_set
+    from emojicam.settings import SHIPPED_MODELS
 
     for set_name in SETS:
         fingerprint = EmojiSet.load(shipped_set(set_name)).fingerprint
-        for name in model_io.MODELS:
+        for name in SHIPPED_MODELS:
             ckpt = model_io.load(model_io.shipped_weights(set_name, name), DEVICE)
             assert ckpt.set_fingerprint == fingerprint, (set_name, name)
     # a broken install (a wheel without one of the files): one line naming what is there

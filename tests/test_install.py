@@ -68,9 +68,11 @@ def test_devices_lists_what_works_with_the_default_marked():
     lines = done.stdout.splitlines()
     marked = [line for line in lines if line.strip().startswith("* ")]
     assert len(marked) == 1, done.stdout
-    from tinygrad import Device
-
-    assert marked[0].split()[-1] == Device.DEFAULT
+    # no GPU here, and PoCL's OpenCL runs on the CPU: tinygrad itself would pick CL, emojicam its faster CPU device
+    assert marked[0].split()[-1] == "CPU" and "  CPU: no GPU backend works here" in done.stdout, done.stdout
+    chosen = run_cli("devices", env={"DEV": "CL"})
+    assert [line.split()[-1] for line in chosen.stdout.splitlines() if line.strip().startswith("* ")] == ["CL"]
+    assert "  CL: DEV=CL is set" in chosen.stdout, chosen.stdout
     missing = [line for line in lines if line.startswith("not available here")]
     assert len(missing) == 1 and "METAL" in missing[0] and "--verbose" in missing[0]  # this is not a Mac
     assert "libSystem" not in done.stdout  # the per-backend errors only with --verbose

@@ -21,7 +21,7 @@ from media import stream_seconds, stream_server
 
 from emojicam.capture import Capture, LatestFrame
 from emojicam.emoji_set import EmojiSet
-from emojicam.live import FpsMeter
+from emojicam.mirror import FpsMeter
 
 ENGINE = ("--cols", "16", "--tile", "8")  # 16x9 tiles of 8 px on a 16:9 clip: a 128x72 frame, one small forward
 CANVAS = (72, 128)
@@ -351,3 +351,48 @@ def test_errors_are_one_line(clip, weights, args, env, words):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("emojicam: error: "), result.stderr
     assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_keys_return_the_view_they_leave(capsys):
+    from emojicam.live import on_key
+    from emojicam.mirror import View
+
+    steps, view = [8, 16, 24], View(16, mirror=False)
+    assert on_key(ord("+"), view, steps) == (View(24, False), "") and view == View(16, False), "a new view, not this"
+    assert on_key(ord("-"), View(8, False), steps) == (View(8, False), ""), "no coarser step: unchanged"
+    assert on_key(ord("m"), view, steps)[0].mirror and on_key(ord(" "), view, steps)[0].paused
+    assert [on_key(ord("o"), View(16, False, look), steps)[0].look for look in ("emoji", "side-by-side")] == \
+        ["side-by-side", "original"]
+    assert on_key(ord("q"), view, steps) == (view, "quit") and on_key(27, view, steps) == (view, "quit")
+    assert on_key(ord("s"), view, steps) == (view, "snapshot")
+    assert capsys.readouterr().out.splitlines() == ["grid: 24 columns", "grid: 8 columns", "mirror: on", "paused",
+                                                    "view: side-by-side", "view: original"]
+
+
+def test_a_first_start_shows_the_source_while_its_grid_compiles(xvfb, atlas, weights, tmp_path):
+    """Empty caches: the window shows the camera's (here the paced file's) picture at once, with how far the grid's
+    preparation is in the heads-up display, and the emoji once the grid is ready; the recording holds emoji only."""
+    env = {"DISPLAY": xvfb, "EMOJICAM_CACHE": str(tmp_path / "jits"), "CACHEDB": str(tmp_path / "kernels.db")}
+    long_clip = make_clip(tmp_path / "long.mp4", 180)
+    source, out = read_frames(long_clip)[:600:10], tmp_path / "first.mp4"
+    with Live("--source", long_clip, "--record", out, *ENGINE, "--weights", weights, env=env) as live:
+        said = live.expect("preparing 16x9: ")
+        assert "showing the source meanwhile" in said and "a first start compiles" in said, said
+        window, shot, deadline = find_window(xvfb), tmp_path / "screen.png", time.monotonic() + 30
+        while True:  # a loaded machine may paint the window a moment after the line
+            subprocess.run(["import", "-window", window, shot], env={**os.environ, "DISPLAY": xvfb}, check=True,
+                           timeout=60)
+            screen = cv2.resize(cv2.imread(str(shot)), CANVAS[::-1], interpolation=cv2.INTER_AREA)
+            if screen[8:].std() > 20 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        live.expect("first frame after", timeout=600)
+        key(xvfb, window, "q")
+        rc, lines = live.finish()
+    assert rc == 0, lines
+    below_hud = screen[8:]  # the heads-up display darkens the top 78 of 720 screen lines
+    assert below_hud.std() > 20 and emoji_misfit(screen, atlas) > 25, "the source itself, not blank, not emoji"
+    assert max(cell_corr(below_hud, cv2.resize(f, CANVAS[::-1], interpolation=cv2.INTER_AREA)[8:]) for f in source) \
+        > 0.9, "a frame of the source"
+    recorded = read_frames(out)
+    assert recorded and max(emoji_misfit(f, atlas) for f in recorded) < 25, "no preparation frame was recorded"

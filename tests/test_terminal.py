@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -225,3 +226,19 @@ def test_bad_terminal_runs_get_one_line(moving_clip, weights, options, words):
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in done.stderr, lines
+
+
+def test_a_first_start_draws_the_picture_in_blocks_while_the_grid_compiles(tmux, moving_clip, weights, tmp_path):
+    """Empty caches: while the grid compiles, the terminal shows the picture as blocks of the cells' colours and a
+    status line with the preparation's progress, then the emoji grid."""
+    term = tmux((44, 16))
+    empty = f"EMOJICAM_CACHE={tmp_path / 'jits'} CACHEDB={tmp_path / 'kernels.db'}"
+    term.type(f"{empty} {command(moving_clip, '--weights', weights)}")
+    cols, rows = expected_grid((44, 16))
+    lines = term.wait(lambda lines: lines and f"preparing {cols}x{rows}: " in lines[-1], "the preparation")
+    assert re.search(rf"q quits  preparing {cols}x{rows}: \d+ of \d+ built, \d+ s", lines[-1]), lines[-1]
+    colours = re.findall(r"\x1b\[48;2;(\d+);(\d+);(\d+)m", "\n".join(term.lines(escapes=True)))
+    assert len(set(colours)) > 20, "the picture's colours, cell by cell"
+    term.wait(lambda lines: grid_of(lines, cols, rows), f"a {cols}x{rows} grid", timeout=600)
+    term.tmux("send-keys", "-t", "main", "q")
+    term.wait(lambda lines: lines and lines[-1] == "PROMPT$", "the prompt again")

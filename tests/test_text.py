@@ -18,7 +18,7 @@ from emojicam import model as model_io
 from emojicam.emoji_set import DEFAULT_SET, EmojiSet
 from emojicam.engine import Emojifier, Settings
 from emojicam.grid import PATCH_PX, Grid, compose
-from emojicam.text import art_lines, art_text, emoji_strings, fewest_chars, most_cols, padded_art, text_art
+from emojicam.text import art_lines, art_text, emoji_strings, fewest_chars, most_cols, text_art
 
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"
 MANIFEST = json.loads((DEFAULT_SET / "manifest.json").read_text())["classes"]
@@ -138,7 +138,8 @@ def test_max_chars_picks_the_densest_grid_that_fits(engine, emoji_set, aspect, l
     assert fewest_chars(frame.shape, top + 1, engine.settings.tile_px) > limit, "no denser grid could fit"
     batch = engine.grid_for(frame.shape, top).count
     for cols in range(art.grid.cols + 1, top + 1):  # the search's own shape: no compile
-        assert padded_art(engine, frame, strings, cols, batch).chars > limit, f"{cols} columns fit too"
+        picked = engine.pick_still(frame, cols, batch)
+        assert len(art_text(art_lines(strings, picked.indices, picked.grid))) > limit, f"{cols} columns fit too"
 
 
 def test_max_chars_writes_what_the_same_grid_gives_without_it(engine, emoji_set):

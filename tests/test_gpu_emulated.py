@@ -1,0 +1,100 @@
+"""The GPU code paths on emulated GPUs: tinygrad renders the kernels as for Metal, CUDA (sm_80) and AMD (gfx1100),
+with their work-group sizes, local memory and vector widths, and runs them in its Python emulator (`DEV=PYTHON::ARCH`),
+which raises IndexError on any out-of-bounds read or write. Both GPU placements (the host path with the tensor-level
+network, the device path with the whole frame in one function) must pick what the CPU host path picks, on a first
+frame and on a second one with a moved cell (its own batch size, stability against the first frame's emoji), and
+draw the same picture (`auto` background, tiles gathered from the atlas)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from emojicam import model as model_io
+from emojicam.emoji_set import EmojiSet
+from emojicam.engine import Emojifier, Settings
+
+ARCHS = ("METAL", "sm_80", "gfx1100")
+MODELS = ("default", "fast")
+# Two cells of a 40x72 frame (the emulator runs a few thousand operations a second: each cell costs seconds)
+SETTINGS = {"cols": 2, "tile_px": 8, "stability": 1.0, "cpu_threads": 1}
+
+CHILD = """
+import json, sys
+import numpy as np
+from emojicam import model
+from emojicam.emoji_set import EmojiSet
+from emojicam.engine import Emojifier, Settings
+
+frames, settings = [np.array(f, np.uint8) for f in json.loads(sys.argv[1])], json.loads(sys.argv[2])
+out = {}
+for name in ("default", "fast"):
+    ckpt = model.load(model.shipped_weights(model_name=name), "PYTHON")
+    for composite in ("host", "device"):
+        with_path = Emojifier(ckpt, EmojiSet.load(), Settings(**settings, device="PYTHON", composite=composite))
+        assert with_path.on_device == (composite == "device") and not with_path.lanes.scheduled
+        done = [with_path(frame) for frame in frames]
+        out[f"{name} {composite}"] = [{"indices": d.indices.tolist(), "skipped": d.skipped,
+                                       "image": d.image.tolist()} for d in done]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    """A 40x72 crop of the portrait, and the same with its right cell flipped and colour-swapped."""
+    photo = cv2.imread(str(ROOT / "samples" / "grace_hopper.jpg"))
+    first = np.ascontiguousarray(cv2.resize(photo, (144, 160), interpolation=cv2.INTER_AREA)[40:80, 40:112])
+    second = first.copy()
+    second[4:-4, 40:-4] = first[4:-4, 40:-4][::-1, ::-1, ::-1]
+    return [first, second]
+
+
+@pytest.fixture(scope="module")
+def emulated(frames) -> dict[str, dict]:
+    """Every (model, path) on every emulated GPU: one child process per GPU (the emulator's GPU is chosen when the
+    process starts), run side by side."""
+    def run(arch: str) -> dict:
+        env = {**os.environ, "DEV": f"PYTHON::{arch}"}
+        done = subprocess.run([sys.executable, "-c", CHILD, json.dumps([f.tolist() for f in frames]),
+                               json.dumps(SETTINGS)], capture_output=True, text=True, env=env, timeout=3000)
+        assert done.returncode == 0, f"{arch}: {done.stderr[-3000:]}"
+        return json.loads(done.stdout)
+
+    with ThreadPoolExecutor(len(ARCHS)) as pool:
+        return dict(zip(ARCHS, pool.map(run, ARCHS), strict=True))
+
+
+@pytest.fixture(scope="module")
+def on_cpu(frames) -> dict:
+    """The CPU host path (scheduled kernels) on the same frames: what the GPUs must pick and draw."""
+    out = {}
+    for name in MODELS:
+        engine = Emojifier(model_io.load(model_io.shipped_weights(model_name=name), "CPU"), EmojiSet.load(),
+                           Settings(**SETTINGS, device="CPU", composite="host"))
+        out[name] = [engine(frame) for frame in frames]
+    return out
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("composite", ["host", "device"])
+def test_emulated_gpu_picks_and_draws_what_the_cpu_does(emulated, on_cpu, arch, name, composite):
+    got, expected = emulated[arch][f"{name} {composite}"], on_cpu[name]
+    for frame, (gpu, cpu) in enumerate(zip(got, expected, strict=True)):
+        assert gpu["indices"] == cpu.indices.tolist(), f"frame {frame}"
+        assert gpu["skipped"] == pytest.approx(cpu.skipped), f"frame {frame}"
+        image = np.array(gpu["image"], np.uint8)
+        assert image.shape == cpu.image.shape
+        # the host path composites with the same numpy code; the device path redoes the resize and the `auto`
+        # background on the device (device_frame.py), within a level
+        assert np.abs(image.astype(int) - cpu.image).mean() <= (0 if composite == "host" else 1.0), f"frame {frame}"
+    assert expected[1].skipped == 0.5, "the second frame sends one cell of two through the network"
