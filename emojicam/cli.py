@@ -205,6 +205,26 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    from emojicam.engine import model_files
+    from emojicam.web import check_port, export_site, parse_grids, serve
+
+    if args.model == "auto":  # `auto` takes the 36 px network on GPUs, and the page runs on the visitor's GPU
+        args.model = "default"
+    grids = parse_grids(args.grids)
+    check_port(args.port)
+    set_dir, weights = model_files(model_choice(args), "CPU")  # a model by name (not auto): no device is asked
+    settings = Settings(tile_px=args.tile, background=args.background, stability=args.stability,
+                        variety=args.variety)
+    site = export_site(args.out_dir, weights, set_dir, grids, settings,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"wrote {site.path}: {len(site.file_bytes)} files, {site.bytes / 1e6:.1f} MB, grids "
+          f"{', '.join(site.kernels_per_frame)}", flush=True)
+    if args.serve:
+        serve(site.path, args.port, lambda url: print(f"serving {site.path} at {url} (Ctrl-C stops)", flush=True))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from emojicam.bench import bench_command
 
@@ -307,6 +327,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also the smaller batches that live's still cells use (1/8, 1/4, 1/2 of the grid)")
     add_engine_args(p, stability=1.0)
     p.set_defaults(func=cmd_tune)
+
+    from emojicam.web import DEFAULT_GRIDS
+
+    p = sub.add_parser("web", help="write the browser page: the live mirror and a GPU benchmark on WebGPU",
+                       description="Write a static site (index.html, its JavaScript, the WGSL kernels tinygrad renders "
+                                   "from the same network and scoring, the weights and the tile atlas) that runs the "
+                                   "emoji mirror and a GPU benchmark on the visitor's GPU in any browser with WebGPU, "
+                                   "nothing installed. Nothing is loaded from elsewhere: put it on any static host, "
+                                   "open its index.html from the folder, or serve it here with --serve. Keys as in "
+                                   "live, and c copies the emoji as text; index.html#bench runs the benchmark.")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR",
+                   help="folder for the site: a new or empty one, or an earlier site, which is replaced")
+    grids = ",".join(f"{c}x{r}" for c, r in DEFAULT_GRIDS)
+    p.add_argument("--grids", default=grids, metavar="COLSxROWS,...",
+                   help=f"the grids the page offers (+/- step between them); the picture is cropped to each grid's "
+                        f"aspect ratio (default {grids})")
+    p.add_argument("--tile", type=int, default=16, help="pixels per emoji tile on the page (default 16)")
+    p.add_argument("--background", choices=BACKGROUNDS, default="auto",
+                   help="behind transparent emoji pixels: auto = per tile, the colour that brings the tile's mean "
+                        "colour to its cell's (default auto)")
+    p.add_argument("--stability", type=float, default=1.0,
+                   help="score margin a new emoji must win by to replace a tile's emoji; 0 = off (default 1.0)")
+    p.add_argument("--variety", type=float, default=Settings.variety,
+                   help=f"the fixed per-cell dither added to the scores; 0 = off (default {Settings.variety})")
+    p.add_argument("--serve", action="store_true",
+                   help="then serve the site on 127.0.0.1 and print its URL until Ctrl-C (the camera needs a secure "
+                        "page, and localhost is one)")
+    p.add_argument("--port", type=int, default=8000, help="port for --serve; 0 = any free one (default 8000)")
+    add_model_args(p)
+    p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("bench", help="measure FLOPs, per-stage times and fps per device and grid, against peers",
                        description="Benchmark on a 1280x720 H.264 clip (samples/sample.mp4 rescaled, else synthetic): "

@@ -77,11 +77,15 @@ class EmojiSet:
         small = np.stack([cv2.resize(im, (px, px), interpolation=cv2.INTER_AREA) for im in self.bgra])
         return small[..., [2, 1, 0, 3]].astype(np.float32) / 255
 
+    def tiles(self, tile_px: int) -> np.ndarray:
+        """(K, t, t, 4) uint8 BGRA tiles at tile_px, straight alpha: what atlas() and the browser page draw."""
+        interp = cv2.INTER_AREA if tile_px < self.bgra.shape[1] else cv2.INTER_LINEAR
+        return np.stack([cv2.resize(im, (tile_px, tile_px), interpolation=interp) for im in self.bgra])
+
     def atlas(self, tile_px: int) -> tuple[np.ndarray, np.ndarray]:
         """Tiles at tile_px: (K, t, t, 3) float32 premultiplied BGR and (K, t, t, 1) float32 alpha, cached."""
         if tile_px not in self._atlases:
-            interp = cv2.INTER_AREA if tile_px < self.bgra.shape[1] else cv2.INTER_LINEAR
-            tiles = np.stack([cv2.resize(im, (tile_px, tile_px), interpolation=interp) for im in self.bgra])
+            tiles = self.tiles(tile_px)
             alpha = tiles[..., 3:].astype(np.float32) / 255
             self._atlases[tile_px] = (tiles[..., :3].astype(np.float32) * alpha, alpha)
         return self._atlases[tile_px]

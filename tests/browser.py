@@ -16,7 +16,20 @@ import time
 import cv2
 import numpy as np
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+# WebGPU on SwiftShader (software) for tests/test_web.py: compute works beside --disable-gpu, but a WebGPU canvas
+# needs the GPU process, Vulkan on SwiftShader to render and ANGLE on SwiftShader to composite (without them
+# getCurrentTexture() loses the device: "Could not find SharedImageBackingFactory")
+WEBGPU_FLAGS = ["--enable-unsafe-webgpu", "--enable-gpu", "--ignore-gpu-blocklist", "--enable-features=Vulkan",
+                "--use-vulkan=swiftshader", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+
+
+def fake_camera_flags(clip: str | os.PathLike) -> list[str]:
+    """A camera that plays clip (.y4m or .mjpeg) over and over, allowed without asking."""
+    return ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={os.fspath(clip)}"]
+
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
          "--remote-debugging-pipe"]
 
@@ -28,8 +41,10 @@ def chromium_binary() -> str | None:
 class Chromium:
     """One browser with a fresh profile; `open(url)` gives a page session to call DevTools methods on."""
 
-    def __init__(self, timeout: float = 60):
+    def __init__(self, timeout: float = 60, flags: list[str] | tuple[str, ...] = (), webgpu: bool = False):
+        """flags: more command-line switches; webgpu: WEBGPU_FLAGS instead of --disable-gpu."""
         self.timeout, self.profile = timeout, tempfile.mkdtemp(prefix="emojicam-chromium-")
+        self.events: list[dict] = []  # DevTools events (messages without an id) as they came, in every session
         to_browser, self._out = os.pipe()
         self._in, from_browser = os.pipe()
 
@@ -38,8 +53,9 @@ class Chromium:
             os.dup2(a, 3)
             os.dup2(b, 4)
 
-        self.proc = subprocess.Popen([chromium_binary(), *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-                                     preexec_fn=fds_3_and_4, close_fds=False, stdout=subprocess.DEVNULL,
+        gpu = WEBGPU_FLAGS if webgpu else ["--disable-gpu"]
+        command = [chromium_binary(), *FLAGS, *gpu, *flags, f"--user-data-dir={self.profile}", "about:blank"]
+        self.proc = subprocess.Popen(command, preexec_fn=fds_3_and_4, close_fds=False, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         os.close(to_browser)
         os.close(from_browser)
@@ -56,7 +72,9 @@ class Chromium:
             while b"\0" in self._buf:
                 raw, self._buf = self._buf.split(b"\0", 1)
                 answer = json.loads(raw)
-                if answer.get("id") == self._id:
+                if "id" not in answer:
+                    self.events.append(answer)
+                elif answer["id"] == self._id:
                     if "error" in answer:
                         raise RuntimeError(f"{method}: {answer['error']}")
                     return answer["result"]
@@ -67,10 +85,13 @@ class Chromium:
                 raise RuntimeError(f"chromium exited (rc {self.proc.poll()}) during {method}")
             self._buf += chunk
 
-    def open(self, url: str, size: tuple[int, int] = (1400, 1100)) -> str:
-        """A page with url loaded (load event fired), at size (width, height) CSS pixels; returns its session."""
+    def open(self, url: str, size: tuple[int, int] = (1400, 1100), watch: bool = False) -> str:
+        """A page with url loaded (load event fired), at size (width, height) CSS pixels; returns its session.
+        watch: record its requests, console messages, log entries and exceptions from the start (events())."""
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Network", "Runtime", "Log") if watch else ():
+            self.call(f"{domain}.enable", {}, session)
         self.call("Emulation.setDeviceMetricsOverride", {"width": size[0], "height": size[1], "deviceScaleFactor": 1,
                                                          "mobile": False}, session)
         self.call("Page.navigate", {"url": url}, session)
@@ -88,6 +109,25 @@ class Chromium:
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
+
+    def events_of(self, session: str, *methods: str) -> list[dict]:
+        """The params of the events of these methods that one page's session sent so far."""
+        return [e["params"] for e in self.events if e.get("sessionId") == session and e["method"] in methods]
+
+    def press(self, key: str, session: str) -> None:
+        """One key typed into the page (down, then up), as a user types it: `+`, `m`, ` `, ..."""
+        self.call("Input.dispatchKeyEvent", {"type": "keyDown", "key": key, "text": key}, session)
+        self.call("Input.dispatchKeyEvent", {"type": "keyUp", "key": key}, session)
+
+    def wait_for(self, expression: str, session: str, timeout: float | None = None, every: float = 0.1):
+        """Evaluate expression until it is truthy; its value, or TimeoutError with the last one."""
+        deadline, value = time.monotonic() + (timeout or self.timeout), None
+        while time.monotonic() < deadline:
+            value = self.evaluate(expression, session)
+            if value:
+                return value
+            time.sleep(every)
+        raise TimeoutError(f"{expression} stayed {value!r} for {timeout or self.timeout} s")
 
     def screenshot(self, session: str) -> np.ndarray:
         """The page's viewport as a BGR image."""

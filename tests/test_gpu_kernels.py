@@ -1,6 +1,6 @@
-"""Every kernel of a frame at full size fits every GPU API's launch limits: rendered for WebGPU (WGSL), AMD
-(gfx1100) and OpenCL by tinygrad's NULL device (it renders and schedules, runs nothing), through the benchmark
-script that writes benchmarks/results/*-gpu-kernels.md."""
+"""Every kernel of a frame at full size fits every GPU API's launch limits: rendered for WebGPU (WGSL) and OpenCL
+by tinygrad's NULL device (it renders and schedules, runs nothing), through the benchmark script that writes
+benchmarks/results/*-gpu-kernels.md (which adds CUDA where NVIDIA's NVRTC library is installed)."""
 
 from __future__ import annotations
 
@@ -28,15 +28,15 @@ def test_each_limit_is_checked():
     assert violations(kernel(buffers=9), LIMITS["WEBGPU"]) == ["9 buffer arguments (at most 8)"]
 
 
-def test_full_size_frames_fit_the_limits_of_webgpu_amd_and_opencl(tmp_path):
+def test_full_size_frames_fit_the_limits_of_webgpu_and_opencl(tmp_path):
     out = tmp_path / "kernels.json"
-    done = subprocess.run([sys.executable, ROOT / "benchmarks" / "gpu_kernels.py", "--renderers", "WGSL,AMD,OPENCL",
+    done = subprocess.run([sys.executable, ROOT / "benchmarks" / "gpu_kernels.py", "--renderers", "WGSL,OPENCL",
                            "--sizes", "128x72@1920x1080", "--no-results", "--json", out], capture_output=True,
                           text=True, cwd=ROOT, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     flops = 128 * 72 * ModelConfig(classes=256).flops_per_patch() / 1e9  # 13.1 GFLOP
-    assert [r["renderer"] for r in results] == ["WGSL", "AMD", "OPENCL"]
+    assert [r["renderer"] for r in results] == ["WGSL", "OPENCL"]
     for result in results:
         assert "error" not in result, result
         assert [(row["path"], row["grid"]) for row in result["rows"]] == [("host", "128x72"), ("device", "128x72")]

@@ -171,8 +171,10 @@ def test_wheel_installs_and_runs_outside_the_checkout(installed, clip, tmp_path)
     run("convert", "clip.mp4", "clip_emoji.mp4", "--cols", "8")
     run("live", "--source", "clip.mp4", "--no-window", "--max-frames", "3", "--cols", "8")
     run("evaluate", "photo.jpg", "--cols", "16", "-o", "quality")
+    run("web", "site", "--grids", "8x4")  # the browser page's templates come from the wheel
     assert (work / "photo_emoji.png").stat().st_size > 0 and len(decoded_frames(work / "clip_emoji.mp4")) > 0
     assert (work / "quality" / "quality.json").exists()
+    assert (work / "site" / "app.js").read_bytes() == (ROOT / "emojicam" / "webpage" / "app.js").read_bytes()
 
 
 # in a private mount namespace (nothing leaks to the machine): the venv read-only, HOME a read-only tmpfs; then a

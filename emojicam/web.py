@@ -1,0 +1,254 @@
+"""`emojicam web`: the browser page, a static site that runs emojicam's network and scoring on the visitor's own GPU
+through WebGPU (the live mirror and a GPU benchmark), and a small local server for it.
+
+    OUT_DIR/index.html   the page                                     (emojicam/webpage/index.html)
+            app.js       its code: camera, WebGPU, keys, HUD, benchmark (emojicam/webpage/app.js)
+            manifest.js  the grids, each with its buffers and the dispatches of its programs; the model, the
+                         settings and each emoji's text
+            kernels.js   the WGSL kernels tinygrad generated (web_kernels.py) and the page's render shader
+                         (emojicam/webpage/render.wgsl)
+            weights.js   the bytes of every buffer the kernels hold (weights, scorer constants, cell indices)
+            atlas.js     the emoji tiles at the tile size, one PNG
+
+A frame: the browser draws the camera into a canvas at the grid's patch resolution (the resize, and the crop to
+the grid's aspect ratio), WebGPU copies it into the frame function's input buffer, tinygrad's kernels cut patches,
+run the network, score and pick each cell's emoji with hysteresis, and a render pass draws the tiles from the atlas
+over each cell's background. Nothing comes back to JavaScript per frame.
+
+The data is in script files rather than fetched, so the page also works opened straight from a folder (a USB
+stick: browsers load scripts beside a page opened from a file, but refuse to fetch files for it).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from pathlib import Path
+from typing import ClassVar
+
+from emojicam import __version__
+from emojicam.atomic import check_writable, hidden_temp, write_error
+from emojicam.errors import EmojicamError
+from emojicam.grid import MAX_COLS, check_tile_px
+from emojicam.settings import Settings
+
+DEFAULT_GRIDS = ((32, 18), (48, 27), (64, 36), (96, 54), (128, 72))  # 16:9, as laptop cameras give
+START_COLS = 64  # the grid the page starts on: the exported one nearest this many columns (as `live`'s default)
+TEMPLATES = ("index.html", "app.js")  # copied as they are
+SITE_FILES = (*TEMPLATES, "manifest.js", "kernels.js", "weights.js", "atlas.js")
+MAX_TEXTURE_PX = 8192        # WebGPU's guaranteed maxTextureDimension2D: the input and the canvas are textures
+MAX_BINDING_BYTES = 1 << 27  # WebGPU's guaranteed maxStorageBufferBindingSize (128 MiB)
+EXPORT_TIMEOUT_S = 3600
+
+
+def parse_grids(text: str) -> tuple[tuple[int, int], ...]:
+    """'32x18,64x36' -> ((32, 18), (64, 36)), fewest cells first, each once; a one-line EmojicamError otherwise."""
+    grids = set()
+    for part in (p.strip() for p in text.split(",")):
+        cols, _, rows = part.lower().partition("x")
+        if not (cols.isdigit() and rows.isdigit() and 1 <= int(cols) <= MAX_COLS and 1 <= int(rows) <= MAX_COLS):
+            raise EmojicamError(f"--grids: expected COLSxROWS,... with 1..{MAX_COLS} each, such as 32x18,64x36, "
+                                f"got {text!r}")
+        grids.add((int(cols), int(rows)))
+    return tuple(sorted(grids, key=lambda g: (g[0] * g[1], g)))
+
+
+@dataclass(frozen=True)
+class Site:
+    """What `emojicam web` wrote: the folder, its files' sizes, and per grid the GPU work of one mirror frame."""
+
+    path: Path
+    file_bytes: dict[str, int]
+    kernels_per_frame: dict[str, int]  # grid -> compute dispatches of the frame function + the render pass's draw
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.file_bytes.values())
+
+
+def template(name: str) -> bytes:
+    """A file of the page as shipped in the package (emojicam/webpage/)."""
+    return (files("emojicam") / "webpage" / name).read_bytes()
+
+
+def script(key: str, value) -> str:
+    """A data file of the site: one JavaScript statement that hangs value on the page's EMOJICAM_SITE."""
+    return (f"// written by emojicam {__version__} (`emojicam web`); read by app.js\n"
+            f"(globalThis.EMOJICAM_SITE ??= {{}}).{key} = {json.dumps(value, separators=(',', ':'))};\n")
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """OUT_DIR may be new, empty, or an earlier site (then replaced whole); anything else is left alone."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EmojicamError(f"OUT_DIR: expected a folder for the site, got a file {out_dir}")
+    if out_dir.is_dir():
+        others = sorted(p.name for p in out_dir.iterdir() if p.name not in SITE_FILES)
+        if others:
+            raise EmojicamError(f"OUT_DIR: expected a new or empty folder or an earlier `emojicam web` site, got "
+                                f"{out_dir} with other files in it ({', '.join(others[:3])})")
+
+
+def build_kernels(weights: Path, set_dir: Path, grids: tuple[tuple[int, int], ...], settings: Settings,
+                  out: Path) -> dict:
+    """Run web_kernels in a child process on tinygrad's NULL device with the WGSL renderer; its programs.json."""
+    spec = {"weights": str(weights), "emoji_set": str(set_dir), "grids": grids, "out": str(out),
+            "settings": {k: v for k, v in asdict(settings).items() if k != "device"}}
+    env = {**os.environ, "DEV": "NULL:WGSL", "NO_MEMORY_PLANNER": "1"}
+    done = subprocess.run([sys.executable, "-m", "emojicam.web_kernels", json.dumps(spec)], env=env,
+                          capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S)
+    if done.returncode != 0:
+        raise RuntimeError(f"web_kernels failed (exit {done.returncode}): {done.stderr[-3000:]}")
+    return json.loads((out / "programs.json").read_text())
+
+
+def atlas_png(emoji_set, tile_px: int) -> tuple[bytes, int]:
+    """The tiles (straight alpha) in rows of ceil(sqrt(K)) as one PNG, and that many columns."""
+    import cv2
+    import numpy as np
+
+    tiles = emoji_set.tiles(tile_px)
+    cols = math.ceil(math.sqrt(len(tiles)))
+    rows = -(-len(tiles) // cols)
+    padded = np.zeros((rows * cols, tile_px, tile_px, 4), np.uint8)
+    padded[:len(tiles)] = tiles
+    sheet = padded.reshape(rows, cols, tile_px, tile_px, 4).transpose(0, 2, 1, 3, 4)
+    ok, png = cv2.imencode(".png", sheet.reshape(rows * tile_px, cols * tile_px, 4))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the atlas as PNG")
+    return png.tobytes(), cols
+
+
+def check_grids(grids: tuple[tuple[int, int], ...], patch_px: int, tile_px: int) -> None:
+    for cols, rows in grids:
+        side = max(cols * max(patch_px, 2 * tile_px), rows * max(patch_px, tile_px))
+        if side > MAX_TEXTURE_PX:
+            raise EmojicamError(f"--grids: expected grids whose input ({patch_px} px a cell) and emoji frame fit "
+                                f"WebGPU's {MAX_TEXTURE_PX} px textures, got {cols}x{rows} ({side} px)")
+
+
+def export_site(out_dir: Path, weights: Path, set_dir: Path, grids: tuple[tuple[int, int], ...],
+                settings: Settings, log=print) -> Site:
+    """Write the site into a hidden folder beside out_dir and rename it into place once complete."""
+    from emojicam import model
+    from emojicam.emoji_set import EmojiSet
+
+    check_out_dir(out_dir)
+    check_tile_px(settings.tile_px)
+    if not settings.stability >= 0:
+        raise EmojicamError(f"--stability: expected a number >= 0, got {settings.stability}")
+    emoji_set = EmojiSet.load(set_dir)
+    meta = model.read_metadata(weights)
+    if meta["set_fingerprint"] != emoji_set.fingerprint or json.loads(meta["class_names"]) != emoji_set.names:
+        raise EmojicamError(f"weights: expected weights trained on this emoji set (fingerprint "
+                            f"{emoji_set.fingerprint}), got weights for set {meta['set_fingerprint']}")
+    config = json.loads(meta["config"])
+    patch_px = config["patch_px"]
+    check_grids(grids, patch_px, settings.tile_px)
+    check_writable(out_dir)  # now, not after the kernels are built
+    log(f"web: tinygrad renders the kernels of {len(grids)} grid(s) as WGSL (about 10 s a grid)")
+    staging = hidden_temp(out_dir, "site")
+    try:
+        with tempfile.TemporaryDirectory(prefix="emojicam-web-") as work:
+            programs = build_kernels(weights, set_dir, grids, settings, Path(work))
+            data = {key: base64.b64encode((Path(work) / "data" / f"{key}.bin").read_bytes()).decode()
+                    for key in programs["data"]}
+        for grid in programs["grids"]:
+            biggest = max(b["bytes"] for b in grid["buffers"])
+            if biggest > MAX_BINDING_BYTES:  # the page leaves such a grid out where the adapter allows less
+                log(f"web: grid {grid['name']} needs a {biggest / 2**20:.0f} MiB buffer, more than the 128 MiB "
+                    f"every WebGPU device binds: it runs only on GPUs that allow more")
+        png, atlas_cols = atlas_png(emoji_set, settings.tile_px)
+        start = min(programs["grids"], key=lambda g: (abs(g["cols"] - START_COLS), g["cols"]))["name"]
+        strings = None
+        if emoji_set.codepoints is not None:
+            from emojicam.text import emoji_strings
+
+            strings = emoji_strings(emoji_set)
+        manifest = {
+            "emojicam": __version__,
+            "model": {"weights": weights.name, "patch_px": patch_px, "channels": config["channels"],
+                      "classes": config["classes"],
+                      "flops_per_patch": model.ModelConfig(config["classes"], tuple(config["channels"]),
+                                                           patch_px).flops_per_patch()},
+            "set": {"fingerprint": emoji_set.fingerprint, "size": len(emoji_set)},
+            "settings": {k: getattr(settings, k) for k in ("tile_px", "background", "stability", "variety",
+                                                             "colour_weight", "coverage_weight")},
+            "atlas": {"tile_px": settings.tile_px, "cols": atlas_cols},
+            "emoji": strings, "start": start, "grids": programs["grids"]}
+        contents = {
+            "manifest.js": script("manifest", manifest).encode(),
+            "kernels.js": (script("kernels", programs["kernels"])
+                           + script("render", template("render.wgsl").decode())).encode(),
+            "weights.js": script("weights", data).encode(),
+            "atlas.js": script("atlas", base64.b64encode(png).decode()).encode(),
+            **{name: template(name) for name in TEMPLATES}}
+        staging.mkdir()
+        for name, blob in contents.items():
+            (staging / name).write_bytes(blob)
+        replace_folder(staging, out_dir)
+    except OSError as e:
+        raise write_error(out_dir, e) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Site(out_dir, {name: len(blob) for name, blob in contents.items()},
+                {g["name"]: len(g["programs"]["pick"]) + 1 for g in programs["grids"]})
+
+
+def replace_folder(new: Path, out_dir: Path) -> None:
+    """Rename new onto out_dir; an earlier folder there (empty, or a site: check_out_dir) goes once new is in."""
+    if not out_dir.exists():
+        os.replace(new, out_dir)
+        return
+    old = hidden_temp(out_dir, "old")
+    os.replace(out_dir, old)
+    try:
+        os.replace(new, out_dir)
+    except OSError:
+        os.replace(old, out_dir)  # put the earlier site back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class SiteHandler(SimpleHTTPRequestHandler):
+    """Files of one folder (SimpleHTTPRequestHandler keeps requests inside it), quietly, never cached."""
+
+    extensions_map: ClassVar[dict[str, str]] = {**SimpleHTTPRequestHandler.extensions_map,
+                                                ".js": "text/javascript; charset=utf-8",
+                                                ".html": "text/html; charset=utf-8"}
+
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
+def check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise EmojicamError(f"--port: expected 0..65535 (0 = any free port), got {port}")
+
+
+def serve(site: Path, port: int, announce=print) -> None:
+    """Serve the site on 127.0.0.1:port (0: a free one) until Ctrl-C or SIGTERM; announce(url) once listening.
+    localhost is a secure context, where browsers allow the camera and WebGPU."""
+    check_port(port)
+    handler = functools.partial(SiteHandler, directory=str(site))
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as e:
+        raise EmojicamError(f"--port: expected a free port on 127.0.0.1, got {port} ({e.strerror or e})") from None
+    server.daemon_threads = True
+    with server:
+        announce(f"http://127.0.0.1:{server.server_port}/")
+        server.serve_forever()

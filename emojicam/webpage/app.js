@@ -1,0 +1,704 @@
+// emojicam in the browser: the live emoji mirror and a GPU benchmark, on WebGPU.
+//
+// A frame: the browser draws the camera (or a video file) into a canvas at the grid's patch resolution, cropped to
+// the grid's aspect ratio (drawImage: the one step not on the GPU's compute queue). WebGPU copies that canvas
+// into a texture and the texture into the input buffer of the frame function `emojicam web` captured from
+// tinygrad (kernels.js: the cut into patches, the network, the scores, the pick with hysteresis against the
+// previous picks, each cell's background). The picks become the next frame's previous picks, and a render pass
+// (render.wgsl) draws each cell's tile from the atlas. JavaScript encodes and submits; nothing is read back.
+"use strict";
+
+const SITE = globalThis.EMOJICAM_SITE ?? {};
+const VIEWS = ["emoji", "side-by-side", "original"];
+const KEYS_HELP = "+/- grid  m mirror  o view  s snapshot  space pause  c copy text";
+const BENCH_FRAME = [1280, 720];  // the benchmark's built-in frame
+const SAY = {
+  incomplete: "This page's files are incomplete (manifest.js, kernels.js, weights.js or atlas.js did not load): " +
+    "write the site again with `emojicam web OUT_DIR` and copy the whole folder.",
+  webgpu: "This browser has no WebGPU, so the emoji mirror cannot run here: open this page in Chrome or Edge " +
+    "(Windows, macOS, ChromeOS), Safari 26, or Firefox on Windows.",
+  insecure: "Browsers give WebGPU and the camera only to secure pages: open this page from an https:// address " +
+    "or from http://127.0.0.1 (`emojicam web OUT_DIR --serve`).",
+  camera: "No camera could be opened (none is connected, or this page may not use it): allow the camera for " +
+    "this page and reload, or choose a video file above.",
+  grids: "None of this site's grids fits this GPU's buffer and texture limits: write the site with smaller " +
+    "grids (emojicam web OUT_DIR --grids 32x18).",
+};
+
+class UserError extends Error {}
+
+const dom = Object.fromEntries(["camera", "file", "bench", "status", "message", "view", "hud", "results", "about",
+                                "table", "copy-json", "json"].map(id => [id, document.getElementById(id)]));
+
+function show(message) {  // one sentence instead of the picture: what went wrong and what to do
+  dom.message.textContent = message;
+  dom.message.hidden = !message;
+  if (message) dom.hud.textContent = "";
+}
+
+function status(text) { dom.status.textContent = text; }
+
+function fail(error) {
+  if (error instanceof UserError) return show(error.message);
+  console.error(error);
+  show(`Something failed: ${error.message}. Reload the page; if it happens again, send this sentence to the ` +
+       "emojicam project.");
+}
+
+function bytesOf(base64) {
+  const text = atob(base64), bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
+function base64Of(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
+const median = values => [...values].sort((a, b) => a - b)[values.length >> 1];
+
+// --- the GPU: device, constant buffers shared by every grid, pipelines shared by every kernel of the same source
+
+class Gpu {
+  static async open() {
+    if (!navigator.gpu) throw new UserError(window.isSecureContext ? SAY.webgpu : SAY.insecure);
+    const adapter = await navigator.gpu.requestAdapter({powerPreference: "high-performance"});
+    if (!adapter) throw new UserError(SAY.webgpu);
+    // the adapter's own limits, not WebGPU's defaults: the scores' kernel binds 8 storage buffers, big grids need
+    // big buffers, and a GPU that allows more should not be refused for less
+    const names = ["maxStorageBuffersPerShaderStage", "maxStorageBufferBindingSize", "maxBufferSize",
+                   "maxComputeInvocationsPerWorkgroup", "maxComputeWorkgroupSizeX", "maxComputeWorkgroupSizeY",
+                   "maxComputeWorkgroupSizeZ", "maxComputeWorkgroupsPerDimension", "maxTextureDimension2D"];
+    const requiredLimits = Object.fromEntries(names.map(name => [name, adapter.limits[name]]));
+    const requiredFeatures = adapter.features.has("timestamp-query") ? ["timestamp-query"] : [];
+    return new Gpu(adapter, await adapter.requestDevice({requiredLimits, requiredFeatures}));
+  }
+
+  constructor(adapter, device) {
+    this.device = device;
+    this.info = adapter.info ?? {};
+    this.infinity = this.upload(new Float32Array([Infinity, 0, 0, 0]), GPUBufferUsage.UNIFORM);  // tinygrad's
+    this.constants = new Map();
+    this.pipelines = new Map();
+    this.timer = device.features.has("timestamp-query") ? new Timer(device) : null;
+    device.lost.then(lost => lost.reason !== "destroyed" &&
+                     show(`The GPU stopped answering (${lost.message}): reload the page.`));
+    device.addEventListener("uncapturederror", event => console.error(`WebGPU: ${event.error.message}`));
+  }
+
+  get name() {
+    const i = this.info;
+    return [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(" ") || "unnamed adapter";
+  }
+
+  upload(array, usage) {
+    const bytes = new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+    const buffer = this.device.createBuffer({size: Math.max(16, Math.ceil(bytes.length / 4) * 4), usage,
+                                             mappedAtCreation: true});
+    new Uint8Array(buffer.getMappedRange()).set(bytes);
+    buffer.unmap();
+    return buffer;
+  }
+
+  constant(key) {
+    if (!this.constants.has(key)) this.constants.set(key, this.upload(bytesOf(SITE.weights[key]), GPUBufferUsage.STORAGE));
+    return this.constants.get(key);
+  }
+
+  // tinygrad's WGSL binds a uniform (INFINITY) at 0 and the kernel's buffers, all read_write storage, from 1 on
+  pipeline(key, buffers) {
+    if (!this.pipelines.has(key)) {
+      const visibility = GPUShaderStage.COMPUTE;
+      const entries = [{binding: 0, visibility, buffer: {type: "uniform"}},
+                       ...Array.from({length: buffers}, (_, i) => ({binding: i + 1, visibility, buffer: {type: "storage"}}))];
+      const layout = this.device.createPipelineLayout({bindGroupLayouts: [this.device.createBindGroupLayout({entries})]});
+      const module = this.device.createShaderModule({code: SITE.kernels[key].source, label: SITE.kernels[key].name});
+      this.pipelines.set(key, this.device.createComputePipelineAsync({layout, compute: {module}}));
+    }
+    return this.pipelines.get(key);
+  }
+}
+
+class Timer {  // GPU timestamps at the start and end of the classify and draw passes, where the adapter has them
+  constructor(device) {
+    this.querySet = device.createQuerySet({type: "timestamp", count: 4});
+    this.resolved = device.createBuffer({size: 32, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC});
+    this.readable = device.createBuffer({size: 32, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST});
+  }
+
+  writes(pass) {
+    return {querySet: this.querySet, beginningOfPassWriteIndex: 2 * pass, endOfPassWriteIndex: 2 * pass + 1};
+  }
+
+  resolve(encoder) {
+    encoder.resolveQuerySet(this.querySet, 0, 4, this.resolved, 0);
+    encoder.copyBufferToBuffer(this.resolved, 0, this.readable, 0, 32);
+  }
+
+  async read() {  // milliseconds of [classify, draw]
+    await this.readable.mapAsync(GPUMapMode.READ);
+    const t = new BigUint64Array(this.readable.getMappedRange());
+    const ms = [Number(t[1] - t[0]) / 1e6, Number(t[3] - t[2]) / 1e6];
+    this.readable.unmap();
+    return ms;
+  }
+}
+
+// --- one grid: its buffers (manifest.js), its programs' pipelines and bind groups, its input texture
+
+class GridRun {
+  constructor(gpu, spec) {
+    const p = SITE.manifest.model.patch_px;
+    Object.assign(this, {gpu, spec, name: spec.name, cols: spec.cols, rows: spec.rows, width: spec.cols * p,
+                         height: spec.rows * p, first: true, prepared: false});
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    this.buffers = spec.buffers.map(b => b.kind === "const" ? gpu.constant(b.data)
+                                         : gpu.device.createBuffer({size: Math.max(4, b.bytes), usage}));
+    this.named = Object.fromEntries(spec.buffers.flatMap((b, i) => b.name ? [[b.name, this.buffers[i]]] : []));
+    this.texture = gpu.device.createTexture({
+      size: [this.width, this.height], format: "rgba8unorm",
+      usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_SRC | GPUTextureUsage.COPY_DST |
+             GPUTextureUsage.RENDER_ATTACHMENT});
+    this.ready = this.prepare();
+  }
+
+  async prepare() {
+    const t0 = performance.now();
+    this.programs = {};
+    for (const [name, dispatches] of Object.entries(this.spec.programs)) {
+      this.programs[name] = await Promise.all(dispatches.map(async d => {
+        const pipeline = await this.gpu.pipeline(d.kernel, d.bindings.length);
+        const entries = [{binding: 0, resource: {buffer: this.gpu.infinity}},
+                         ...d.bindings.map((b, i) => ({binding: i + 1, resource: {buffer: this.buffers[b]}}))];
+        return {pipeline, workgroups: d.workgroups,
+                group: this.gpu.device.createBindGroup({layout: pipeline.getBindGroupLayout(0), entries})};
+      }));
+    }
+    this.prepareMs = performance.now() - t0;
+    this.prepared = true;
+    return this;
+  }
+
+  static fits(spec, limits) {
+    const p = SITE.manifest.model.patch_px, tile = SITE.manifest.atlas.tile_px;
+    const most = Math.max(...spec.buffers.map(b => b.bytes));
+    const side = Math.max(spec.cols * Math.max(p, 2 * tile), spec.rows * Math.max(p, tile));
+    return most <= limits.maxStorageBufferBindingSize && most <= limits.maxBufferSize &&
+           side <= limits.maxTextureDimension2D;
+  }
+
+  get kernelsPerFrame() { return this.spec.programs.pick.length + 1; }  // + the render pass's draw
+
+  // the input texture into the input buffer, in rows of a multiple of 256 bytes (its width is padded for that)
+  encodeInput(encoder) {
+    encoder.copyTextureToBuffer({texture: this.texture},
+                                {buffer: this.named.rgba, bytesPerRow: this.spec.input[1] * 4, rowsPerImage: this.height},
+                                [this.width, this.height]);
+  }
+
+  encodeProgram(encoder, name, timestampWrites) {
+    const pass = encoder.beginComputePass(timestampWrites ? {timestampWrites} : {});
+    for (const d of this.programs[name]) {
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.group);
+      pass.dispatchWorkgroups(...d.workgroups);
+    }
+    pass.end();
+  }
+
+  // one frame's picks: a new emoji must beat a cell's previous one by the stability margin, except on a first frame
+  // (margin -inf), as Python's engine does; the picks become the next frame's previous picks
+  encodePick(encoder, timestampWrites, margin = SITE.manifest.settings.stability) {
+    this.gpu.device.queue.writeBuffer(this.named.margin, 0, new Float32Array([this.first ? -Infinity : margin]));
+    this.first = false;
+    this.encodeInput(encoder);
+    this.encodeProgram(encoder, "pick", timestampWrites);
+    encoder.copyBufferToBuffer(this.named.picks, 0, this.named.prev, 0, this.named.picks.size);
+  }
+
+  // copies of named buffers made by the encoder's commands, readable once the submitted work is done
+  encodeRead(encoder, names) {
+    return names.map(name => {
+      const source = this.named[name];
+      const copy = this.gpu.device.createBuffer({size: source.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST});
+      encoder.copyBufferToBuffer(source, 0, copy, 0, source.size);
+      return copy;
+    });
+  }
+}
+
+async function readCopies(copies) {
+  return Promise.all(copies.map(async copy => {
+    await copy.mapAsync(GPUMapMode.READ);
+    const bytes = copy.getMappedRange().slice(0);
+    copy.destroy();
+    return bytes;
+  }));
+}
+
+// --- drawing: the render pass over the canvas
+
+class Renderer {
+  constructor(gpu, canvas, atlas) {
+    const device = gpu.device;
+    Object.assign(this, {gpu, canvas, atlas, groups: new Map()});
+    this.context = canvas.getContext("webgpu");
+    const format = navigator.gpu.getPreferredCanvasFormat();
+    this.context.configure({device, format, alphaMode: "opaque"});
+    const module = device.createShaderModule({code: SITE.render, label: "render.wgsl"});
+    this.pipeline = device.createRenderPipeline({layout: "auto", vertex: {module, entryPoint: "vs"},
+                                                 fragment: {module, entryPoint: "fs", targets: [{format}]}});
+    this.params = device.createBuffer({size: 32, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST});
+    this.sampler = device.createSampler({magFilter: "linear", minFilter: "linear"});
+  }
+
+  group(run) {
+    if (!this.groups.has(run)) {
+      const resources = [{buffer: this.params}, {buffer: run.named.picks}, {buffer: run.named.back},
+                         this.atlas.createView(), run.texture.createView(), this.sampler];
+      this.groups.set(run, this.gpu.device.createBindGroup({
+        layout: this.pipeline.getBindGroupLayout(0), entries: resources.map((resource, binding) => ({binding, resource}))}));
+    }
+    return this.groups.get(run);
+  }
+
+  encode(encoder, run, view, timestampWrites) {
+    const tile = SITE.manifest.atlas.tile_px;
+    const width = run.cols * tile * (view === "side-by-side" ? 2 : 1), height = run.rows * tile;
+    if (this.canvas.width !== width || this.canvas.height !== height) [this.canvas.width, this.canvas.height] = [width, height];
+    this.gpu.device.queue.writeBuffer(this.params, 0, new Uint32Array([run.cols, run.rows, tile, SITE.manifest.atlas.cols,
+                                                                       VIEWS.indexOf(view), 0, 0, 0]));
+    const pass = encoder.beginRenderPass({
+      colorAttachments: [{view: this.context.getCurrentTexture().createView(), loadOp: "clear", storeOp: "store",
+                          clearValue: [0, 0, 0, 1]}],
+      ...(timestampWrites ? {timestampWrites} : {})});
+    pass.setPipeline(this.pipeline);
+    pass.setBindGroup(0, this.group(run));
+    pass.draw(3);
+    pass.end();
+  }
+}
+
+async function atlasTexture(device) {  // the PNG's bytes as they are: no premultiplying, no colour conversion
+  const image = await createImageBitmap(new Blob([bytesOf(SITE.atlas)], {type: "image/png"}),
+                                        {premultiplyAlpha: "none", colorSpaceConversion: "none"});
+  const texture = device.createTexture({
+    size: [image.width, image.height], format: "rgba8unorm",
+    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST | GPUTextureUsage.RENDER_ATTACHMENT});
+  device.queue.copyExternalImageToTexture({source: image}, {texture, premultipliedAlpha: false},
+                                          [image.width, image.height]);
+  return texture;
+}
+
+// --- the cut: the browser resizes the picture to the grid's patch resolution, centre-cropped to its aspect
+
+class Cutter {
+  constructor() {
+    this.canvas = document.createElement("canvas");
+    this.context = this.canvas.getContext("2d", {alpha: false});
+  }
+
+  draw(device, source, sourceWidth, sourceHeight, run, mirror) {
+    if (this.canvas.width !== run.width || this.canvas.height !== run.height) {
+      [this.canvas.width, this.canvas.height] = [run.width, run.height];
+    }
+    const c = this.context, aspect = run.width / run.height;
+    const w = Math.min(sourceWidth, sourceHeight * aspect), h = w / aspect;
+    c.imageSmoothingEnabled = true;
+    c.imageSmoothingQuality = "high";
+    c.setTransform(mirror ? -1 : 1, 0, 0, 1, mirror ? run.width : 0, 0);
+    c.drawImage(source, (sourceWidth - w) / 2, (sourceHeight - h) / 2, w, h, 0, 0, run.width, run.height);
+    device.queue.copyExternalImageToTexture({source: this.canvas}, {texture: run.texture}, [run.width, run.height]);
+  }
+}
+
+// --- the page's state and its one queue of GPU work
+
+const app = {
+  gpu: null, renderer: null, cutter: new Cutter(), video: document.createElement("video"),
+  grids: [], runs: new Map(), run: null, wanted: null, view: "emoji", mirror: true, paused: false,
+  benchmarking: false, looping: false, frames: 0, firstFrameMs: null, recent: [], stages: {}, snapshots: 0,
+  capture: null,  // a test's request for the next frame's pixels and picks
+};
+let turn = Promise.resolve();
+
+function gpuTurn(work) {  // one piece of GPU work at a time: frames, key actions, the benchmark and tests take turns
+  const next = turn.then(work);
+  turn = next.catch(() => {});
+  return next;
+}
+
+function runFor(name) {
+  if (!app.runs.has(name)) {
+    const run = new GridRun(app.gpu, app.grids.find(g => g.name === name));
+    run.ready.catch(fail);
+    app.runs.set(name, run);
+  }
+  return app.runs.get(name);
+}
+
+// the grid on screen: the one asked for once its pipelines are ready, until then the one before (as `live`)
+async function currentRun() {
+  const wanted = runFor(app.wanted);
+  if (!app.run) await wanted.ready;
+  if (wanted !== app.run && wanted.prepared) {
+    app.run = wanted;
+    app.run.first = true;
+  }
+  return app.run;
+}
+
+function fps() {
+  const r = app.recent;
+  return r.length > 1 ? (r.length - 1) * 1000 / (r[r.length - 1] - r[0]) : 0;
+}
+
+function updateHud() {
+  const run = app.run, s = app.stages;
+  if (!run) return;
+  const preparing = app.wanted !== run.name ? `  preparing ${app.wanted}` : "";
+  const gpu = s.classify !== undefined ? `classify ${s.classify.toFixed(1)}  draw ${s.draw.toFixed(1)}` : `gpu ${s.gpu.toFixed(1)}`;
+  const first = app.firstFrameMs === null ? "" : `first frame ${(app.firstFrameMs / 1000).toFixed(1)} s  `;
+  dom.hud.textContent = [
+    `${fps().toFixed(1)} fps  grid ${run.name} (${run.cols * run.rows} tiles)${preparing}`,
+    `cut ${s.cut.toFixed(1)}  ${gpu}  frame ${s.frame.toFixed(1)} ms  (${run.kernelsPerFrame} kernels)`,
+    `GPU: ${app.gpu.name}`,
+    `${first}${app.view}, mirror ${app.mirror ? "on" : "off"}${app.paused ? ", PAUSED" : ""}`,
+    KEYS_HELP].join("\n");
+}
+
+// one mirror frame: cut, classify, draw; the GPU's part waits for nothing from JavaScript
+async function step() {
+  const run = await currentRun(), device = app.gpu.device, timer = app.gpu.timer;
+  const t0 = performance.now();
+  app.cutter.draw(device, app.video, app.video.videoWidth, app.video.videoHeight, run, app.mirror);
+  const t1 = performance.now();
+  const encoder = device.createCommandEncoder();
+  run.encodePick(encoder, timer?.writes(0));
+  app.renderer.encode(encoder, run, app.view, timer?.writes(1));
+  timer?.resolve(encoder);
+  const capture = app.capture, copies = capture ? run.encodeRead(encoder, ["picks", "back"]) : null;
+  device.queue.submit([encoder.finish()]);
+  const pixels = capture ? canvasPixels() : null;  // now, in this task: the canvas holds this frame until it ends
+  await device.queue.onSubmittedWorkDone();
+  const t2 = performance.now();
+  const [classify, draw] = timer ? await timer.read() : [undefined, undefined];
+  app.stages = {cut: t1 - t0, gpu: t2 - t1, classify, draw, frame: t2 - t0};
+  app.frames += 1;
+  app.recent.push(t2);
+  while (app.recent.length > 2 && t2 - app.recent[0] > 1000) app.recent.shift();
+  if (app.firstFrameMs === null) app.firstFrameMs = t2;  // since the page started loading
+  if (capture) {
+    app.capture = null;
+    const [picks, back] = await readCopies(copies);
+    capture({grid: run.name, picks: Array.from(new Int32Array(picks)), back: Array.from(new Float32Array(back)),
+             ...pixels});
+  }
+  updateHud();
+}
+
+function canvasPixels() {
+  const canvas = app.renderer.canvas, copy = document.createElement("canvas");
+  [copy.width, copy.height] = [canvas.width, canvas.height];
+  const c = copy.getContext("2d");
+  c.drawImage(canvas, 0, 0);
+  const data = c.getImageData(0, 0, copy.width, copy.height).data;
+  return {width: copy.width, height: copy.height, pixels: base64Of(new Uint8Array(data.buffer))};
+}
+
+async function mirrorLoop() {
+  if (app.looping) return;
+  app.looping = true;
+  let shown = -1;
+  for (;;) {
+    await new Promise(requestAnimationFrame);
+    const video = app.video;
+    // a new picture from the camera or the file (a paused or ended file shows nothing new)
+    if (app.paused || app.benchmarking || video.readyState < 2 || !video.videoWidth) continue;
+    if (video.srcObject === null && video.currentTime === shown && app.run?.name === app.wanted) continue;
+    shown = video.currentTime;
+    try {
+      await gpuTurn(step);
+    } catch (error) {
+      app.looping = false;
+      return fail(error);
+    }
+  }
+}
+
+async function useVideo(source) {
+  const video = app.video;
+  video.srcObject?.getTracks().forEach(track => track.stop());
+  Object.assign(video, {muted: true, playsInline: true, loop: typeof source === "string"});
+  if (typeof source === "string") {
+    video.srcObject = null;
+    video.src = source;
+  } else {
+    video.removeAttribute("src");
+    video.srcObject = source;
+  }
+  await video.play();
+  app.mirror = typeof source !== "string";  // a camera is shown as a mirror, a file as it is (as `live`)
+  if (app.run) app.run.first = true;
+  show("");
+  mirrorLoop();
+}
+
+async function openCamera() {
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({video: {width: {ideal: 1280}, height: {ideal: 720}}, audio: false});
+  } catch (error) {
+    throw new UserError(window.isSecureContext ? SAY.camera : SAY.insecure);
+  }
+  await useVideo(stream);
+}
+
+// --- keys, as `live`'s
+
+function changeGrid(by) {
+  const names = app.grids.map(g => g.name), at = names.indexOf(app.wanted);
+  const next = Math.min(names.length - 1, Math.max(0, at + by));
+  if (next === at) return status(`grid ${app.wanted}: the ${by > 0 ? "densest" : "coarsest"} this site has`);
+  app.wanted = names[next];
+  runFor(app.wanted);
+  status(`grid: ${app.wanted}`);
+}
+
+function redraw() {  // the last frame's picks in the view now asked for (while paused, say)
+  if (!app.run) return;
+  gpuTurn(() => {
+    const encoder = app.gpu.device.createCommandEncoder();
+    app.renderer.encode(encoder, app.run, app.view);
+    app.gpu.device.queue.submit([encoder.finish()]);
+  }).catch(fail);
+}
+
+function snapshot() {
+  if (!app.run) return;
+  gpuTurn(async () => {
+    const encoder = app.gpu.device.createCommandEncoder();
+    app.renderer.encode(encoder, app.run, app.view);
+    app.gpu.device.queue.submit([encoder.finish()]);
+    const blob = await new Promise(done => app.renderer.canvas.toBlob(done, "image/png"));  // asked in this task
+    const link = Object.assign(document.createElement("a"), {href: URL.createObjectURL(blob),
+      download: `emojicam-${new Date().toISOString().replace(/[:.]/g, "-")}.png`});
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    app.snapshots += 1;
+    status(`snapshot: ${link.download}`);
+  }).catch(fail);
+}
+
+// the picks as text, one line per grid row, each emoji as `emojicam convert OUT.txt` writes it
+async function emojiText() {
+  const run = app.run, strings = SITE.manifest.emoji;
+  const [picks] = await gpuTurn(async () => {
+    const encoder = app.gpu.device.createCommandEncoder(), copies = run.encodeRead(encoder, ["picks"]);
+    app.gpu.device.queue.submit([encoder.finish()]);
+    return readCopies(copies);
+  });
+  const cells = Array.from(new Int32Array(picks), i => strings[i]);
+  return Array.from({length: run.rows}, (_, r) => cells.slice(r * run.cols, (r + 1) * run.cols).join("") + "\n").join("");
+}
+
+async function copyText() {
+  if (!app.run) return;
+  if (!SITE.manifest.emoji) return status("this emoji set has no codepoints, so its picks cannot be copied as text");
+  const text = await emojiText();
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (error) {  // pages opened from a file, and older browsers, may refuse the clipboard API
+    const area = Object.assign(document.createElement("textarea"), {value: text});
+    document.body.append(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    if (!copied) return status("the browser refused the clipboard: press c again after clicking the page");
+  }
+  status(`copied ${app.run.name} emoji as text`);
+}
+
+document.addEventListener("keydown", event => {
+  if (event.ctrlKey || event.metaKey || event.altKey || ["INPUT", "TEXTAREA"].includes(event.target.tagName)) return;
+  const actions = {
+    "+": () => changeGrid(1), "=": () => changeGrid(1), "-": () => changeGrid(-1), "_": () => changeGrid(-1),
+    "m": () => { app.mirror = !app.mirror; if (app.run) app.run.first = true; status(`mirror: ${app.mirror ? "on" : "off"}`); },
+    "o": () => { app.view = VIEWS[(VIEWS.indexOf(app.view) + 1) % VIEWS.length]; status(`view: ${app.view}`); redraw(); },
+    " ": () => { app.paused = !app.paused; status(app.paused ? "paused" : "resumed"); updateHud(); },
+    "s": snapshot,
+    "c": () => copyText().catch(fail),
+  };
+  if (!(event.key in actions)) return;
+  event.preventDefault();
+  actions[event.key]();
+});
+
+// --- the benchmark: every grid of the site on one built-in frame
+
+function builtInFrame() {  // a fixed test card: gradients, soft discs and text, drawn the same on every machine
+  const [w, h] = BENCH_FRAME, canvas = Object.assign(document.createElement("canvas"), {width: w, height: h});
+  const c = canvas.getContext("2d", {alpha: false});
+  let seed = 12345;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const sky = c.createLinearGradient(0, 0, w, h);
+  sky.addColorStop(0, "#5a78a0");
+  sky.addColorStop(1, "#d08a50");
+  c.fillStyle = sky;
+  c.fillRect(0, 0, w, h);
+  for (let i = 0; i < 60; i++) {
+    c.fillStyle = `rgb(${255 * random() | 0}, ${255 * random() | 0}, ${255 * random() | 0})`;
+    c.beginPath();
+    c.ellipse(w * random(), h * random(), 20 + 140 * random(), 20 + 140 * random(), Math.PI * random(), 0, 2 * Math.PI);
+    c.fill();
+  }
+  c.fillStyle = "#fff";
+  c.font = "bold 64px sans-serif";
+  c.fillText("emojicam benchmark", 80, 120);
+  return canvas;
+}
+
+async function timeIt(work) {  // ms per call: 2 calls to warm up, then at least 3, up to 30 or 2 s
+  for (let i = 0; i < 2; i++) await work();
+  const times = [], start = performance.now();
+  while (times.length < 30 && (times.length < 3 || performance.now() - start < 2000)) {
+    const t = performance.now();
+    await work();
+    times.push(performance.now() - t);
+  }
+  return {ms: median(times), frames: times.length};
+}
+
+async function benchGrid(run, frame) {
+  const device = app.gpu.device;
+  const submit = async encode => {
+    const encoder = device.createCommandEncoder();
+    encode(encoder);
+    device.queue.submit([encoder.finish()]);
+    await device.queue.onSubmittedWorkDone();
+  };
+  const cut = () => app.cutter.draw(device, frame, frame.width, frame.height, run, false);
+  cut();
+  await submit(encoder => run.encodeInput(encoder));
+  const forward = await timeIt(() => submit(encoder => run.encodeProgram(encoder, "forward")));
+  const classify = await timeIt(() => submit(encoder => run.encodePick(encoder)));
+  const e2e = await timeIt(() => {
+    cut();
+    return submit(encoder => { run.encodePick(encoder); app.renderer.encode(encoder, run, "emoji"); });
+  });
+  const m = SITE.manifest, patches = run.cols * run.rows, gflop = m.model.flops_per_patch * patches / 1e9;
+  return {system: "emojicam-web", device: app.gpu.name, grid: run.name, cols: run.cols, rows: run.rows, patches,
+          frames: e2e.frames, flops_per_patch: m.model.flops_per_patch, gflop_per_frame: gflop,
+          kernels_per_frame: run.kernelsPerFrame, warmup_s: run.prepareMs / 1000,
+          ms: {forward: forward.ms, classify: classify.ms, e2e: e2e.ms},
+          forward_fps: 1000 / forward.ms, classify_fps: 1000 / classify.ms, e2e_fps: 1000 / e2e.ms,
+          achieved_gflops: gflop / (forward.ms / 1000)};
+}
+
+function showResults(report) {
+  const rows = report.records.map(r => `<tr><td>${r.grid}</td><td>${r.patches}</td><td>${r.forward_fps.toFixed(1)}</td>` +
+    `<td>${r.classify_fps.toFixed(1)}</td><td>${r.e2e_fps.toFixed(1)}</td><td>${r.achieved_gflops.toFixed(1)}</td></tr>`);
+  dom.table.innerHTML = "<tr><th>grid</th><th>cells</th><th>forward fps</th><th>classify fps</th>" +
+    "<th>end-to-end fps</th><th>GFLOP/s</th></tr>" + rows.join("");
+  dom.about.textContent = `${report.environment.adapter.name} in ${report.environment.browser}`;
+  dom.json.value = JSON.stringify(report, null, 1);
+  dom.results.hidden = false;
+}
+
+async function benchmark(names = null) {  // names: the grids to time (default: every grid of the site)
+  if (app.benchmarking) return null;
+  const grids = app.grids.filter(g => !names || names.includes(g.name));
+  app.benchmarking = true;
+  dom.results.hidden = false;
+  dom.json.value = "";
+  try {
+    const frame = builtInFrame(), m = SITE.manifest, records = [];
+    const report = {
+      environment: {browser: navigator.userAgent, adapter: {name: app.gpu.name, ...pick(app.gpu.info)},
+                    timestamp_query: Boolean(app.gpu.timer), date: new Date().toISOString()},
+      config: {frame: `built-in ${BENCH_FRAME.join("x")} test card`, emojicam: m.emojicam, model: m.model,
+               set: m.set, settings: m.settings},
+      records};
+    for (const [i, spec] of grids.entries()) {
+      status(`benchmark: ${spec.name} ...`);
+      dom.hud.textContent = `benchmark: grid ${spec.name} (${i + 1} of ${grids.length}) on ${app.gpu.name} ...`;
+      const run = runFor(spec.name);
+      await run.ready;
+      records.push(await gpuTurn(() => benchGrid(run, frame)));
+      showResults(report);
+    }
+    status("benchmark done: copy the JSON below");
+    dom.hud.textContent = `benchmark done on ${app.gpu.name}: the results are below the picture`;
+    dom.results.scrollIntoView();
+    return report;
+  } finally {
+    app.benchmarking = false;
+    if (app.run) app.run.first = true;
+  }
+}
+
+function pick(info) {
+  return Object.fromEntries(["vendor", "architecture", "device", "description"].map(k => [k, info[k] ?? ""]));
+}
+
+// --- start
+
+function parseHash() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  // #bench (every grid), #bench=32x18,64x36 (those), #grid=32x18 (start the mirror there)
+  return {bench: params.has("bench"), benchGrids: params.get("bench") ? params.get("bench").split(",") : null,
+          grid: params.get("grid")};
+}
+
+async function main() {
+  if (!SITE.manifest || !SITE.kernels || !SITE.weights || !SITE.atlas || !SITE.render) return show(SAY.incomplete);
+  dom.hud.textContent = "starting ...";
+  app.gpu = await Gpu.open();
+  app.grids = SITE.manifest.grids.filter(spec => GridRun.fits(spec, app.gpu.device.limits));
+  if (!app.grids.length) throw new UserError(SAY.grids);
+  const skipped = SITE.manifest.grids.length - app.grids.length;
+  if (skipped) status(`${skipped} grid(s) of this site need more than this GPU's limits: left out`);
+  app.renderer = new Renderer(app.gpu, dom.view, await atlasTexture(app.gpu.device));
+  const hash = parseHash(), names = app.grids.map(g => g.name);
+  app.wanted = names.includes(hash.grid) ? hash.grid : names.includes(SITE.manifest.start) ? SITE.manifest.start : names[0];
+  runFor(app.wanted);  // compiles while the camera opens
+  dom.camera.onclick = () => openCamera().catch(fail);
+  dom.file.onchange = () => dom.file.files[0] && useVideo(URL.createObjectURL(dom.file.files[0])).catch(fail);
+  dom.bench.onclick = () => benchmark().catch(fail);
+  dom["copy-json"].onclick = () => navigator.clipboard.writeText(dom.json.value).then(() => status("JSON copied"), fail);
+  if (hash.bench) return benchmark(hash.benchGrids);
+  dom.hud.textContent = "opening the camera ...";
+  await openCamera();
+}
+
+// what the tests drive (tests/test_web.py); nothing on the page uses it
+window.emojicam = {
+  state: () => ({grid: app.run?.name ?? null, wanted: app.wanted, view: app.view, mirror: app.mirror,
+                 paused: app.paused, frames: app.frames, fps: fps(), firstFrameMs: app.firstFrameMs,
+                 stages: app.stages, adapter: app.gpu ? {name: app.gpu.name, ...pick(app.gpu.info)} : null,
+                 message: dom.message.hidden ? "" : dom.message.textContent, snapshots: app.snapshots,
+                 grids: app.grids.map(g => g.name)}),
+  // the picks for RGBA bytes (rows*P, cols*P, 4) as base64, through the same texture, copy and kernels as a frame
+  classify: (grid, rgba, prev = null) => gpuTurn(async () => {
+    const run = runFor(grid), device = app.gpu.device;
+    await run.ready;
+    device.queue.writeTexture({texture: run.texture}, bytesOf(rgba), {bytesPerRow: run.width * 4},
+                              [run.width, run.height]);
+    run.first = prev === null;
+    if (prev !== null) device.queue.writeBuffer(run.named.prev, 0, new Int32Array(prev));
+    const encoder = device.createCommandEncoder();
+    run.encodePick(encoder);
+    const copies = run.encodeRead(encoder, ["picks"]);
+    device.queue.submit([encoder.finish()]);
+    const [picks] = await readCopies(copies);
+    run.first = true;  // the mirror's next frame on this grid starts afresh
+    return Array.from(new Int32Array(picks));
+  }),
+  frame: () => new Promise(resolve => { app.capture = resolve; }),
+  text: emojiText,
+  benchmark,
+};
+
+main().catch(fail);

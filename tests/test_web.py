@@ -1,0 +1,411 @@
+"""`emojicam web`: the site it writes, served by `emojicam web --serve`, in a real headless Chromium with WebGPU on
+SwiftShader (software) and a fake camera playing a clip made here: emoji frames from the camera whose cells are
+tiles of the set, the HUD, the keys, the same picks as the Python engine on the CPU device for the same bytes, the
+benchmark mode, no request outside the page's origin, no error logged; and the one-sentence messages without
+WebGPU or without a camera. SwiftShader runs about 1 GFLOP/s here, so the grids are small (16x9, 32x18)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import json
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from browser import Chromium, chromium_binary, fake_camera_flags
+from conftest import ROOT, run_cli
+from media import ffmpeg
+from test_text import SEQUENCES, read_back  # the set's emoji as text, independently of emojicam.text
+
+from emojicam import model as model_io
+from emojicam.emoji_set import EmojiSet
+from emojicam.engine import Emojifier, Settings
+from emojicam.gpu_kernels import LIMITS
+from emojicam.web import SITE_FILES, parse_grids
+
+GRIDS = "16x9,32x18"
+PHOTO = ROOT / "samples" / "grace_hopper.jpg"
+TILE = 16
+
+needs_chromium = pytest.mark.skipif(chromium_binary() is None,
+                                    reason="chromium is not installed (apt-get install chromium; ./setup.sh test)")
+
+
+@dataclass(frozen=True)
+class Served:
+    """A site written and served by `emojicam web OUT --serve --port 0`."""
+
+    url: str
+    site: Path
+    process: subprocess.Popen
+
+
+@contextlib.contextmanager
+def serve_site(out: Path, *args: str) -> Iterator[Served]:
+    """Run `emojicam web out --serve --port 0 ARGS` until it prints its URL; SIGTERM at the end, which must stop it
+    as Ctrl-C does (exit 128 + 15, one line)."""
+    process = subprocess.Popen([sys.executable, "-m", "emojicam", "web", str(out), "--serve", "--port", "0", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    try:
+        deadline, said = time.monotonic() + 600, []
+        while not (said and " at http://127.0.0.1:" in said[-1]):
+            assert process.poll() is None, f"emojicam web exited {process.returncode}: {process.stderr.read()[-2000:]}"
+            with contextlib.suppress(queue.Empty):
+                said.append(lines.get(timeout=max(0.1, min(1.0, deadline - time.monotonic()))))
+            assert time.monotonic() < deadline, f"no URL printed: {said}"
+        assert said[0].startswith(f"wrote {out}: {len(SITE_FILES)} files"), said
+        yield Served(said[-1].split(" at ")[1].split()[0], out, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    assert code == 128 + signal.SIGTERM, (code, process.stderr.read())
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory):
+    """sites(model) -> that shipped model's site at GRIDS, written and served once for the module."""
+    served: dict[str, Served] = {}
+    with contextlib.ExitStack() as stack:
+        def get(model: str) -> Served:
+            if model not in served:
+                out = tmp_path_factory.mktemp("web") / f"site-{model}"
+                served[model] = stack.enter_context(serve_site(out, "--grids", GRIDS, "--model", model))
+            return served[model]
+        yield get
+
+
+@pytest.fixture(scope="module")
+def camera_clip(tmp_path_factory) -> Path:
+    """What the fake camera plays: FFmpeg's moving test pattern, 640x360 (a 16:9 camera), 2 s in a loop."""
+    clip = tmp_path_factory.mktemp("camera") / "camera.y4m"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=15:duration=2", "-pix_fmt", "yuv420p", clip)
+    return clip
+
+
+@pytest.fixture(scope="module")
+def still_clip(tmp_path_factory) -> Path:
+    """A camera looking at a still picture: the photo with fresh sensor-like noise in every frame, 1 s in a loop."""
+    clip = tmp_path_factory.mktemp("camera") / "still.y4m"
+    ffmpeg("-loop", "1", "-i", PHOTO, "-vf", "scale=640:360,noise=alls=4:allf=t,format=yuv420p", "-r", "15", "-t", "1",
+           clip)
+    return clip
+
+
+def state(browser: Chromium, tab: str) -> dict:
+    return browser.evaluate("window.emojicam.state()", tab)
+
+
+def frames_after(browser: Chromium, tab: str, count: int, timeout: float = 120) -> dict:
+    """The page's state once it has shown `count` more frames."""
+    start = state(browser, tab)["frames"]
+    browser.wait_for(f"window.emojicam.state().frames >= {start + count}", tab, timeout=timeout)
+    return state(browser, tab)
+
+
+def captured(browser: Chromium, tab: str) -> tuple[dict, np.ndarray]:
+    """The next frame the page draws: its picks and backgrounds, and its canvas as (H, W, 3) RGB."""
+    frame = browser.evaluate("window.emojicam.frame()", tab)
+    rgba = np.frombuffer(base64.b64decode(frame["pixels"]), np.uint8).reshape(frame["height"], frame["width"], 4)
+    return frame, rgba[..., :3].astype(np.float32)
+
+
+def tiles_rgb(emoji_set: EmojiSet) -> tuple[np.ndarray, np.ndarray]:
+    """Every emoji of the set at TILE px, resized here from its PNG: (K, t*t, 3) premultiplied RGB, (K, t*t)
+    uncovered share (1 - alpha)."""
+    small = np.stack([cv2.resize(im, (TILE, TILE), interpolation=cv2.INTER_AREA) for im in emoji_set.bgra])
+    alpha = small[..., 3:].astype(np.float32) / 255
+    premult = small[..., 2::-1].astype(np.float32) * alpha
+    return premult.reshape(len(small), -1, 3), (1 - alpha).reshape(len(small), -1)
+
+
+def cells_of(image: np.ndarray, cols: int, rows: int) -> np.ndarray:
+    return image.reshape(rows, TILE, cols, TILE, 3).transpose(0, 2, 1, 3, 4).reshape(rows * cols, TILE * TILE, 3)
+
+
+def nearest_tiles(cells: np.ndarray, premult: np.ndarray, uncovered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell, the set's emoji it looks most like drawn over a flat background (the best one per emoji, by least
+    squares, as `auto` chooses one per cell), and the mean absolute difference in levels from that drawing."""
+    weight = (uncovered**2).sum(1)[None, :, None] + 1e-6
+    back = (np.einsum("kp,npc->nkc", uncovered, cells) - np.einsum("kp,kpc->kc", uncovered, premult)[None]) / weight
+    back = back.clip(0, 255)
+    drawn = premult[None] + uncovered[None, :, :, None] * back[:, :, None, :]
+    error = np.abs(drawn - cells[:, None]).mean((2, 3))
+    return error.argmin(1), error.min(1)
+
+
+# --- the site, without a browser ----------------------------------------------------------------------------------
+
+def test_grids_are_parsed_and_bad_ones_refused():
+    assert parse_grids("64x36, 32x18,32x18") == ((32, 18), (64, 36))
+    for bad in ("64", "64x", "0x9", "x9", "64x36,abc", "600x10"):
+        done = run_cli("web", "unused", "--grids", bad)
+        assert done.returncode == 2 and done.stderr.startswith("emojicam: error: --grids: expected COLSxROWS"), bad
+        assert done.stderr.count("\n") == 1 and not (ROOT / "unused").exists()
+
+
+def test_an_out_dir_with_other_files_is_left_alone(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    done = run_cli("web", out, "--grids", "4x2")
+    assert done.returncode == 2 and "expected a new or empty folder or an earlier `emojicam web` site" in done.stderr
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    (tmp_path / "file").write_text("x")
+    done = run_cli("web", tmp_path / "file", "--grids", "4x2", "--port", "70000", "--serve")
+    assert done.returncode == 2 and "--port: expected 0..65535" in done.stderr
+
+
+def test_the_site_holds_its_own_files_and_kernels_within_webgpu_limits(sites):
+    site = sites("default").site
+    assert sorted(p.name for p in site.iterdir()) == sorted(SITE_FILES), "no temporary folder or file left"
+    html = (site / "index.html").read_text()
+    assert "://" not in html and html.count("<script src=") == 5
+    manifest = json.loads((site / "manifest.js").read_text().split(" = ", 1)[1].rstrip().rstrip(";"))
+    weights = json.loads((site / "weights.js").read_text().split(" = ", 1)[1].rstrip().rstrip(";"))
+    kernels = json.loads((site / "kernels.js").read_text().splitlines()[1].split(" = ", 1)[1].rstrip(";"))
+    webgpu = LIMITS["WEBGPU"]
+    assert [g["name"] for g in manifest["grids"]] == ["16x9", "32x18"] and manifest["emoji"] == SEQUENCES
+    for grid in manifest["grids"]:
+        for program in grid["programs"].values():
+            for d in program:
+                assert len(d["bindings"]) <= webgpu.buffers and np.prod(d["threads"]) <= webgpu.threads_per_group
+                assert max(d["workgroups"]) <= webgpu.global_size[0] and d["kernel"] in kernels
+                assert all(0 <= b < len(grid["buffers"]) for b in d["bindings"])
+        consts = [b["data"] for b in grid["buffers"] if b["kind"] == "const"]
+        assert all(len(base64.b64decode(weights[key])) == b["bytes"] for key, b in zip(
+            consts, [b for b in grid["buffers"] if b["kind"] == "const"], strict=True))
+        assert {b["name"] for b in grid["buffers"] if b["kind"] in ("input", "output")} == {
+            "rgba", "prev", "margin", "picks", "back", "logits"}
+
+
+# --- the mirror: a fake camera, WebGPU on SwiftShader ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mirror(sites, camera_clip):
+    """One page of the default site with the fake camera, started on 16x9, having shown two frames."""
+    if chromium_binary() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; ./setup.sh test)")
+    served = sites("default")
+    with Chromium(timeout=180, webgpu=True, flags=fake_camera_flags(camera_clip)) as browser:
+        tab = browser.open(served.url + "#grid=16x9", watch=True)
+        browser.call("Browser.grantPermissions", {"permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+        frames_after(browser, tab, 2)
+        yield browser, tab, served
+
+
+def test_the_mirror_shows_emoji_frames_that_follow_the_camera(mirror):
+    browser, tab, _ = mirror
+    now = frames_after(browser, tab, 1)
+    assert now["message"] == "" and now["grid"] == "16x9" and now["fps"] > 0, now
+    assert now["adapter"]["architecture"] == "swiftshader", now["adapter"]
+    hud = browser.evaluate("document.getElementById('hud').textContent", tab)
+    assert " fps  grid 16x9 (144 tiles)" in hud and "google swiftshader" in hud
+    assert "classify " in hud and "draw " in hud and "+/- grid" in hud, hud
+    first, image = captured(browser, tab)
+    assert image.std() > 20, "the canvas is not blank"
+    time.sleep(1.5)  # the test pattern moves
+    second, later = captured(browser, tab)
+    assert np.abs(later - image).mean() > 1 and first["picks"] != second["picks"], "the picture changes"
+
+
+def test_the_mirror_cells_are_tiles_of_the_set_over_their_background(mirror):
+    browser, tab, _ = mirror
+    frame, image = captured(browser, tab)
+    assert frame["grid"] == "16x9" and image.shape == (9 * TILE, 16 * TILE, 3)
+    premult, uncovered = tiles_rgb(EmojiSet.load())
+    cells, picks = cells_of(image, 16, 9), np.array(frame["picks"])
+    back = np.array(frame["back"], np.float32).reshape(-1, 1, 3)
+    drawn = premult[picks] + uncovered[picks][..., None] * back  # the picked tile over the cell's background
+    assert np.abs(drawn - cells).max() <= 1.0, "each cell is its picked tile, to the rounding of a level"
+    nearest, error = nearest_tiles(cells, premult, uncovered)
+    assert error.max() < 1.0, f"cells that are no tile of the set: {np.flatnonzero(error >= 1.0)}"
+    assert (nearest == picks).mean() > 0.95, "the nearest tile is the picked one (or one drawn the same)"
+
+
+def test_the_mirror_keys(mirror):
+    browser, tab, _ = mirror
+    browser.press("m", tab)
+    assert state(browser, tab)["mirror"] is False
+    browser.press("m", tab)
+    browser.press("o", tab)
+    assert state(browser, tab)["view"] == "side-by-side"
+    _, image = captured(browser, tab)
+    assert image.shape == (9 * TILE, 2 * 16 * TILE, 3), "the picture beside the emoji"
+    for _ in range(2):
+        browser.press("o", tab)
+    assert state(browser, tab)["view"] == "emoji"
+    browser.press(" ", tab)
+    time.sleep(1.5)  # the frame under way when the key came
+    paused = state(browser, tab)
+    time.sleep(2)
+    assert paused["paused"] and state(browser, tab)["frames"] == paused["frames"], "paused: no new frames"
+    browser.press(" ", tab)
+    frames_after(browser, tab, 1)
+    browser.press("s", tab)
+    browser.wait_for("window.emojicam.state().snapshots === 1", tab)
+    browser.press("c", tab)
+    browser.wait_for("document.getElementById('status').textContent.startsWith('copied')", tab)
+    copied = browser.evaluate("navigator.clipboard.readText()", tab, gesture=True)
+    assert [len(row) for row in read_back(copied)] == [16] * 9 and copied.endswith("\n"), copied
+
+
+def test_plus_and_minus_change_the_grid(mirror):
+    browser, tab, _ = mirror
+    browser.press("-", tab)
+    assert "coarsest" in browser.evaluate("document.getElementById('status').textContent", tab)
+    browser.press("+", tab)
+    assert state(browser, tab)["wanted"] == "32x18"
+    browser.wait_for("window.emojicam.state().grid === '32x18'", tab, timeout=120)
+    frame, image = captured(browser, tab)
+    assert frame["grid"] == "32x18" and image.shape == (18 * TILE, 32 * TILE, 3) and len(frame["picks"]) == 576
+
+
+def test_the_mirror_asked_nothing_of_other_origins_and_logged_no_error(mirror):
+    browser, tab, served = mirror
+    origin = served.url.rstrip("/")
+    urls = [e["request"]["url"] for e in browser.events_of(tab, "Network.requestWillBeSent")]
+    assert f"{origin}/weights.js" in urls and f"{origin}/app.js" in urls
+    outside = [u for u in urls if not (u.startswith(origin + "/") or u.startswith(f"blob:{origin}/")
+                                       or u.startswith("data:"))]
+    assert outside == [], outside
+    errors = [e for e in browser.events_of(tab, "Runtime.consoleAPICalled") if e["type"] in ("error", "assert")]
+    errors += browser.events_of(tab, "Runtime.exceptionThrown")
+    errors += [e for e in browser.events_of(tab, "Log.entryAdded") if e["entry"]["level"] == "error"]
+    assert errors == [], errors
+
+
+@needs_chromium
+def test_the_site_runs_opened_from_a_folder(sites, still_clip):
+    """No server: index.html opened as a file (a USB stick) loads its scripts beside it, which fetch() could not."""
+    with Chromium(timeout=180, webgpu=True, flags=fake_camera_flags(still_clip)) as browser:
+        tab = browser.open((sites("default").site / "index.html").as_uri() + "#grid=16x9", watch=True)
+        now = frames_after(browser, tab, 1)
+        assert now["message"] == "" and now["grid"] == "16x9"
+        urls = [e["request"]["url"] for e in browser.events_of(tab, "Network.requestWillBeSent")]
+        assert all(u.startswith(("file://", "data:", "blob:")) for u in urls), urls
+
+
+@needs_chromium
+def test_a_still_picture_keeps_its_emoji(sites, still_clip):
+    """No flicker: on a still picture with noise, each cell keeps its emoji (hysteresis, as in Python)."""
+    with Chromium(timeout=180, webgpu=True, flags=fake_camera_flags(still_clip)) as browser:
+        tab = browser.open(sites("default").url + "#grid=16x9", watch=True)
+        frames_after(browser, tab, 2)
+        picks = [np.array(captured(browser, tab)[0]["picks"]) for _ in range(5)]
+    changed = [float(np.mean(a != b)) for a, b in itertools.pairwise(picks)]
+    assert max(changed) <= 0.01, changed
+
+
+# --- the same emoji as Python ---------------------------------------------------------------------------------------
+
+@needs_chromium
+@pytest.mark.parametrize("model", ["default", "fast"])
+def test_the_page_picks_what_the_python_engine_picks_for_the_same_bytes(sites, model):
+    """The bytes the page would classify (RGBA at the grid's patch resolution) to the page's kernels and to the
+    Python engine on the CPU device, at two grids: a first frame, then a changed one against its picks
+    (hysteresis). Measured on SwiftShader: 100% of cells agree at both grids with both models."""
+    served = sites(model)
+    weights_path = model_io.shipped_weights("default", model)
+    emoji_set = EmojiSet.load()
+    engine = Emojifier(model_io.load(weights_path, "CPU"), emoji_set,
+                       Settings(device="CPU", composite="host", cpu_threads=1, stability=1.0))
+    p = engine.patch_px
+    photo = cv2.imread(str(PHOTO))
+    with Chromium(timeout=180, webgpu=True) as browser:
+        tab = browser.open(served.url, watch=True)
+        browser.wait_for("window.emojicam && window.emojicam.state().adapter", tab)
+        for grid in parse_grids(GRIDS):
+            cols, rows = grid
+            name = f"{cols}x{rows}"
+            first = cv2.cvtColor(cv2.resize(photo, (cols * p, rows * p), interpolation=cv2.INTER_AREA),
+                                 cv2.COLOR_BGR2RGBA)
+            second = np.roll(first, 5, axis=1)
+            second[..., :3] = np.clip(second[..., :3].astype(np.int16) + 12, 0, 255)
+            prev = None
+            for rgba in (first, second):
+                patches = np.ascontiguousarray(
+                    rgba[..., :3].reshape(rows, p, cols, p, 3).transpose(0, 2, 1, 3, 4).reshape(-1, p, p, 3))
+                b64 = base64.b64encode(rgba.tobytes()).decode()
+                page = np.array(browser.evaluate(
+                    f"window.emojicam.classify('{name}', '{b64}', {json.dumps(prev)})", tab))
+                python = engine.classify(patches, None if prev is None else np.array(prev))
+                agree = float((page == python).mean())
+                assert agree >= 0.995, f"{model} {name}: {agree:.2%} of cells agree"
+                prev = page.tolist()
+    engine.close()
+
+
+# --- the benchmark, the messages, the server ------------------------------------------------------------------------
+
+@needs_chromium
+def test_the_benchmark_times_the_grids_asked_for_and_gives_json(sites, tmp_path):
+    served = sites("default")
+    with Chromium(timeout=300, webgpu=True) as browser:
+        tab = browser.open(served.url + "#bench=16x9", watch=True)  # #bench alone: every grid
+        text = browser.wait_for("document.getElementById('status').textContent.startsWith('benchmark done') && "
+                                "document.getElementById('json').value", tab, timeout=300, every=1)
+        shown = browser.evaluate("document.getElementById('table').textContent", tab)
+    report = json.loads(text)
+    assert report["environment"]["adapter"]["architecture"] == "swiftshader" and "Chrome" in report["environment"][
+        "browser"]
+    assert [r["grid"] for r in report["records"]] == ["16x9"] and "end-to-end fps" in shown
+    for r in report["records"]:
+        assert r["forward_fps"] > 0 and r["classify_fps"] > 0 and r["e2e_fps"] > 0 and r["achieved_gflops"] > 0
+        assert r["kernels_per_frame"] >= 3 and r["ms"]["e2e"] > 0
+        assert r["gflop_per_frame"] == pytest.approx(r["patches"] * r["flops_per_patch"] / 1e9)
+    (tmp_path / "laptop.json").write_text(text)
+    done = subprocess.run([sys.executable, ROOT / "benchmarks" / "web_results.py", tmp_path / "laptop.json"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "| google swiftshader | HeadlessChrome " in done.stdout and "| 16x9 | 144 |" in done.stdout
+
+
+@needs_chromium
+def test_without_webgpu_the_page_says_so_in_one_sentence(sites):
+    with Chromium(timeout=60) as browser:  # --disable-gpu, no --enable-unsafe-webgpu: requestAdapter() gives null
+        tab = browser.open(sites("default").url, watch=True)
+        message = browser.wait_for("window.emojicam.state().message", tab)
+        assert message.startswith("This browser has no WebGPU") and "Chrome" in message and message.count(". ") == 0
+        assert browser.evaluate("getComputedStyle(document.getElementById('message')).display", tab) != "none"
+
+
+@needs_chromium
+def test_without_a_camera_the_page_says_what_to_do(sites):
+    with Chromium(timeout=60, webgpu=True) as browser:  # no fake camera: there is none
+        tab = browser.open(sites("default").url, watch=True)
+        message = browser.wait_for("window.emojicam.state().message", tab)
+        assert message.startswith("No camera could be opened") and "choose a video file" in message
+
+
+def test_serve_answers_http_stops_on_sigterm_and_replaces_an_earlier_site(sites, tmp_path):
+    out = tmp_path / "site"
+    shutil.copytree(sites("default").site, out)  # an earlier site: replaced whole
+    with serve_site(out, "--grids", "8x4") as served:
+        with urllib.request.urlopen(served.url, timeout=30) as answer:
+            assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/html")
+            assert b"<script src=\"app.js\"></script>" in answer.read()
+        with urllib.request.urlopen(served.url + "manifest.js", timeout=30) as answer:
+            assert answer.read() == (out / "manifest.js").read_bytes()
+            assert answer.headers["Content-Type"].startswith("text/javascript")
+        for outside in ("../site/index.html", "%2e%2e/%2e%2e/etc/passwd", "nothing.js"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(served.url + outside, timeout=30)
+            assert refused.value.code == 404, outside
+    grids = json.loads((out / "manifest.js").read_text().split(" = ", 1)[1].rstrip().rstrip(";"))["grids"]
+    assert [g["name"] for g in grids] == ["8x4"] and sorted(p.name for p in tmp_path.iterdir()) == ["site"]
