@@ -126,9 +126,11 @@ OUTPUTS += [
     ("evaluate -o", ("evaluate", "PHOTO", "-o", "OUT/quality", *SMALL), "OUT/quality/quality.json"),
     *((f"bench --{flag}", ("bench", "--quick", "--no-peers", f"--{flag}", f"OUT/bench.{ext}", *SMALL),
        f"OUT/bench.{ext}") for flag, ext in (("json", "json"), ("markdown", "md"), ("plot", "png"))),
+    ("web", ("web", "OUT/site", "--grids", "8x4"), "OUT/site"),
 ]
 # those that make a missing folder (as mkdir -p would) rather than refuse it
-MAKE_FOLDERS = ("convert -o", "train -o", "evaluate -o", "bench --json", "bench --markdown", "bench --plot")
+MAKE_FOLDERS = ("convert -o", "train -o", "evaluate -o", "bench --json", "bench --markdown", "bench --plot",
+                "web")
 
 
 @pytest.mark.parametrize("fault", ["read-only", "missing folder"])
