@@ -3,14 +3,14 @@ one line (the path and the operating system's reason)."""
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import os
 import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from emojicam.errors import EmojicamError
+from emojicam.errors import EmojicamError, warn
 
 
 def hidden_temp(path: Path, tag: str = "part") -> Path:
@@ -39,9 +39,19 @@ def write_atomic(path: Path, write: Callable[[Path], None], make_folder: bool = 
     except OSError as e:
         raise write_error(path, e) from None
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        remove_temp(tmp)
     return path
+
+
+def remove_temp(tmp: Path) -> None:
+    """Delete a temporary file if it is there. Cleanup never raises over the error that led to it (a read-only or
+    vanished folder refuses even the unlink of a file that was never made); a file it cannot remove is named in a
+    warning, so that nothing is left behind unsaid."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError as e:
+        if os.path.lexists(tmp):
+            warn(f"could not remove the temporary file {tmp}: {e.strerror or e}")
 
 
 def check_writable(path: Path) -> None:
@@ -53,3 +63,14 @@ def check_writable(path: Path) -> None:
             pass
     except OSError as e:
         raise write_error(path, e) from None
+
+
+def unwritable(folder: Path) -> str:
+    """Why no file could be made in folder (or, where it is missing, in the nearest folder above it that exists,
+    where it would be made), or '' when one could; nothing is made to find out."""
+    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if os.access(existing, os.W_OK | os.X_OK):
+        return ""
+    return os.strerror(errno.EROFS if os.statvfs(existing).f_flag & os.ST_RDONLY else errno.EACCES)

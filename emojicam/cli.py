@@ -124,11 +124,13 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from emojicam.atomic import check_writable
     from emojicam.evaluate import evaluate, format_summary
 
     for photo in args.photos:
         if not photo.is_file():
             raise EmojicamError(f"evaluate: expected a photo file, got no file at {photo}")
+    check_writable(args.output_dir / "quality.json")  # now, not after the weights load and the photos
     summary = evaluate(make_emojifier(args), args.photos, args.output_dir, cols=args.cols)
     print(format_summary(summary))
     print(f"wrote {args.output_dir / 'quality.json'} and one contact sheet per photo")

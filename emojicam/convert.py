@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 
+from emojicam.atomic import check_writable
 from emojicam.capture import is_url
 from emojicam.errors import EmojicamError
 from emojicam.images import IMAGE_EXTS, check_image_output, read_image, write_image
@@ -69,6 +71,9 @@ def plan(names: list[str], output_dir: Path | None) -> list[tuple[Path | str, Pa
         src, dst = inputs
         if is_url(dst):
             raise EmojicamError(f"output: expected a file name, got the URL {dst}")
+        if dst.is_dir() or names[1].endswith(("/", os.sep)):
+            raise EmojicamError(f"output: expected a file name, got the folder {names[1]} (to write into a folder: "
+                                f"emojicam convert IN... -o {names[1]})")
         if not is_url(src) and not src.exists():
             raise EmojicamError(f"input: expected a file, got no file at {src}")
         pairs = [(src, dst)]
@@ -86,7 +91,11 @@ def plan(names: list[str], output_dir: Path | None) -> list[tuple[Path | str, Pa
                 files.append(path)
             else:
                 raise EmojicamError(f"input: expected a file or folder, got nothing at {path}")
-        output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EmojicamError(f"output: expected a folder to write into, got an error making {output_dir}: "
+                                f"{e.strerror or e}") from None
         pairs = [(f, output_dir / (f.stem + "_emoji" + _output_suffix(f))) for f in files]
     for src, dst in pairs:
         if kind_of(src) == "image":
@@ -122,7 +131,7 @@ def convert_paths(inputs: list[str], output_dir: Path | None, args, make_emojifi
 
         args = type(args)(**{**vars(args), "background": args.background or "white"})
         check_text_background(args.background)
-    for src, dst in pairs:  # a bad input fails in a moment, not after the weights load
+    for src, dst in pairs:  # a bad input or an output that cannot be written fails now, not after the weights load
         if kind_of(src) == "image":
             read_image(src)
             if not dst.parent.is_dir():
@@ -133,6 +142,7 @@ def convert_paths(inputs: list[str], output_dir: Path | None, args, make_emojifi
             if not is_url(src):  # a stream is opened once: its server may take one client only
                 check_video(src)
             check_output(dst)
+        check_writable(dst)
     emojifier = make_emojifier(args)
     if text:
         from emojicam.text import emoji_strings, text_art, write_art
@@ -153,5 +163,7 @@ def convert_paths(inputs: list[str], output_dir: Path | None, args, make_emojifi
             from emojicam.video import convert_video
 
             stats = convert_video(emojifier, src, dst, quiet=args.quiet)
-            say(f"{src} -> {dst} ({stats.frames} frames at {stats.fps:.1f} fps; {stats.skipped:.0%} of cells kept "
-                  f"their emoji without a forward pass)")
+            retimed = stats.retiming.note(stats.frame_rate)
+            say(f"{src} -> {dst} ({stats.frames} frames written, {stats.frames / stats.frame_rate:.2f} s at "
+                f"{stats.frame_rate:g} fps{'; ' + retimed if retimed else ''}; converted at {stats.fps:.1f} frames/s; "
+                f"{stats.skipped:.0%} of cells kept their emoji without a forward pass)")

@@ -32,8 +32,10 @@ def default_device() -> DefaultDevice:
     from tinygrad import Device
     from tinygrad.helpers import DEV
 
+    from emojicam.caches import open_caches
     from emojicam.kernels import runs_on_cpu
 
+    open_caches()  # before tinygrad opens a device: that compiles
     if DEV.device:
         return DefaultDevice(Device.canonicalize(DEV.device), f"DEV={os.environ.get('DEV', DEV.device)} is set")
     for name in GPUS:
@@ -64,6 +66,9 @@ def probe(name: str) -> DeviceStatus:
     RuntimeError, so every exception means "not here")."""
     from tinygrad import Tensor
 
+    from emojicam.caches import open_caches
+
+    open_caches()  # before tinygrad opens a device: that compiles
     try:
         value = Tensor([1.0, 2.0], device=name).mul(2).sum().item()
     except Exception as e:

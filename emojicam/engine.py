@@ -11,20 +11,17 @@ same calls whichever runs: pick, render, prepare_grid / grid_ready, reset.
 from __future__ import annotations
 
 import hashlib
-import os
-import sqlite3
 import time
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from tinygrad import Device, Tensor
-from tinygrad import helpers as tinygrad_helpers
 from tinygrad.nn.state import get_state_dict
 
 from emojicam import jit_cache, model
 from emojicam.builder import Builder, on_compile_thread
+from emojicam.caches import open_caches
 from emojicam.compositor import Compositor, TileArrays, tile_arrays
 from emojicam.device_frame import DeviceFrame, Tiles, frame_function
 from emojicam.devices import default_device
@@ -45,6 +42,7 @@ STAGES = ("cut", "upload", "forward", "download", "composite")
 def resolve_device(device: str | None) -> str:
     """Canonical tinygrad device name that works here (None: devices.default_device), or a one-line
     EmojicamError."""
+    open_caches()  # before tinygrad picks a device: picking one compiles
     name = default_device().name if device is None else device.upper()
     try:
         name = Device.canonicalize(name)
@@ -54,22 +52,6 @@ def resolve_device(device: str | None) -> str:
         raise EmojicamError(f"--device: expected a working tinygrad device (see `emojicam devices`), "
                             f"got {device or name}: {msg}") from None
     return name
-
-
-def share_kernel_cache() -> None:
-    """Let every thread use tinygrad's on-disk kernel cache. tinygrad opens one sqlite connection per process, bound
-    to the thread that first compiled something, but the engine compiles on its own thread (see Emojifier) while
-    other code (the device check, the tests, the benchmark's peers) compiles on the main one. sqlite3 here is
-    built serialized (threadsafety 3), so one connection opened without the same-thread check serves both."""
-    if sqlite3.threadsafety < 3 or getattr(tinygrad_helpers.db_connection, "_shared", False):
-        return
-    os.makedirs(os.path.dirname(tinygrad_helpers.CACHEDB), exist_ok=True)
-    conn = sqlite3.connect(tinygrad_helpers.CACHEDB, timeout=60, isolation_level="IMMEDIATE", check_same_thread=False)
-    with suppress(sqlite3.OperationalError):  # another process holds the lock while it sets the same mode
-        conn.execute("PRAGMA journal_mode=WAL").fetchone()
-    conn.execute("PRAGMA synchronous=NORMAL")
-    tinygrad_helpers._db_connection = conn
-    tinygrad_helpers.db_connection._shared = True
 
 
 @dataclass(frozen=True)
@@ -251,7 +233,7 @@ class Emojifier:
         if ckpt.set_fingerprint != emoji_set.fingerprint or ckpt.class_names != emoji_set.names:
             raise EmojicamError(f"weights: expected weights trained on this emoji set (fingerprint "
                                 f"{emoji_set.fingerprint}), got weights for set {ckpt.set_fingerprint}")
-        share_kernel_cache()
+        open_caches()
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
         self.patch_px = ckpt.model.config.patch_px
         tiles = tile_arrays(emoji_set, settings.tile_px, settings.background)

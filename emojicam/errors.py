@@ -1,6 +1,7 @@
 """The one error type for everything a user can cause, and the exception a termination signal becomes."""
 
 import signal
+import sys
 
 
 class EmojicamError(Exception):
@@ -14,3 +15,8 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr: something was skipped or changed, and the work goes on."""
+    print(f"emojicam: warning: {message}", file=sys.stderr, flush=True)

@@ -10,6 +10,7 @@ keyed by everything the captured program depends on, so a change to any of them 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -26,8 +27,11 @@ SOURCES = ("model.py", "kernels.py", "scoring.py", "lanes.py", "compositor.py", 
            "jit_cache.py")
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("EMOJICAM_CACHE") or Path.home() / ".cache" / "emojicam")
+def cache_dir() -> Path | None:
+    """$EMOJICAM_CACHE, else emojicam/ in $XDG_CACHE_HOME or ~/.cache; None for a user without a home folder."""
+    folder = Path(os.environ.get("EMOJICAM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME")
+                                                           or os.path.expanduser("~/.cache")) / "emojicam")
+    return folder if folder.is_absolute() else None
 
 
 @functools.cache
@@ -48,14 +52,17 @@ def cache_key(*parts: object) -> str:
 def load(key: str) -> tuple[TinyJit, int] | None:
     """The captured TinyJit stored under key and the BEAM width its kernels were searched with (0 = tinygrad's
     default heuristics), or None (absent, unreadable, or from an incompatible tinygrad)."""
-    path = cache_dir() / f"{key}.jit.pkl"
+    if (folder := cache_dir()) is None:
+        return None
+    path = folder / f"{key}.jit.pkl"
     try:
         with path.open("rb") as f:
             entry = pickle.load(f)
         jit, beam = entry["jit"], int(entry["beam"])
     except Exception:  # a missing or stale entry only costs a recompile
         return None
-    path.touch()  # recently used entries are the ones kept
+    with contextlib.suppress(OSError):  # a read-only cache is still read
+        path.touch()  # recently used entries are the ones kept
     return (jit, beam) if getattr(jit, "captured", None) is not None else None
 
 
@@ -63,7 +70,8 @@ def save(key: str, jit: TinyJit, beam: int = 0) -> None:
     """Store a captured TinyJit and the BEAM width its kernels were searched with (atomic: temp file + rename),
     then drop the least recently used entries beyond MAX_BYTES. Best effort: a read-only or full disk only means
     the next process compiles again."""
-    folder = cache_dir()
+    if (folder := cache_dir()) is None:
+        return
     tmp = folder / f".{key}.{os.getpid()}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)

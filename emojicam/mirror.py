@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import cv2
 import numpy as np
 
+from emojicam.atomic import check_writable, unwritable
 from emojicam.errors import EmojicamError, Interrupted
 
 if TYPE_CHECKING:
@@ -245,7 +246,7 @@ def seconds_since_process_start() -> float:
 
 def check_options(opts: LiveOptions, out_exts: tuple[str, ...]) -> None:
     """Refuse now what would fail later: --max-frames below 1, a recording that is not a video in an existing
-    folder (out_exts: the writer's), a missing snapshot folder."""
+    folder it can write (out_exts: the writer's), a snapshot folder that is missing or cannot be written."""
     if opts.max_frames is not None and opts.max_frames < 1:
         raise EmojicamError(f"--max-frames: expected at least 1, got {opts.max_frames}")
     if opts.record is not None:
@@ -254,5 +255,8 @@ def check_options(opts: LiveOptions, out_exts: tuple[str, ...]) -> None:
                                 f"got '{opts.record.suffix or opts.record.name}'")
         if not opts.record.parent.is_dir():
             raise EmojicamError(f"--record: expected an existing folder, got {opts.record.parent}")
+        check_writable(opts.record)
     if opts.window and not opts.snapshot_dir.is_dir():
         raise EmojicamError(f"--snapshots: expected an existing folder, got {opts.snapshot_dir}")
+    if opts.window and (why := unwritable(opts.snapshot_dir)):
+        raise EmojicamError(f"--snapshots: expected a folder to write snapshots into, got {opts.snapshot_dir}: {why}")

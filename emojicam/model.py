@@ -6,8 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tinygrad import Device, Tensor, dtypes, nn
-from tinygrad.nn.state import get_state_dict, inverse_safe_dtypes, safe_load
+from tinygrad.nn.state import get_state_dict, inverse_safe_dtypes
 
 from emojicam.atomic import write_atomic
 from emojicam.errors import EmojicamError
@@ -156,29 +157,62 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
     write_atomic(Path(path), lambda tmp: tmp.write_bytes(data), make_folder=True)
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The string metadata of a safetensors file, without loading the tensors."""
-    path = Path(path)
+# the safetensors dtypes numpy holds as they are stored (emojicam writes F32)
+NUMPY_DTYPES = {"BOOL": "bool", "U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2", "U32": "<u4", "I32": "<i4",
+                "U64": "<u8", "I64": "<i8", "F16": "<f2", "F32": "<f4", "F64": "<f8"}
+
+
+def _read(path: Path, header_only: bool = False) -> tuple[dict, bytes]:
+    """A safetensors file's JSON header and the bytes after it (the tensors' data; none with header_only). The file
+    is only read: installed weights may sit on a read-only file system (tinygrad's safe_load opens them
+    read-write)."""
     try:
         with open(path, "rb") as f:
             size = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(size)) if 0 < size < 1 << 24 else None
+            text = f.read(size) if 0 < size < 1 << 24 else b""
+            data = b"" if header_only else f.read()
+        header = json.loads(text) if text and len(text) == size else None
     except (OSError, ValueError) as e:
         raise EmojicamError(f"weights: expected a safetensors file, got {path} ({e})") from None
     if not isinstance(header, dict) or "set_fingerprint" not in header.get("__metadata__", {}):
         raise EmojicamError(f"weights: expected emojicam safetensors with metadata, got {path}")
-    return header["__metadata__"]
+    return header, data
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file, without loading the tensors."""
+    return _read(Path(path), header_only=True)[0]["__metadata__"]
+
+
+def read_tensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Every tensor of a safetensors file as a numpy array, and its metadata."""
+    path = Path(path)
+    header, data = _read(path)
+    arrays = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info.get("dtype") not in NUMPY_DTYPES:
+            raise EmojicamError(f"weights: expected tensors of {', '.join(NUMPY_DTYPES)}, got {info.get('dtype')} "
+                                f"for {name} in {path}")
+        dtype = np.dtype(NUMPY_DTYPES[info["dtype"]])
+        begin, end = info["data_offsets"]
+        if not 0 <= begin <= end <= len(data) or end - begin != dtype.itemsize * int(np.prod(info["shape"])):
+            raise EmojicamError(f"weights: expected {name}'s {info['shape']} {info['dtype']} data in {path}, got "
+                                f"{len(data[begin:end])} bytes (truncated?)")
+        arrays[name] = np.frombuffer(data, dtype, (end - begin) // dtype.itemsize, begin).reshape(info["shape"]) \
+            .astype(dtype.newbyteorder("="))
+    return arrays, header["__metadata__"]
 
 
 def load(path: str | Path = DEFAULT_WEIGHTS, device: str | None = None) -> Checkpoint:
     """Load weights written by `save` onto `device` (tinygrad's default when None)."""
-    meta = read_metadata(path)
+    arrays, meta = read_tensors(path)
     cfg = json.loads(meta["config"])
     model = TinyConvNet(ModelConfig(classes=cfg["classes"], channels=tuple(cfg["channels"]), patch_px=cfg["patch_px"]))
-    state = safe_load(str(path))
     params = get_state_dict(model)
-    if set(state) != set(params) or any(state[k].shape != t.shape for k, t in params.items()):
+    if set(arrays) != set(params) or any(arrays[k].shape != t.shape for k, t in params.items()):
         raise EmojicamError(f"weights: expected TinyConvNet tensors matching the metadata, got a mismatch in {path}")
     for k, t in params.items():  # replace the (never computed) random init with the stored tensors
-        t.replace(state[k].to(device or Device.DEFAULT)).realize()
+        t.replace(Tensor(arrays[k], device=device or Device.DEFAULT)).realize()
     return Checkpoint(model, json.loads(meta["class_names"]), meta["set_fingerprint"], json.loads(meta["info"]))

@@ -11,7 +11,6 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,18 +24,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emojicam.atomic import hidden_temp, write_error
+from emojicam.atomic import hidden_temp, remove_temp, write_error
 from emojicam.capture import is_url, open_source
-from emojicam.errors import EmojicamError
+from emojicam.errors import EmojicamError, warn
 from emojicam.progress import progress_bar
 
 OUT_EXTS = (".mp4", ".webm", ".gif")
 OS_REASONS = tuple(os.strerror(code) for code in sorted(errno.errorcode))  # how FFmpeg words them too
 _DONE = object()
-
-
-def warn(message: str) -> None:
-    print(f"emojicam: warning: {message}", file=sys.stderr, flush=True)
 
 
 @lru_cache(maxsize=1)
@@ -93,9 +88,38 @@ def is_still_image(info: StreamInfo) -> bool:
     return info.container == "image2" or info.container.endswith("_pipe")
 
 
+@dataclass(frozen=True)
+class Retiming:
+    """How a video's decoded frames were put on the output's constant frame rate: frames written, frames decoded,
+    output frames that repeat the frame before (to fill a gap or a slower stretch), frames dropped (a faster
+    stretch), and time-stamp jumps joined end to end (a clock that restarts, recordings joined into one file)."""
+
+    written: int = 0
+    decoded: int = 0
+    repeated: int = 0
+    dropped: int = 0
+    jumps: int = 0
+
+    def note(self, fps: float) -> str:
+        """What was repeated, dropped or joined and why, for the closing line; empty when nothing was."""
+        said = []
+        if self.repeated or self.dropped:
+            changed = " and ".join(f"{n} {what}" for n, what in ((self.repeated, "repeated"),
+                                                                  (self.dropped, "dropped")) if n)
+            said.append(f"{changed} to keep the source's timing at a constant {fps:g} fps (its frames are not "
+                        f"evenly spaced: a variable frame rate or a gap)")
+        if self.jumps:
+            said.append(f"{self.jumps} time-stamp jump{'s' * (self.jumps > 1)} joined end to end (a restarted "
+                        f"clock or joined recordings)")
+        return "; ".join(said)
+
+
 class VideoFile:
-    """BGR uint8 frames of a video file or stream URL, upright (OpenCV applies rotation metadata); use as a context
-    manager. frame_count is 0 for a live stream, which has no announced length."""
+    """BGR uint8 frames of a video file or stream URL, upright (rotation metadata applied), put on the constant
+    rate `fps` (a frame may be repeated or dropped, see retiming); use as a context manager. A file is decoded by
+    FFmpeg itself where there is one, so that it reads every file as FFmpeg does (time-stamp jumps, a size change
+    mid-stream); a stream (or a file without FFmpeg) by OpenCV, retimed by FrameClock. frame_count is what the
+    file announces, 0 for a live stream."""
 
     def __init__(self, path: Path | str, capture: cv2.VideoCapture, first: np.ndarray, fps: float, frame_count: int,
                  info: StreamInfo | None):
@@ -105,24 +129,89 @@ class VideoFile:
         self.has_audio = info is not None and info.has_audio
         self.start_s = info.video_start_s if info is not None else 0.0
         self.size = (first.shape[1], first.shape[0])  # (w, h) as decoded, after rotation
+        self._exe = ffmpeg_exe() if info is not None else None
+        self._clock = FrameClock(fps)
+        self._decoder: subprocess.Popen | None = None
+        self._stderr = None
+        if self._exe is not None:  # FFmpeg decodes from the start again: OpenCV's part ends here
+            self._capture.release()
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        if self._first is not None:
-            first, self._first = self._first, None
-            yield first
+        """Every output frame; a repeat is the same array again."""
+        if self._exe is not None:
+            yield from self._ffmpeg_frames()
+            return
+        before = None
+        for stamp_s, frame in self._timed():
+            copies = self._clock.advance(stamp_s)  # of the frame before: its time is known once this one's is
+            if before is not None:
+                yield from (before,) * copies
+            before = frame
+        if before is not None:
+            yield before
+
+    def _timed(self) -> Iterator[tuple[float, np.ndarray]]:
+        """(time stamp in seconds, frame) for every frame OpenCV decodes."""
+        first, self._first = self._first, None
+        if first is not None:
+            yield self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000, first
         while True:
             ok, frame = self._capture.read()
             if not ok or frame is None:
                 return
-            yield frame
-
-    def timed(self) -> Iterator[tuple[float, np.ndarray]]:
-        """(time stamp in seconds, frame) for every frame, for a variable frame rate (FrameClock)."""
-        for frame in self:  # the capture's position is still this frame's while it is handed over
             yield self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000, frame
+
+    def _ffmpeg_frames(self) -> Iterator[np.ndarray]:
+        """FFmpeg's frames on the constant rate (-fps_mode cfr) from the first frame on (where the sound is cut too),
+        each the first frame's size: a later size change is scaled into it, letterboxed where its shape differs
+        (FFmpeg sets its filters up again then, so the first frame's time is a number here, not STARTPTS)."""
+        w, h = self.size
+        rate = Fraction(self.fps).limit_denominator(1001)
+        fit = f"setpts=PTS-({self.start_s:.6f})/TB,scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:-1:-1"
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the video)
+        self._decoder = subprocess.Popen(
+            [self._exe, "-hide_banner", "-nostdin", "-loglevel", "warning",
+             "-i", str(Path(self.path).absolute()), "-map", "0:v:0", "-vf", fit,
+             "-fps_mode", "cfr", "-r", str(rate), "-f", "rawvideo", "-pix_fmt", "bgr24",
+             "-progress", "pipe:2", "-nostats", "-"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, start_new_session=True)
+        with contextlib.suppress(ImportError, AttributeError, OSError):  # Linux: a 720p frame in 3 writes, not 40
+            import fcntl  # (0.5 ms a frame less, measured)
+
+            fcntl.fcntl(self._decoder.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+        first = True
+        while True:
+            frame = np.empty((h, w, 3), np.uint8)
+            if self._decoder.stdout.readinto(memoryview(frame).cast("B")) != frame.nbytes:
+                break
+            yield frame
+            first = False
+        if first:  # OpenCV decoded a first frame, FFmpeg none: say what FFmpeg says
+            self._decoder.wait()
+            self._stderr.seek(0)
+            said = [line for line in self._stderr.read().decode(errors="replace").splitlines() if "=" not in line]
+            raise EmojicamError(f"input: expected frames FFmpeg can decode, got none from {self.path} "
+                                f"({said[0] if said else f'exit status {self._decoder.returncode}'})")
+
+    def retiming(self) -> Retiming:
+        """How the frames handed out so far were put on the output's rate (read once they are all out)."""
+        if self._decoder is None:
+            return self._clock.retiming()
+        self._decoder.wait()
+        self._stderr.seek(0)
+        text = self._stderr.read().decode(errors="replace")
+        fields = {key: int(value) for key, value in re.findall(r"^(frame|dup_frames|drop_frames)=(\d+)$", text, re.M)}
+        written, repeated, dropped = (fields.get(k, 0) for k in ("frame", "dup_frames", "drop_frames"))
+        return Retiming(written, written - repeated + dropped, repeated, dropped,
+                        len(re.findall(r"timestamp discontinuity", text)))
 
     def close(self) -> None:
         self._capture.release()
+        if self._decoder is not None:
+            self._decoder.kill()  # stopped early: FFmpeg need not decode the rest
+            self._decoder.wait()
+            self._decoder.stdout.close()
+            self._stderr.close()
 
     def __enter__(self) -> VideoFile:
         return self
@@ -154,8 +243,10 @@ def open_video(path: str | Path) -> VideoFile:
     if not 0 < fps <= 1000:
         fps = info.fps if info is not None and 0 < info.fps <= 1000 else 25.0
         warn(f"{path.name}: frame rate unknown, writing {fps:g} fps")
-    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-    count = int(count) if count > 0 else round(info.duration_s * fps) if info is not None else 0
+    count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+    if info is not None and info.duration_s > 0:  # an edit list (a clip cut without re-encoding) leaves frames in
+        timed = round((info.duration_s - info.video_start_s) * fps)  # the file that are never shown: fewer play
+        count = min(count, timed) if count else timed
     return VideoFile(path, capture, first, fps, count, info)
 
 
@@ -383,8 +474,8 @@ class VideoWriter:
         self._thread.join(timeout=5)
         if self._cv_writer is not None:
             self._cv_writer.release()
-        self._tmp.unlink(missing_ok=True)
-        self._encoded.unlink(missing_ok=True)
+        remove_temp(self._tmp)
+        remove_temp(self._encoded)
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -434,41 +525,78 @@ def prefetch(frames: Iterable[np.ndarray], depth: int = 4) -> Iterator[np.ndarra
 class FrameClock:
     """Puts the frames of a variable-frame-rate source on the output's constant rate by their time stamps, so that
     the picture keeps the source's timing and stays with its sound: advance(t) says how many output frames the
-    frame before fills (0 when both fall on one output frame, and the later one is shown). A constant rate gives
-    one output frame per frame; stamps that do not increase (missing or broken) count as one frame on."""
+    frame before fills (0 when both fall on one output frame, and the later one is shown). A stamp that goes back,
+    or jumps ahead by more than JUMP_S, starts a new segment one frame after the last, as FFmpeg treats a transport
+    stream's discontinuities; a stamp that repeats (none known) counts as one frame on."""
+
+    JUMP_S = 10.0  # FFmpeg's -dts_delta_threshold
 
     def __init__(self, fps: float):
-        self.fps, self._first, self._last, self._at = fps, None, None, 0
+        self.fps = fps
+        self._origin = self._last = 0.0  # the stamp output frame 0 stands for; the last stamp
+        self._at = -1  # the output frame the last frame landed on (-1: none yet)
+        self._decoded = self._dropped = self._jumps = 0
 
     def advance(self, stamp_s: float) -> int:
-        if self._first is None:
-            self._first = self._last = stamp_s
+        self._decoded += 1
+        if self._at < 0:
+            self._origin, self._last, self._at = stamp_s, stamp_s, 0
             return 0
-        at = max(self._at, round((stamp_s - self._first) * self.fps)) if stamp_s > self._last else self._at + 1
+        at = round((stamp_s - self._origin) * self.fps)
+        if stamp_s <= self._last or at > self._at + self.JUMP_S * self.fps:
+            self._jumps += stamp_s != self._last
+            at = self._at + 1
+            self._origin = stamp_s - at / self.fps
+        at = max(at, self._at)
         copies, self._at, self._last = at - self._at, at, stamp_s
+        self._dropped += copies == 0
         return copies
 
+    def retiming(self) -> Retiming:
+        """The frames advanced so far, the last one written once."""
+        written = self._at + 1
+        return Retiming(written, self._decoded, written - self._decoded + self._dropped, self._dropped, self._jumps)
 
-@dataclass
+
+@dataclass(frozen=True)
 class ConvertStats:
-    """What one conversion did: frames out of the expected count, wall time, per-stage median ms, and the share of
-    cells that kept their emoji without a forward pass (repeated from the frame before, or still: see pick)."""
+    """What one conversion did: frames written at the output's frame rate, the count the input announced, wall time,
+    how the frames were put on that rate, per-stage median ms, and the share of cells that kept their emoji without
+    a forward pass (repeated from the frame before, or still: see pick)."""
 
     frames: int
+    frame_rate: float
     expected_frames: int
     seconds: float
     has_audio: bool
+    retiming: Retiming
     stage_ms: dict[str, float] = field(default_factory=dict)
     skipped: float = 0.0
 
     @property
     def fps(self) -> float:
+        """Conversion speed: frames written per second of wall time."""
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+def runs(frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, int]]:
+    """(frame, how many times in a row it comes): a repeat (to keep a constant rate, or a still scene) is then
+    emojified and composited once and written again."""
+    before, count = None, 0
+    for frame in frames:
+        if before is not None and (frame is before or (np.array_equal(frame[::61], before[::61])  # most differ here
+                                                        and np.array_equal(frame, before))):
+            count += 1
+            continue
+        if before is not None:
+            yield before, count
+        before, count = frame, 1
+    if before is not None:
+        yield before, count
+
+
 def write_rendered(out: VideoWriter, rendered, copies: int = 1) -> dict[str, float]:
-    """Write a rendered EmojiFrame's picture `copies` times (a variable-frame-rate source's frame may span several
-    output frames, or none); its stage times are returned."""
+    """Write a rendered EmojiFrame's picture `copies` times; its stage times are returned."""
     for _ in range(copies):
         out.write(rendered.image)
     return rendered.stage_ms
@@ -492,38 +620,40 @@ def convert_video(emojifier, src: Path, dst: Path, quiet: bool = False) -> Conve
                                                   audio_start_s=video.start_s))
             bar = progress_bar(video.frame_count or None, video.name, "frame", quiet)
             stack.callback(bar.close)
-            frames = prefetch(video.timed())
+            frames = prefetch(runs(video))
             stack.callback(frames.close)  # stops the decoder thread, also on errors and Ctrl-C
             # frame t is composited (numpy and OpenCV, without the GIL) while frame t+1 goes through the network
             compositor = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="video-compositor"))
-            composited, clock = None, FrameClock(video.fps)
+            composited, repeats = None, 0  # the frame before, rendering, and how many times it comes
             t0 = time.perf_counter()
-            for stamp_s, frame in frames:
+            for frame, copies in frames:
                 t1 = time.perf_counter()
-                if frame.shape[:2] != (h, w):  # a mid-stream size change keeps the first frame's grid
+                if frame.shape[:2] != (h, w):  # OpenCV's frames after a mid-stream size change: the first's grid
                     frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
                 picked = emojifier.pick(frame, grid.cols)
                 t2 = time.perf_counter()
-                copies = clock.advance(stamp_s)  # of the frame before
                 if composited is not None:
-                    engine_ms.append(write_rendered(out, composited.result(), copies))
-                composited = compositor.submit(emojifier.render, picked, frame)
+                    engine_ms.append(write_rendered(out, composited.result(), repeats))
+                composited, repeats = compositor.submit(emojifier.render, picked, frame), copies
                 t3 = time.perf_counter()
                 timings["decode_wait"].append((t1 - t0) * 1e3)
                 timings["emojify"].append((t2 - t1) * 1e3)
                 timings["write"].append((t3 - t2) * 1e3)
                 skipped.append(picked.skipped)
-                bar.update()
+                bar.update(copies)
                 t0 = time.perf_counter()
             if composited is not None:
-                engine_ms.append(write_rendered(out, composited.result()))
-    done = len(timings["emojify"])
-    if video.frame_count and done < video.frame_count - max(2, video.frame_count // 50):
-        warn(f"{video.name}: converted {done} of {video.frame_count} expected frames (truncated or corrupt input?)")
+                engine_ms.append(write_rendered(out, composited.result(), repeats))
+            retiming = video.retiming()
+    # the count a file announces comes from its duration, which means nothing once its time stamps jump
+    got = max(retiming.decoded, retiming.written)
+    if video.frame_count and not retiming.jumps and got < video.frame_count - max(2, video.frame_count // 50):
+        warn(f"{video.name}: converted {retiming.decoded} of {video.frame_count} expected frames (truncated or "
+             f"corrupt input?)")
     elif is_url(src) and not video.frame_count:  # a live stream ends when its server stops or the link drops
-        warn(f"{video.name}: the stream stopped sending frames after {done} ({done / video.fps:.1f} s); "
-             f"kept them all in {dst}")
+        warn(f"{video.name}: the stream stopped sending frames after {retiming.decoded} "
+             f"({retiming.decoded / video.fps:.1f} s); kept them all in {dst}")
     stage_ms = {k: statistics.median(v) for k, v in timings.items() if v}
     stage_ms |= {k: statistics.median(d[k] for d in engine_ms) for k in (engine_ms[0] if engine_ms else {})}
-    return ConvertStats(done, video.frame_count, time.perf_counter() - start, video.has_audio, stage_ms,
-                        statistics.fmean(skipped) if skipped else 0.0)
+    return ConvertStats(out.frames, out.fps, video.frame_count, time.perf_counter() - start, video.has_audio, retiming,
+                        stage_ms, statistics.fmean(skipped) if skipped else 0.0)

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,26 +72,64 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def mount_tmpfs(folder: Path, options: str) -> None:
+    """A tmpfs on folder (`mount -t tmpfs -o OPTIONS`). Mounting needs root (CI runs the tests as root); elsewhere
+    the test is skipped, saying why."""
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"full and read-only disks are simulated with a tmpfs, and mounting one failed here: "
+                    f"{(done.stderr.strip() or 'mount refused').splitlines()[-1]}")
+
+
 @pytest.fixture
 def small_disk(tmp_path):
-    """small_disk(kib) -> an empty folder on a tmpfs of that size: a disk that fills up. Mounting needs root (CI
-    runs the tests as root); elsewhere the test is skipped, saying why."""
+    """small_disk(kib) -> an empty folder on a tmpfs of that size: a disk that fills up."""
     mounted: list[Path] = []
 
     def make(kib: int) -> Path:
         folder = tmp_path / f"disk{len(mounted)}"
         folder.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"a full disk is simulated with a small tmpfs, and mounting one failed here: "
-                        f"{(done.stderr.strip() or 'mount refused').splitlines()[-1]}")
+        mount_tmpfs(folder, f"size={kib}k")
         mounted.append(folder)
         return folder
 
     yield make
     for folder in mounted:
         subprocess.run(["umount", str(folder)], check=True, timeout=60)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """An empty folder on a read-only file system (a tmpfs mounted read-only), as a read-only mount, a locked
+    card or a container's image is."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mount_tmpfs(folder, "size=16k,ro")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def xvfb():
+    """A virtual X screen for the window tests; yields its DISPLAY value."""
+    for tool in ("Xvfb", "xdotool", "import"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} missing: install xvfb, xdotool and imagemagick (./setup.sh test does)")
+    for n in range(90, 190):
+        if Path(f"/tmp/.X{n}-lock").exists() or Path(f"/tmp/.X11-unix/X{n}").exists():
+            continue
+        proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):  # up to 20 s for the socket on a busy machine
+            if proc.poll() is not None or Path(f"/tmp/.X11-unix/X{n}").exists():
+                break
+            time.sleep(0.1)
+        if proc.poll() is None:
+            yield f":{n}"
+            proc.terminate()
+            proc.wait(timeout=10)
+            return
+    pytest.fail("could not start Xvfb on any display :90..:189")
 
 
 def unwritable(folder: Path) -> list[str]:

@@ -161,10 +161,11 @@ def stream_server(clip: Path) -> Iterator[tuple[str, subprocess.Popen]]:
 TONE = "0.2*sin(2*PI*(300+200*t)*t)+if(between(t,{at},{at}+0.2),0.7*sin(2*PI*1000*t),0)"
 
 
-def flash_and_beep(path: Path, at_s: float = 1.0, seconds: float = 2.0, fps: int = 25, keep: str | None = None) -> Path:
+def flash_and_beep(path: Path, at_s: float = 1.0, seconds: float = 2.0, fps: int = 25, keep: str | None = None,
+                   size: tuple[int, int] = (160, 90)) -> Path:
     """A clip of the moving test pattern that flashes white for 60 ms at at_s, the same instant its sound beeps.
     keep: an FFmpeg select expression that drops frames and keeps the others' time stamps (variable frame rate)."""
-    picture = (f"testsrc2=size=160x90:rate={fps}:duration={seconds},"
+    picture = (f"testsrc2=size={size[0]}x{size[1]}:rate={fps}:duration={seconds},"
                f"drawbox=c=white:t=fill:enable='between(t,{at_s},{at_s + 0.059})'")
     vfr = []
     if keep:
@@ -184,6 +185,40 @@ def frame_times(path: Path) -> list[tuple[float, float]]:
 def flash_s(path: Path) -> float:
     """When the picture first turns bright (a white flash over the test pattern)."""
     return next(t for t, luma in frame_times(path) if luma > 200)
+
+
+def flashes_s(path: Path) -> list[float]:
+    """When the picture turns bright, every time (a frame after a dark one), on the file's timeline."""
+    times = frame_times(path)
+    return [t for (_, before), (t, luma) in zip([(0.0, 0.0), *times[:-1]], times, strict=True) if luma > 200 >= before]
+
+
+def beeps_s(samples: np.ndarray, rate: int = 16000) -> list[float]:
+    """When each beep starts: a loud sample after at least 0.3 s without one."""
+    loud = np.flatnonzero(np.abs(samples) > 0.5)
+    return [float(i) / rate for i, gap in zip(loud, np.diff(loud, prepend=-rate), strict=True) if gap > 0.3 * rate]
+
+
+def joined_ts(parts: list[Path], dst: Path, starts_s: list[float] | None = None) -> Path:
+    """The parts remuxed to MPEG-TS and joined byte by byte (`cat a.ts b.ts`), as recordings of a camcorder, a
+    capture card or HLS come: each part's clock starts again at the same time (or at starts_s[i], its own offset:
+    a jump), and its picture size may differ."""
+    data = b""
+    for i, part in enumerate(parts):
+        ts = dst.with_name(f"{dst.stem}.part{i}.ts")
+        offset = ["-output_ts_offset", str(starts_s[i])] if starts_s else []
+        ffmpeg("-i", part, "-c", "copy", *offset, "-f", "mpegts", ts)
+        data += ts.read_bytes()
+        ts.unlink()
+    dst.write_bytes(data)
+    return dst
+
+
+def ffmpeg_count(path: Path, fps: float | None = None) -> int:
+    """Video frames FFmpeg's command line decodes from path (`ffmpeg -i IN -f null -`), or puts on a constant rate
+    of fps (`-fps_mode cfr -r FPS`)."""
+    rate = ["-fps_mode", "cfr", "-r", str(fps)] if fps else []
+    return int(re.findall(r"frame= *(\d+)", ffmpeg("-i", path, "-map", "0:v:0", *rate, "-f", "null", "-"))[-1])
 
 
 def sound(path: Path, rate: int = 16000) -> np.ndarray:

@@ -221,6 +221,18 @@ def test_bad_input_gets_one_line_and_status_2(bad_runs, case):
     assert list(out.parent.iterdir()) == [], "no output file, no temporary file"
 
 
+@pytest.mark.parametrize("typed", ["folder", "folder/", "new/"])
+def test_a_folder_as_the_output_of_one_input_says_how_to_write_into_it(tmp_path, weights, typed):
+    """`convert photo.jpg somefolder/`: the folder as the user typed it (relative here), and the -o form."""
+    (tmp_path / "folder").mkdir()
+    typed = os.path.relpath(tmp_path, ROOT) + "/" + typed
+    done = run_cli("convert", PHOTO, typed, "--weights", weights)
+    assert done.returncode == 2 and done.stderr == (
+        f"emojicam: error: output: expected a file name, got the folder {typed} (to write into a folder: "
+        f"emojicam convert IN... -o {typed})\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"] and not any((tmp_path / "folder").iterdir())
+
+
 def test_failed_conversion_leaves_an_existing_output_alone(tmp_path, weights):
     empty = tmp_path / "empty.png"
     empty.touch()

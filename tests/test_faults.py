@@ -1,6 +1,7 @@
-"""Every writer on a disk that fills up, in a folder it may not write to, under a file-size limit: one line naming
-the path and the operating system's reason, and nothing left behind. Real faults (a tmpfs, a user namespace,
-RLIMIT_FSIZE), not mocks; the commands' own runs are in the tests of each command."""
+"""Every writer on a disk that fills up, in a folder it may not write to, on a read-only file system, under a
+file-size limit; every output kind of every command on a read-only or missing folder: one line naming the path and
+the operating system's reason, and nothing left behind. Real faults (a tmpfs, a user namespace, RLIMIT_FSIZE), not
+mocks."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, unwritable
+from conftest import ROOT, mount_tmpfs, one_line, run_cli, unwritable
 from media import make_clip
 
+from emojicam.atomic import write_atomic
+from emojicam.emoji_set import DEFAULT_SET
 from emojicam.errors import EmojicamError
 from emojicam.video import VideoWriter
 
@@ -59,11 +63,15 @@ def sound_clip(tmp_path_factory):
 
 @pytest.mark.parametrize("fault, reason", [("disk full", "No space left on device"),
                                            ("permission denied", "Permission denied"),
+                                           ("read-only", "Read-only file system"),
                                            ("file size limit", "File too large")])
-def test_every_writer_fails_on_one_line_and_leaves_nothing(fault, reason, tmp_path, small_disk, sound_clip):
+def test_every_writer_fails_on_one_line_and_leaves_nothing(fault, reason, tmp_path, small_disk, sound_clip,
+                                                           request):
     wrap, preexec = [], None
     if fault == "disk full":
         folder = small_disk(LIMIT >> 10)
+    elif fault == "read-only":  # the cleanup after FFmpeg's failure is refused too, and must not raise over it
+        folder = request.getfixturevalue("read_only")
     else:
         folder = tmp_path / "out"
         folder.mkdir()
@@ -100,3 +108,71 @@ def test_full_disk_in_the_audio_pass_leaves_nothing(tmp_path, small_disk, sound_
         write(disk / "out.mp4", audio=sound_clip)
     assert str(disk / "out.mp4") in str(err.value) and "\n" not in str(err.value)
     assert sorted(disk.iterdir()) == []
+
+
+PHOTO = ROOT / "samples" / "grace_hopper.jpg"
+SMALL = ("--cols", "8")
+# every output a command writes: (name, arguments with OUT for the output folder, the path its line names)
+OUTPUTS = [(f"convert {ext}", ("convert", "PHOTO", f"OUT/out{ext}", *SMALL), f"OUT/out{ext}")
+           for ext in (".png", ".jpg", ".webp", ".txt", ".html")]
+OUTPUTS += [(f"convert {ext}", ("convert", "CLIP", f"OUT/out{ext}", *SMALL), f"OUT/out{ext}")
+            for ext in (".mp4", ".webm", ".gif")]
+OUTPUTS += [
+    ("convert -o", ("convert", "PHOTO", "-o", "OUT/photos", *SMALL), "OUT/photos"),
+    ("live --record", ("live", "--source", "CLIP", "--no-window", "--record", "OUT/live.mp4", *SMALL), "OUT/live.mp4"),
+    ("live snapshots", ("live", "--source", "CLIP", "--snapshots", "OUT", *SMALL), "OUT"),
+    ("train -o", ("train", DEFAULT_SET, "-o", "OUT/w.safetensors", "--steps", "3", "--batch", "8"),
+     "OUT/w.safetensors"),
+    ("evaluate -o", ("evaluate", "PHOTO", "-o", "OUT/quality", *SMALL), "OUT/quality/quality.json"),
+    *((f"bench --{flag}", ("bench", "--quick", "--no-peers", f"--{flag}", f"OUT/bench.{ext}", *SMALL),
+       f"OUT/bench.{ext}") for flag, ext in (("json", "json"), ("markdown", "md"), ("plot", "png"))),
+    ("web", ("web", "OUT/site", "--grids", "8x4"), "OUT/site"),
+]
+# those that make a missing folder (as mkdir -p would) rather than refuse it
+MAKE_FOLDERS = ("convert -o", "train -o", "evaluate -o", "bench --json", "bench --markdown", "bench --plot",
+                "web")
+
+
+@pytest.mark.parametrize("fault", ["read-only", "missing folder"])
+def test_every_output_kind_fails_on_one_line_before_any_work(fault, request, tmp_path, sound_clip, xvfb):
+    """Each command and output kind, through the real CLI, into a folder on a read-only file system or one that is
+    not there: exit 2, one line with the path and the reason, no traceback (cleanup included), nothing left."""
+    folder = request.getfixturevalue("read_only") if fault == "read-only" else tmp_path / "gone"
+    reason = "Read-only file system" if fault == "read-only" else "existing folder"
+    said = {}
+    for name, args, named in OUTPUTS:
+        if fault == "missing folder" and name in MAKE_FOLDERS:
+            continue
+        fill = {"PHOTO": PHOTO, "CLIP": sound_clip}
+        argv = [fill.get(a, str(a).replace("OUT", str(folder))) for a in args]
+        done = run_cli(*argv, timeout=120, env={"DISPLAY": xvfb})
+        line = one_line(done.stderr)
+        said[name] = line
+        assert done.returncode == 2 and line.startswith("emojicam: error: "), (name, done.stderr[-2000:])
+        path = named.replace("OUT", str(folder))
+        assert (path if fault == "read-only" else str(folder)) in line and reason in line, (name, line)
+        assert not folder.exists() or list(folder.iterdir()) == [], (name, list(folder.iterdir()))
+    assert len(said) == (len(OUTPUTS) if fault == "read-only" else len(OUTPUTS) - len(MAKE_FOLDERS))
+
+
+def test_a_temporary_file_that_cannot_be_removed_is_named_not_raised(tmp_path, capsys):
+    """The folder turns read-only between the write and the rename (a card's lock, a remount): the rename's error is
+    what is raised, and the temporary file that cleanup cannot remove is named in a warning, never raised."""
+    folder = tmp_path / "card"
+    folder.mkdir()
+    mount_tmpfs(folder, "size=64k")
+
+    def write_then_lock(tmp: Path) -> None:
+        tmp.write_bytes(b"emoji" * 100)
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+
+    try:
+        with pytest.raises(EmojicamError, match="Read-only file system") as err:
+            write_atomic(folder / "out.txt", write_then_lock)
+        assert str(err.value) == f"output: expected to write {folder / 'out.txt'}, got an error: Read-only file system"
+        left = list(folder.iterdir())
+        assert len(left) == 1 and left[0].name.startswith(".out.")
+        assert capsys.readouterr().err == (f"emojicam: warning: could not remove the temporary file {left[0]}: "
+                                           f"Read-only file system\n")
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

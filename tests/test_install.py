@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import pytest
 from conftest import ROOT, run_cli
 from media import decoded_frames, ffmpeg, make_clip
@@ -86,7 +90,7 @@ def test_devices_without_pyopencl_has_no_traceback(tmp_path):
 def test_progress_in_a_log_has_no_bar_and_quiet_has_nothing(clip, weights, tmp_path):
     done = run_cli("convert", clip, tmp_path / "a.mp4", "--cols", 8, "--weights", weights)
     assert done.returncode == 0 and "\r" not in done.stderr and "%|" not in done.stderr, done.stderr
-    assert done.stdout.count("\n") == 1 and "frames at" in done.stdout
+    assert done.stdout.count("\n") == 1 and "frames written" in done.stdout
     quiet = run_cli("convert", clip, tmp_path / "b.mp4", "--cols", 8, "--weights", weights, "--quiet")
     assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
 
@@ -104,23 +108,55 @@ def test_line_progress_prints_at_most_every_few_seconds(capsys):
     assert capsys.readouterr().err.startswith("clip.mp4: 40/100 frames")
 
 
-def test_wheel_installs_and_runs_outside_the_checkout(clip, tmp_path):
-    """What a user gets from `pip install emojicam-*.whl`: the wheel carries its emoji set, weights and samples,
-    and works from any folder (here one that is not the checkout and has no emoji_set/ or weights/ beside it)."""
-    dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "work"
-    work.mkdir()
+def python_for_everyone() -> str:
+    """A Python an unprivileged user can run too: this one where every folder above it is open to others (CI's),
+    else the system's of the same version (a pyenv under /root is not)."""
+    here = Path(sys.executable).resolve()
+    if all(p.stat().st_mode & 0o001 for p in here.parents) and here.stat().st_mode & 0o001:
+        return sys.executable
+    system = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}", path="/usr/bin:/usr/local/bin")
+    if system is None:
+        pytest.skip(f"no Python {sys.version_info.major}.{sys.version_info.minor} an unprivileged user can run")
+    return system
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory) -> Iterator[Path]:
+    """`pip install emojicam-*.whl` into a fresh venv, built once: the venv. It lives in a folder every user can
+    reach (pytest's own is private to root), so that an unprivileged user can run it too."""
+    dist = tmp_path_factory.mktemp("dist")
     pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, ROOT], check=True,
-                   env=pip_env, timeout=600, cwd=tmp_path)
-    wheel = next(dist.glob("emojicam-*.whl"))
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=300)
-    subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", wheel], check=True, env=pip_env,
-                   timeout=900)
+                   env=pip_env, timeout=600, cwd=dist)
+    base = Path(tempfile.mkdtemp(prefix="emojicam-install-"))
+    try:
+        base.chmod(0o755)
+        venv = base / "venv"
+        subprocess.run([python_for_everyone(), "-m", "venv", venv], check=True, timeout=300)
+        subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", next(dist.glob("emojicam-*.whl"))],
+                       check=True, env=pip_env, timeout=900)
+        yield venv
+    finally:
+        shutil.rmtree(base)
+
+
+def outside_env(**extra: str) -> dict[str, str]:
+    """The environment of a user outside the checkout: no PYTHONPATH or venv of ours, and (unless given) the
+    caches where their HOME puts them, not where the test suite keeps its own."""
+    drop = ("PYTHONPATH", "VIRTUAL_ENV", "EMOJICAM_CACHE", "CACHEDB", "XDG_CACHE_HOME", "POCL_CACHE_DIR")
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
+
+
+def test_wheel_installs_and_runs_outside_the_checkout(installed, clip, tmp_path):
+    """What a user gets from `pip install emojicam-*.whl`: the wheel carries its emoji set, weights and samples,
+    and works from any folder (here one that is not the checkout and has no emoji_set/ or weights/ beside it)."""
+    venv, work = installed, tmp_path / "work"
+    work.mkdir()
     shutil.copy(PHOTO, work / "photo.jpg")
     shutil.copy(clip, work / "clip.mp4")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
-    def installed(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str) -> subprocess.CompletedProcess:
         done = subprocess.run([venv / "bin" / "emojicam", *args], capture_output=True, text=True, cwd=work, env=env,
                               timeout=600)
         assert done.returncode == 0, f"emojicam {' '.join(args)}: {done.stderr}"
@@ -129,16 +165,74 @@ def test_wheel_installs_and_runs_outside_the_checkout(clip, tmp_path):
     where = subprocess.run([venv / "bin" / "python", "-c", "import emojicam.resources as r; print(r.shipped("
                             "'emoji_set'))"], capture_output=True, text=True, cwd=work, env=env, check=True).stdout
     assert str(venv) in where and str(ROOT) not in where  # the installed copy, not the checkout
-    assert installed("--version").stdout.strip() == f"emojicam {emojicam.__version__}"
-    assert "* " in installed("devices").stdout
-    installed("convert", "photo.jpg", "photo_emoji.png", "--cols", "16")
-    installed("convert", "clip.mp4", "clip_emoji.mp4", "--cols", "8")
-    installed("live", "--source", "clip.mp4", "--no-window", "--max-frames", "3", "--cols", "8")
-    installed("evaluate", "photo.jpg", "--cols", "16", "-o", "quality")
-    installed("web", "site", "--grids", "8x4")  # the browser page's templates come from the wheel
+    assert run("--version").stdout.strip() == f"emojicam {emojicam.__version__}"
+    assert "* " in run("devices").stdout
+    run("convert", "photo.jpg", "photo_emoji.png", "--cols", "16")
+    run("convert", "clip.mp4", "clip_emoji.mp4", "--cols", "8")
+    run("live", "--source", "clip.mp4", "--no-window", "--max-frames", "3", "--cols", "8")
+    run("evaluate", "photo.jpg", "--cols", "16", "-o", "quality")
+    run("web", "site", "--grids", "8x4")  # the browser page's templates come from the wheel
     assert (work / "photo_emoji.png").stat().st_size > 0 and len(decoded_frames(work / "clip_emoji.mp4")) > 0
     assert (work / "quality" / "quality.json").exists()
     assert (work / "site" / "app.js").read_bytes() == (ROOT / "emojicam" / "webpage" / "app.js").read_bytes()
+
+
+# in a private mount namespace (nothing leaks to the machine): the venv read-only, HOME a read-only tmpfs; then a
+# photo and a video converted as root with that HOME, and as nobody with no home at all
+READ_ONLY_RUNS = """
+set -e
+mount --bind "$VENV" "$VENV" && mount -o remount,bind,ro "$VENV"
+mount -t tmpfs -o ro,size=16k tmpfs "$ROHOME"
+cd "$WORK"
+as_nobody="setpriv --reuid=65534 --regid=65534 --clear-groups"
+for who in root nobody; do
+  for input in photo.jpg clip.mp4; do
+    out="$who-${input%.*}_emoji.${input##*.}"; out="${out/.jpg/.png}"
+    if [ $who = root ]; then wrap="env HOME=$ROHOME"; else wrap="$as_nobody env HOME=/nonexistent"; fi
+    set +e
+    $wrap "$VENV/bin/emojicam" convert "$input" "$out" --cols 8 >"$out.stdout" 2>"$out.stderr"
+    echo $? >"$out.rc"
+    set -e
+  done
+done
+touch "$VENV/written" 2>"$WORK/venv-touch.stderr" || true
+"""
+
+
+def test_a_read_only_install_runs_for_root_and_for_a_user_without_a_home(installed, clip):
+    """The installed package on a read-only mount (a container image, a system-wide or Nix install): its weights,
+    set and samples load without a file of the package opened for writing; with ~/.cache read-only, or no home at
+    all, the caches are skipped with one warning line and the photo and the video still convert."""
+    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("a read-only install is simulated in a private mount namespace, and `unshare --mount` failed")
+    base = Path(tempfile.mkdtemp(prefix="emojicam-ro-"))
+    try:
+        base.chmod(0o755)
+        work, home = base / "work", base / "home"
+        work.mkdir(mode=0o777)
+        work.chmod(0o777)  # nobody writes the outputs here
+        home.mkdir()
+        for src, name in ((PHOTO, "photo.jpg"), (clip, "clip.mp4")):
+            shutil.copy(src, work / name)
+            (work / name).chmod(0o644)
+        env = outside_env(VENV=str(installed), WORK=str(work), ROHOME=str(home))
+        subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", READ_ONLY_RUNS], env=env,
+                       check=True, timeout=1200)
+        assert "Read-only file system" in (work / "venv-touch.stderr").read_text()  # it was read-only
+        for who in ("root", "nobody"):
+            for out in (f"{who}-photo_emoji.png", f"{who}-clip_emoji.mp4"):
+                rc, stderr = (work / f"{out}.rc").read_text().strip(), (work / f"{out}.stderr").read_text()
+                assert rc == "0" and "Traceback" not in stderr, (out, stderr[-3000:])
+                # besides the progress lines a slow start prints (every 10 s, into a log)
+                warned = [line for line in stderr.splitlines() if line.strip()
+                          and not re.fullmatch(r"clip\.mp4: \d+/\d+ frames, [\d.]+ frame/s", line)]
+                assert len(warned) == 1 and warned[0].startswith("emojicam: warning: caches skipped"), (out, stderr)
+                assert "tinygrad's kernels" in warned[0] and "emojicam's JITs" in warned[0], warned[0]
+            assert cv2.imread(str(work / f"{who}-photo_emoji.png")).shape[1] == 8 * 16
+            assert len(decoded_frames(work / f"{who}-clip_emoji.mp4")) == len(decoded_frames(clip))
+        assert not (installed / "written").exists()
+    finally:
+        shutil.rmtree(base)
 
 
 def test_readme_benchmark_tables_are_generated_from_their_results_file():

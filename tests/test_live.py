@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -47,29 +46,6 @@ def read_frames(path: Path) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     return make_clip(tmp_path_factory.mktemp("live") / "testsrc.mp4", CLIP_FRAMES / 10)
-
-
-@pytest.fixture(scope="session")
-def xvfb():
-    """A virtual X screen for the window tests; yields its DISPLAY value."""
-    for tool in ("Xvfb", "xdotool", "import"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} missing: install xvfb, xdotool and imagemagick (./setup.sh test does)")
-    for n in range(90, 190):
-        if Path(f"/tmp/.X{n}-lock").exists() or Path(f"/tmp/.X11-unix/X{n}").exists():
-            continue
-        proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):  # up to 20 s for the socket on a busy machine
-            if proc.poll() is not None or Path(f"/tmp/.X11-unix/X{n}").exists():
-                break
-            time.sleep(0.1)
-        if proc.poll() is None:
-            yield f":{n}"
-            proc.terminate()
-            proc.wait(timeout=10)
-            return
-    pytest.fail("could not start Xvfb on any display :90..:189")
 
 
 @pytest.fixture(scope="module")

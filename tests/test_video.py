@@ -15,12 +15,16 @@ import pytest
 from conftest import ROOT, digest, one_line, run_cli
 from media import (
     beep_s,
+    beeps_s,
     decoded_frames,
     ffmpeg,
+    ffmpeg_count,
     ffmpeg_frame,
     flash_and_beep,
     flash_s,
+    flashes_s,
     frame_times,
+    joined_ts,
     make_clip,
     probe,
     rotated,
@@ -31,7 +35,7 @@ from media import (
 )
 
 from emojicam.errors import EmojicamError
-from emojicam.video import VideoWriter, open_video, prefetch
+from emojicam.video import FrameClock, Retiming, VideoWriter, open_video, prefetch
 
 COLS, TILE = 16, 8
 SECONDS = 0.6  # clip length: few frames, since on a busy machine each can take a tenth of a second
@@ -349,6 +353,70 @@ def test_sound_stays_with_the_picture(synced, name):
     assert len(ours) == pytest.approx(len(theirs), abs=0.05 * 16000)  # all of it, not cut short or padded
     n = min(len(ours), len(theirs))
     assert np.corrcoef(ours[:n], theirs[:n])[0, 1] > 0.9  # the same sound at the same time, not silence
+
+
+# --- time stamps that jump ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def joined(tmp_path_factory, weights) -> tuple[dict[str, tuple[Path, Path]], subprocess.CompletedProcess]:
+    """Two 1 s recordings (each flashing and beeping at 0.5 s) joined into one transport stream, as camcorders
+    (.mts spanning clips), capture cards and HLS recordings write them; converted in one CLI call."""
+    d = tmp_path_factory.mktemp("joined")
+    part = flash_and_beep(d / "part.mp4", at_s=0.5, seconds=1.0)
+    bigger = flash_and_beep(d / "bigger.mp4", at_s=0.5, seconds=1.0, size=(192, 108))
+    sources = {"restart": joined_ts([part, part], d / "restart.ts"),  # the clock starts again at the join
+               "resize": joined_ts([part, bigger], d / "resize.ts"),  # ... and the picture grows to 192x108
+               "gap": joined_ts([part, part], d / "gap.ts", [0, 2]),  # the second part 1 s after the first ends
+               "jump": joined_ts([part, part], d / "jump.ts", [0, 60]),  # 59 s after: beyond FFmpeg's 10 s
+               "back": joined_ts([part, part], d / "back.ts", [5, 0])}  # 6 s before the first began
+    out = d / "out"
+    done = run_cli("convert", *sources.values(), "-o", out, "--cols", COLS, "--tile", TILE, "--weights", weights)
+    assert done.returncode == 0 and "warning" not in done.stderr, done.stderr[-2000:]
+    return {name: (src, out / f"{name}_emoji.mp4") for name, src in sources.items()}, done
+
+
+@pytest.mark.parametrize("name, says", [("restart", "1 time-stamp jump joined end to end"),
+                                        ("resize", "1 time-stamp jump joined end to end"),
+                                        ("gap", "repeated to keep the source's timing at a constant 25 fps"),
+                                        ("jump", "1 time-stamp jump joined end to end"),
+                                        ("back", "1 time-stamp jump joined end to end")])
+def test_joined_recordings_convert_in_full_with_their_sound(joined, name, says):
+    """Every frame FFmpeg decodes, on the constant rate as FFmpeg puts them (a gap is held, a jump joined), and
+    the sound of both parts where FFmpeg plays it: each flash and its beep together, on both sides of the join."""
+    (src, out), done = joined[0][name], joined[1]
+    frames = ffmpeg_count(src, 25)
+    assert ffmpeg_count(out) == frames >= ffmpeg_count(src) == 50
+    line = next(line for line in done.stdout.splitlines() if line.startswith(f"{src} -> {out} "))
+    assert f"({frames} frames written, {frames / 25:.2f} s at 25 fps; " in line and says in line, line
+    assert stream_seconds(out, "a") == pytest.approx(frames / 25, abs=0.03)
+    seen, heard = flashes_s(out), beeps_s(sound(out))
+    assert seen == pytest.approx(flashes_s(src), abs=0.02) and len(seen) == 2
+    assert heard == pytest.approx(beeps_s(sound(src)), abs=0.02) and len(heard) == 2
+    # FFmpeg lays the second part's sound after the first's, which runs 45 ms past its picture (the AAC encoder's
+    # priming and padding): the second beep comes that much late in FFmpeg's own reading, and here
+    assert all(-0.04 <= b - f <= 0.06 for f, b in zip(seen, heard, strict=True)), (seen, heard)
+
+
+def test_without_ffmpeg_opencv_stamps_are_joined_too(joined, weights, tmp_path):
+    """The reader for streams, and for files where no FFmpeg runs: OpenCV's time stamps through FrameClock."""
+    src, _ = joined[0]["restart"]
+    out = tmp_path / "restart.mp4"
+    done = run_cli("convert", src, out, "--cols", COLS, "--tile", TILE, "--weights", weights,
+                   env={"IMAGEIO_FFMPEG_EXE": str(tmp_path / "no-ffmpeg-here")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(50 frames written, 2.00 s at 25 fps; 1 time-stamp jump joined end to end" in done.stdout, done.stdout
+    assert len(decoded_frames(out)) == 50
+
+
+def test_frame_clock_holds_gaps_and_joins_jumps():
+    """Output frames each frame fills (told when the next one comes): a gap is held by repeats; a stamp that goes
+    back or leaps ahead by more than 10 s continues one frame on; a stamp given twice (unknown) counts one on."""
+    clock = FrameClock(10)
+    stamps = [5.0, 5.1, 5.2, 0.0, 0.1, 0.5, 0.6, 100.0, 100.1, 100.1, 100.14, 100.3]
+    assert clock.advance(stamps[0]) == 0
+    copies = [*(clock.advance(t) for t in stamps[1:]), 1]  # the last frame is written once
+    assert copies == [1, 1, 1, 1, 4, 1, 1, 1, 1, 0, 2, 1]
+    assert clock.retiming() == Retiming(written=sum(copies), decoded=12, repeated=4, dropped=1, jumps=2)
 
 
 def test_convert_bad_output_exits_2_before_any_work(clips, weights, tmp_path):
