@@ -145,7 +145,7 @@ class Lanes:
         JIT cache when an earlier process captured it (unless fresh), with its input tensors; published into the
         lane's dicts only when it is ready to replay."""
         dev = lane.scorer.device
-        key = jit_cache.cache_key(dev, *self._cache_parts, batch)
+        key = jit_cache.cache_key(dev, *self._cache_parts, lane.scorer.net.scheduled, batch)
         inputs = batch_inputs(batch, self.patch_px, dev)
         loaded = not fresh and (cached := jit_cache.load(key))
         if loaded:

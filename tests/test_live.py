@@ -369,30 +369,33 @@ def test_keys_return_the_view_they_leave(capsys):
                                                     "view: side-by-side", "view: original"]
 
 
+def press_s(display: str, window: str, live: Live, folder: Path) -> str:
+    """Press s and return the snapshot's path: the picture shown when the key was read (the grid is compiled in the
+    background meanwhile, seconds from empty caches: the key is read within a frame, 30 ms while preparing)."""
+    key(display, window, "s")
+    path = live.expect("snapshot: ").split(": ", 1)[1]
+    assert Path(path).parent == folder
+    return path
+
+
 def test_a_first_start_shows_the_source_while_its_grid_compiles(xvfb, atlas, weights, tmp_path):
     """Empty caches: the window shows the camera's (here the paced file's) picture at once, with how far the grid's
     preparation is in the heads-up display, and the emoji once the grid is ready; the recording holds emoji only."""
     env = {"DISPLAY": xvfb, "EMOJICAM_CACHE": str(tmp_path / "jits"), "CACHEDB": str(tmp_path / "kernels.db")}
     long_clip = make_clip(tmp_path / "long.mp4", 180)
     source, out = read_frames(long_clip)[:600:10], tmp_path / "first.mp4"
-    with Live("--source", long_clip, "--record", out, *ENGINE, "--weights", weights, env=env) as live:
+    with Live("--source", long_clip, "--record", out, "--snapshots", tmp_path, *ENGINE, "--weights", weights,
+              env=env) as live:
         said = live.expect("preparing 16x9: ")
         assert "showing the source meanwhile" in said and "a first start compiles" in said, said
-        window, shot, deadline = find_window(xvfb), tmp_path / "screen.png", time.monotonic() + 30
-        while True:  # a loaded machine may paint the window a moment after the line
-            subprocess.run(["import", "-window", window, shot], env={**os.environ, "DISPLAY": xvfb}, check=True,
-                           timeout=60)
-            screen = cv2.resize(cv2.imread(str(shot)), CANVAS[::-1], interpolation=cv2.INTER_AREA)
-            if screen[8:].std() > 20 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        window = find_window(xvfb)
+        shown = cv2.imread(press_s(xvfb, window, live, tmp_path))  # what the window shows, without the display
         live.expect("first frame after", timeout=600)
         key(xvfb, window, "q")
         rc, lines = live.finish()
     assert rc == 0, lines
-    below_hud = screen[8:]  # the heads-up display darkens the top 78 of 720 screen lines
-    assert below_hud.std() > 20 and emoji_misfit(screen, atlas) > 25, "the source itself, not blank, not emoji"
-    assert max(cell_corr(below_hud, cv2.resize(f, CANVAS[::-1], interpolation=cv2.INTER_AREA)[8:]) for f in source) \
-        > 0.9, "a frame of the source"
+    assert shown.shape[:2] == CANVAS and shown.std() > 20, "the picture at the grid's size, not blank"
+    assert emoji_misfit(shown, atlas) > 25, "the source itself, not emoji"
+    assert max(cell_corr(shown, cv2.resize(f, CANVAS[::-1], interpolation=cv2.INTER_AREA)) for f in source) > 0.95
     recorded = read_frames(out)
     assert recorded and max(emoji_misfit(f, atlas) for f in recorded) < 25, "no preparation frame was recorded"
