@@ -23,9 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 CLIP = ROOT / "samples" / "sample.mp4"
+# the same device and network for both commits, whatever their defaults
+SAME = ["--device", "CPU", "--model", "default"]
 JOBS = {
-    "convert clip (fps)": (["convert", str(CLIP), "{out}/clip.mp4", "--quiet"], None),
-    "live --no-window (fps)": (["live", "--source", str(CLIP), "--no-window", "--max-frames", "300"],
+    "convert clip (fps)": (["convert", str(CLIP), "{out}/clip.mp4", "--quiet", *SAME], None),
+    "live --no-window (fps)": (["live", "--source", str(CLIP), "--no-window", "--max-frames", "300", *SAME],
                                re.compile(r"^live: \d+ frames, mean ([\d.]+) fps", re.M)),
 }
 
@@ -79,8 +81,8 @@ def main() -> None:
                                      capture_output=True, text=True).stdout.strip() for label in ("before", "after")}
     lines = [f"# Before and after: {commits['before']} against {commits['after']}", "",
              f"{time.strftime('%Y-%m-%d %H:%M')} UTC; {machine_line()}; `benchmarks/compare_commits.py "
-             f"{args.before} {args.after} --rounds {args.rounds}`: samples/sample.mp4 (1280x720 H.264), default "
-             f"flags, the two commits alternating.", "",
+             f"{args.before} {args.after} --rounds {args.rounds}`: samples/sample.mp4 (1280x720 H.264), "
+             f"`{' '.join(SAME)}` (the same work whatever each commit's defaults), the two commits alternating.", "",
              "| job | before: fps per round | after: fps per round | median after / before |",
              "| --- | --- | --- | --- |"]
     for job in JOBS:

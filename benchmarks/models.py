@@ -6,8 +6,7 @@
 End to end: each model converts the clip once untimed (kernels compiled, the JIT cache filled), then --runs
 times, alternating, so that the machine's drift hits both; the figure is the fps `convert` reports, and the
 output is checked for an audio stream. Engine: the frame function (forward + scoring) at 64x36 on the clip's
-patches, median ms per frame, for each network shape on each set; a pair without shipped weights gets weights
-initialised at random, which cost the same FLOPs and time (the picks are not compared).
+patches, median ms per frame, for each network on each set.
 """
 
 from __future__ import annotations
@@ -28,12 +27,11 @@ from emojicam import model as model_io
 from emojicam.bench_machine import machine_line
 from emojicam.emoji_set import SETS, EmojiSet, shipped_set
 from emojicam.engine import Emojifier, Settings
-from emojicam.errors import EmojicamError
 from emojicam.grid import cut_patches
+from emojicam.settings import SHIPPED_MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "samples" / "sample.mp4"
-PATCH = {"default": 36, "fast": 18}
 
 
 def convert_fps(model: str, out: Path, device: str) -> float:
@@ -50,11 +48,7 @@ def convert_fps(model: str, out: Path, device: str) -> float:
 
 def engine_ms(set_name: str, model: str, device: str, frames: list[np.ndarray]) -> tuple[float, int]:
     emoji_set = EmojiSet.load(shipped_set(set_name))
-    try:
-        ckpt = model_io.load(model_io.shipped_weights(set_name, model), device)
-    except EmojicamError:  # not shipped: the same shape with random weights, for timing only
-        net = model_io.TinyConvNet(model_io.ModelConfig(classes=len(emoji_set), patch_px=PATCH[model])).to_(device)
-        ckpt = model_io.Checkpoint(net, list(emoji_set.names), emoji_set.fingerprint)
+    ckpt = model_io.load(model_io.shipped_weights(set_name, model), device)  # every set ships every model
     emojifier = Emojifier(ckpt, emoji_set, Settings(cols=64, device=device))
     grid = emojifier.grid_for(frames[0].shape)
     batches = [cut_patches(f, grid, emojifier.patch_px) for f in frames]
@@ -79,12 +73,12 @@ def main() -> None:
              f"Machine: {machine_line()} at the start; device {args.device}; "
              f"`python benchmarks/models.py --runs {args.runs} --device {args.device}`.", ""]
     if not args.skip_convert:
-        fps: dict[str, list[float]] = {m: [] for m in PATCH}
+        fps: dict[str, list[float]] = {m: [] for m in SHIPPED_MODELS}
         with tempfile.TemporaryDirectory() as tmp:
-            for model in PATCH:
+            for model in SHIPPED_MODELS:
                 convert_fps(model, Path(tmp) / f"warm_{model}.mp4", args.device)
             for run in range(args.runs):
-                for model in PATCH:
+                for model in SHIPPED_MODELS:
                     fps[model].append(convert_fps(model, Path(tmp) / f"{model}_{run}.mp4", args.device))
                     print(f"convert --model {model}: {fps[model][-1]:.1f} fps", flush=True)
         lines += ["`emojicam convert samples/sample.mp4` (1280x720 H.264 + AAC, 180 frames) at 64x36, audio kept:", "",
@@ -99,7 +93,7 @@ def main() -> None:
               "| set | emoji | model | MFLOP/patch | GFLOP/frame | ms/frame | engine fps |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for set_name in SETS:
-        for model in PATCH:
+        for model in SHIPPED_MODELS:
             ms, flops = engine_ms(set_name, model, args.device, frames)
             count = len(EmojiSet.load(shipped_set(set_name)))
             lines.append(f"| {set_name} | {count} | {model} | {flops / 2304 / 1e6:.2f} | {flops / 1e9:.2f} | "

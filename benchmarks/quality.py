@@ -1,6 +1,6 @@
 """Quality measures on the development photos: the matplotlib portrait and four frames of samples/sample.mp4.
 
-    .venv/bin/python benchmarks/quality.py [--cols 64] [--name quality] [-- EVALUATE FLAGS such as --model fast]
+    .venv/bin/python benchmarks/quality.py [--cols 64] [--name quality] [--model fast] [--set full] [--variety 10]
 writes results/<date>-<name>.{json,md} and the contact sheets.
 The frames are taken at 1/8, 3/8, 5/8 and 7/8 of the clip (one per photo in it). Never train on these.
 """
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import cv2
 
-from emojicam.cli import build_parser, make_emojifier
+from emojicam.engine import open_engine
 from emojicam.evaluate import evaluate, format_summary
+from emojicam.settings import SHIPPED_MODELS, ModelChoice, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -42,17 +43,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cols", type=int, default=64)
     parser.add_argument("--name", default="quality", help="results file name after the date (default quality)")
-    parser.add_argument("flags", nargs="*", help="after --: more `emojicam evaluate` flags (--model, --variety, ...)")
+    parser.add_argument("--model", choices=SHIPPED_MODELS, default="default")
+    parser.add_argument("--set", default="default", dest="set_name")
+    parser.add_argument("--variety", type=float, default=Settings.variety)
+    parser.add_argument("--device", default=None)
     mine = parser.parse_args()
-    cols, flags = mine.cols, mine.flags
-    args = build_parser().parse_args(["evaluate", "x", "--cols", str(cols), *flags])
-    with tempfile.TemporaryDirectory() as tmp:
+    cols = mine.cols
+    flags = [f"--model {mine.model}", f"--set {mine.set_name}", f"--variety {mine.variety:g}"]
+    settings = Settings(cols=cols, variety=mine.variety, device=mine.device)
+    with tempfile.TemporaryDirectory() as tmp, open_engine(settings, ModelChoice(mine.set_name, mine.model)) as engine:
         photos = [ROOT / "samples" / "grace_hopper.jpg", *sample_frames(ROOT / "samples" / "sample.mp4", Path(tmp))]
         out = RESULTS / f"{time.strftime('%Y-%m-%d')}-{mine.name}"
-        summary = evaluate(make_emojifier(args), photos, out, cols=cols)
+        summary = evaluate(engine, photos, out, cols=cols)
     text = format_summary(summary)
     print(text)
-    title = f"# Quality at {cols} columns, {time.strftime('%Y-%m-%d %H:%M')} UTC, flags: {' '.join(flags) or 'none'}"
+    title = f"# Quality at {cols} columns, {time.strftime('%Y-%m-%d %H:%M')} UTC, {', '.join(flags)}"
     out.with_suffix(".md").write_text(f"{title}\n\n```\n{text}\n```\n")
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
 

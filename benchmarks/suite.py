@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import platform
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from emojicam.bench_machine import cpu_model
-from emojicam.cli import main
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -27,5 +27,5 @@ def result_stem() -> str:
 
 if __name__ == "__main__":
     stem = RESULTS / result_stem()
-    sys.exit(main(["bench", "--json", f"{stem}.json", "--markdown", f"{stem}.md", "--plot", f"{stem}.png",
-                   *sys.argv[1:]]))
+    sys.exit(subprocess.run([sys.executable, "-m", "emojicam", "bench", "--json", f"{stem}.json", "--markdown",
+                             f"{stem}.md", "--plot", f"{stem}.png", *sys.argv[1:]]).returncode)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from quality import RESULTS, ROOT, sample_frames
 
-from emojicam.cli import build_parser, make_emojifier
+from emojicam.engine import open_engine
 from emojicam.evaluate import evaluate
+from emojicam.settings import Settings
 
 BACKGROUNDS = ("white", "black", "auto")
 
@@ -55,8 +56,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         photos = [ROOT / "samples" / "grace_hopper.jpg", *sample_frames(ROOT / "samples" / "sample.mp4", Path(tmp))]
         for bg in BACKGROUNDS:
-            args = build_parser().parse_args(["evaluate", "x", "--cols", str(cols), "--background", bg])
-            summaries[bg] = evaluate(make_emojifier(args), photos, out / bg, cols=cols)
+            with open_engine(Settings(cols=cols, background=bg)) as engine:  # the 36 px network, as convert
+                summaries[bg] = evaluate(engine, photos, out / bg, cols=cols)
     text = table(summaries)
     print(text)
     out.with_suffix(".json").write_text(json.dumps(summaries, indent=1) + "\n")

@@ -14,12 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from emojicam.errors import EmojicamError
 from emojicam.resources import shipped
+from emojicam.settings import PATHS
+
+if TYPE_CHECKING:
+    from emojicam.engine import Emojifier
 
 SOURCE_SIZE = (1280, 720)                # (width, height) of the source frames
 LADDER_COLS = (32, 64, 80, 128)          # 32x18, 64x36, 80x45, 128x72 tiles on a 16:9 frame
@@ -49,9 +54,9 @@ class BenchConfig:
 
 def paths_for(device: str, cfg: BenchConfig) -> tuple[str, ...]:
     """The --composite paths measured on a device."""
-    from emojicam.kernels import runs_on_cpu
+    from emojicam.devices import runs_on_cpu
 
-    return cfg.composites or (("host",) if runs_on_cpu(device) else ("host", "device"))
+    return cfg.composites or (PATHS[:1] if runs_on_cpu(device) else PATHS)
 
 
 QUICK = {"cols": (32,), "frames": 4, "clip_frames": 8, "max_seconds": 5.0}
@@ -164,7 +169,7 @@ def encode_ms(frames: list[np.ndarray], dst: Path) -> float:
     return (time.perf_counter() - t0) * 1e3 / len(frames)
 
 
-def convert_e2e(emojifier, src: Path, dst: Path) -> tuple[int, float]:
+def convert_e2e(emojifier: Emojifier, src: Path, dst: Path) -> tuple[int, float]:
     """Decode -> emojify -> encode the whole clip as `emojicam convert` does; returns the frames written and the
     share of cells left unchanged (not recomputed)."""
     from emojicam.video import convert_video
@@ -175,7 +180,7 @@ def convert_e2e(emojifier, src: Path, dst: Path) -> tuple[int, float]:
 
 # --- measuring -------------------------------------------------------------------------------------------------
 
-def measure_engine(emojifier, frames: list[np.ndarray], cfg: BenchConfig) -> tuple[dict, list[np.ndarray]]:
+def measure_engine(emojifier: Emojifier, frames: list[np.ndarray], cfg: BenchConfig) -> tuple[dict, list[np.ndarray]]:
     """Warm-up, FLOP counters of one frame, then per-stage medians over timed frames; also returns emoji frames."""
     from tinygrad.helpers import GlobalCounters
 
@@ -209,8 +214,8 @@ def measure_engine(emojifier, frames: list[np.ndarray], cfg: BenchConfig) -> tup
     analytic = emojifier.model.config.flops_per_patch() * grid.count
     return {
         "system": "emojicam", "device": emojifier.device, "grid": f"{grid.cols}x{grid.rows}", "cols": grid.cols,
-        "lanes": len(emojifier.lanes.devices), "beam_searched": emojifier.searched(grid.count),
-        "scheduled": emojifier.lanes.scheduled,
+        "lanes": len(emojifier.lane_devices), "beam_searched": emojifier.searched(grid.count),
+        "scheduled": emojifier.scheduled,
         "rows": grid.rows, "patches": grid.count, "frames": len(times), "forwards_per_frame": 1,
         "warmup_frames": WARMUP_FRAMES, "warmup_s": warmup_s, "compile_s_est": max(0.0, warmup_s - 3 * engine_ms / 1e3),
         "flops_per_patch": emojifier.model.config.flops_per_patch(), "gflop_per_frame": analytic / 1e9,
@@ -252,7 +257,7 @@ def measure_peer(peer, patch_sets: list[np.ndarray], reference: np.ndarray, grid
             "agreement": float((np.asarray(picked).reshape(-1) == reference).mean())}
 
 
-def measure_grid(emojifier, frames: list[np.ndarray], clip: Path, workdir: Path, decode_ms: float,
+def measure_grid(emojifier: Emojifier, frames: list[np.ndarray], clip: Path, workdir: Path, decode_ms: float,
                  encode_cache: dict[int, float], peak: tuple[float | None, str], cfg: BenchConfig) -> dict:
     """The emojicam record of one device x grid: engine figures, the stages around it and end to end."""
     rec, outputs = measure_engine(emojifier, frames, cfg)
@@ -306,10 +311,10 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
                 host_peers = runtime_peers(ckpt.model)
                 log("peers: " + ", ".join(f"{p.name} ({p.note or p.threads})" for p in host_peers))
             for cols, composite in ((c, p) for c in cfg.cols for p in paths_for(device, cfg)):
-                emojifier = Emojifier(ckpt, emoji_set, Settings(cols=cols, tile_px=cfg.tile_px, device=device,
-                                                                composite=composite))
-                rec = measure_grid(emojifier, frames, clip, Path(tmp), decode_ms, encode_cache, peak, cfg)
-                emojifier.close()
+                settings = Settings(cols=cols, tile_px=cfg.tile_px, device=device, composite=composite)
+                with Emojifier(ckpt, emoji_set, settings) as emojifier:
+                    rec = measure_grid(emojifier, frames, clip, Path(tmp), decode_ms, encode_cache, peak, cfg)
+                    grid, patch_px = emojifier.grid_for(frames[0].shape), emojifier.patch_px
                 wait_idle()  # the peers below compute on this thread: no capture of the engine's may be open
                 records.append(rec)
                 log(f"{device} {rec['grid']} ({composite} path): engine {rec['inference_fps']:.1f} fps (forward "
@@ -318,8 +323,7 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
                     f"{rec['bytes_down_per_frame'] / 1e6:.2f} MB down")
                 if not cfg.peers or composite != "host":  # the peers classify the host path's patches
                     continue
-                grid = emojifier.grid_for(frames[0].shape)
-                patch_sets = [cut_patches(f, grid, emojifier.patch_px) for f in frames[:6]]
+                patch_sets = [cut_patches(f, grid, patch_px) for f in frames[:6]]
                 # what every peer must agree with: our network's own argmax (the engine's colour and coverage
                 # terms re-rank it, and no peer has those)
                 picks = ckpt.model(Tensor(patch_sets[0], device=device)).argmax(1).numpy()
@@ -386,7 +390,7 @@ def config_from_args(args) -> BenchConfig:
     sizes = {**(QUICK if args.quick else {}), "cols": cols}
     sizes |= {k: v for k, v in (("frames", args.frames), ("clip_frames", args.clip_frames)) if v is not None}
     composites = tuple(dict.fromkeys(split_list(getattr(args, "composite", None))))
-    if bad := [c for c in composites if c not in ("host", "device")]:
+    if bad := [c for c in composites if c not in PATHS]:
         raise EmojicamError(f"--composite: expected host, device or both (host,device), got {','.join(bad)}")
     return BenchConfig(devices=devices, tile_px=args.tile, peers=not args.no_peers, source=args.source,
                        peak_gflops=parse_peaks(args.peak_gflops), composites=composites, **sizes)
@@ -395,9 +399,9 @@ def config_from_args(args) -> BenchConfig:
 def bench_command(args) -> int:
     """`emojicam bench`: measure, print the tables, write the files asked for."""
     from emojicam.bench_report import check_outputs, format_text, write_outputs
+    from emojicam.devices import runs_on_cpu
     from emojicam.engine import model_files, resolve_device
     from emojicam.grid import Grid
-    from emojicam.kernels import runs_on_cpu
     from emojicam.settings import ModelChoice
 
     check_outputs(args.json, args.markdown, args.plot)

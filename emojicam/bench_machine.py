@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from emojicam.devices import kind
+
 # FP32 GFLOP/s from the vendors' spec sheets, matched as a substring of the device name (longest match wins).
 KNOWN_PEAK_GFLOPS = {
     "H200": 66900, "H100 PCIe": 51200, "H100": 66900, "A100": 19500, "L40S": 91600, "L4": 30300, "A10G": 31200,
@@ -82,41 +84,41 @@ def opencl_device(device: str) -> dict | None:
 
 def device_name(device: str) -> str:
     """A human name for a tinygrad device: the CPU model, the OpenCL device, or the GPU's name."""
-    kind = device.split(":")[0]
-    if kind == "CPU":
+    backend = kind(device)
+    if backend == "CPU":
         return cpu_model()
-    if kind == "CL":
+    if backend == "CL":
         cl = opencl_device(device)
         return f"{cl['device']} ({cl['platform']})" if cl else device
-    if kind in ("CUDA", "NV"):
+    if backend in ("CUDA", "NV"):
         return (_run("nvidia-smi", "--query-gpu=name", "--format=csv,noheader") or device).splitlines()[0]
-    if kind == "METAL":
+    if backend == "METAL":
         return cpu_model()  # the Apple chip's name, e.g. "Apple M2 Pro"
     return device
 
 
 def peak_gflops(device: str, overrides: dict[str, float]) -> tuple[float | None, str]:
     """(assumed FP32 peak GFLOP/s, how it was worked out); (None, why) when unknown."""
-    kind = device.split(":")[0]
-    for key in (device, kind, "*"):
+    backend = kind(device)
+    for key in (device, backend, "*"):
         if key in overrides:
             return overrides[key], "--peak-gflops"
     name = device_name(device)
     known = [k for k in KNOWN_PEAK_GFLOPS if k.lower() in name.lower()]
-    if known and kind != "CPU":
+    if known and backend != "CPU":
         key = max(known, key=len)
         return float(KNOWN_PEAK_GFLOPS[key]), f"spec sheet of {key}"
     per_cycle, how = cpu_flops_per_cycle()
-    cl = opencl_device(device) if kind == "CL" else opencl_device("CL")
+    cl = opencl_device(device) if backend == "CL" else opencl_device("CL")
     mhz = cl["clock_mhz"] if cl and "CPU" in cl["type"] else _cpu_mhz()
-    if kind == "CPU" and mhz:
+    if backend == "CPU" and mhz:
         # tinygrad's CPU device runs each kernel on one thread; the engine runs one lane per core
         from emojicam.lanes import lane_devices
 
         lanes = len(lane_devices(device))
         return lanes * mhz * per_cycle / 1e3, f"{lanes} core(s) (one engine lane each) x {mhz} MHz x " \
                                               f"{per_cycle} FLOP/cycle ({how}, assumed)"
-    if kind == "CL" and cl:
+    if backend == "CL" and cl:
         if "CPU" in cl["type"]:
             return cl["compute_units"] * cl["clock_mhz"] * per_cycle / 1e3, \
                 f"{cl['compute_units']} cores x {cl['clock_mhz']} MHz x {per_cycle} FLOP/cycle ({how}, assumed)"
@@ -124,7 +126,7 @@ def peak_gflops(device: str, overrides: dict[str, float]) -> tuple[float | None,
         if vendor:
             return cl["compute_units"] * cl["clock_mhz"] * vendor / 1e3, \
                 f"{cl['compute_units']} compute units x {cl['clock_mhz']} MHz x {vendor} FLOP/cycle (assumed)"
-    return None, f"unknown for {name} (give --peak-gflops {kind}=N)"
+    return None, f"unknown for {name} (give --peak-gflops {backend}=N)"
 
 
 def _cpu_mhz() -> int | None:

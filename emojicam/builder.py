@@ -15,6 +15,8 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from tinygrad import Tensor, TinyJit
+
 from emojicam.errors import EmojicamError
 
 T = TypeVar("T")
@@ -28,6 +30,15 @@ def on_compile_thread(make: Callable[[], T]) -> T:
     if getattr(_here, "compiling", False):
         return make()
     return _COMPILE.submit(make).result()
+
+
+def capture(fn: Callable[..., Tensor | tuple[Tensor, ...]], *inputs: Tensor) -> TinyJit:
+    """fn compiled and captured for these inputs (TinyJit runs it on its first call and captures it on the second);
+    call it on the compile thread."""
+    jit = TinyJit(fn)
+    for _ in range(2):
+        jit(*inputs)
+    return jit
 
 
 def wait_idle() -> None:

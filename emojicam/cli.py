@@ -8,13 +8,18 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from emojicam import __version__, jit_cache
 from emojicam.emoji_set import SETS
 from emojicam.errors import EmojicamError, Interrupted
-from emojicam.grid import PATCH_PX
-from emojicam.settings import BACKGROUNDS, COLS, COMPOSITES, MODELS, TILE_PX, ModelChoice, Settings
+from emojicam.settings import BACKGROUNDS, COLS, COMPOSITES, MODELS, PATCH_PX, TILE_PX, ModelChoice, Settings
 
+if TYPE_CHECKING:
+    from emojicam.engine import Emojifier
+
+DEVICE_HELP = ("tinygrad device: CPU, CL, METAL, CUDA, ... (default: the first GPU backend that works, else the CPU "
+               "device; `emojicam devices` says which and why)")
 QUIET_HELP = ("no progress and no per-file lines, only warnings and errors (progress is a bar on a terminal, "
               "a line every few seconds in a log)")
 
@@ -40,7 +45,7 @@ def add_engine_args(p: argparse.ArgumentParser, stability: float, still: float =
     p.add_argument("--variety", type=float, default=Settings.variety,
                    help="a fixed per-cell dither added to the scores, so flat areas mix the emoji that fit them "
                         f"instead of repeating one; 0 = off (default {Settings.variety})")
-    p.add_argument("--device", default=None, help="tinygrad device: CPU, CL, METAL, CUDA, ... (default: tinygrad's)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--composite", choices=COMPOSITES, default="auto",
                    help="where frames are cut and composited: host (OpenCV/numpy), device (the whole frame in one "
                         "compiled function on the device), auto = device on GPUs, host on CPU devices (default auto)")
@@ -73,7 +78,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     composite=args.composite)
 
 
-def make_emojifier(args: argparse.Namespace, real_time: bool = False):
+def make_emojifier(args: argparse.Namespace, real_time: bool = False) -> Emojifier:
     """The engine that args ask for (imports tinygrad lazily); real_time: for the live mirror (--model auto)."""
     from emojicam.engine import open_engine
 
@@ -117,8 +122,10 @@ def _channels(text: str) -> tuple[int, int]:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
+    from emojicam.caches import open_caches
     from emojicam.devices import describe_devices
 
+    open_caches()  # before tinygrad opens a device: that compiles
     print(describe_devices(verbose=args.verbose))
     return 0
 
@@ -131,7 +138,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not photo.is_file():
             raise EmojicamError(f"evaluate: expected a photo file, got no file at {photo}")
     check_writable(args.output_dir / "quality.json")  # now, not after the weights load and the photos
-    summary = evaluate(make_emojifier(args), args.photos, args.output_dir, cols=args.cols)
+    with make_emojifier(args) as emojifier:
+        summary = evaluate(emojifier, args.photos, args.output_dir, cols=args.cols)
     print(format_summary(summary))
     print(f"wrote {args.output_dir / 'quality.json'} and one contact sheet per photo")
     return 0
@@ -165,6 +173,15 @@ def frame_size(text: str) -> tuple[int, int]:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    width, height = frame_size(args.size)
+    if args.beam < 1:
+        raise EmojicamError(f"--beam: expected a search width >= 1, got {args.beam}")
+    with make_emojifier(args) as emojifier:
+        return tune(emojifier, args, (height, width, 3))
+
+
+def tune(emojifier: Emojifier, args: argparse.Namespace, frame_shape: tuple[int, ...]) -> int:
+    """Search the kernels of the grid of frames of this shape (and its moved-cell batches with --still-sizes)."""
     import math
     import time
 
@@ -173,13 +190,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from emojicam.bench import median_ms, timed_loop
     from emojicam.lanes import batch_sizes
 
-    width, height = frame_size(args.size)
-    if args.beam < 1:
-        raise EmojicamError(f"--beam: expected a search width >= 1, got {args.beam}")
-    emojifier = make_emojifier(args)
-    grid = emojifier.grid_for((height, width, 3))
+    grid = emojifier.grid_for(frame_shape)
     sizes = batch_sizes(grid.count) if args.still_sizes else [grid.count]
-    print(f"tune: {emojifier.device} ({len(emojifier.lanes.devices)} lane(s)), grid {grid.cols}x{grid.rows}, "
+    print(f"tune: {emojifier.device} ({len(emojifier.lane_devices)} lane(s)), grid {grid.cols}x{grid.rows}, "
           f"BEAM={args.beam}, "
           f"batches of {', '.join(map(str, sizes))} patches; the search takes minutes", flush=True)
     px = emojifier.patch_px
@@ -271,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, default=None, metavar="WEIGHTS",
                    help="go on from these weights (a run stopped by Ctrl-C, or the checkpoint a run writes to -o "
                         "at every hold-out evaluation) up to --steps")
-    p.add_argument("--device", default=None, help="tinygrad device (default: tinygrad's)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_train)
 

@@ -4,13 +4,16 @@ the `auto` background behind its transparent pixels."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from emojicam.emoji_set import EmojiSet
 from emojicam.grid import Grid, cell_means, compose
 from emojicam.scoring import auto_background
+
+if TYPE_CHECKING:
+    from emojicam.emoji_set import EmojiSet
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 
@@ -13,12 +14,19 @@ from emojicam.atomic import check_writable
 from emojicam.capture import is_url
 from emojicam.errors import EmojicamError
 from emojicam.images import IMAGE_EXTS, check_image_output, read_image, write_image
-from emojicam.text import TEXT_EXTS
+from emojicam.text import TEXT_EXTS, check_text_background, emoji_strings, text_art, write_art
+from emojicam.video import convert_video
+from emojicam.video_reader import check_video, is_still_image, probe
+from emojicam.video_writer import OUT_EXTS, check_output
+
+if TYPE_CHECKING:
+    import argparse
+
+    from emojicam.engine import Emojifier
 
 # names that are taken as videos without a look inside; any other file is asked (FFmpeg, then OpenCV) what it holds
 VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".ts", ".mts", ".m2ts", ".3gp", ".flv",
               ".mpg", ".mpeg", ".wmv", ".ogv")
-VIDEO_OUT_EXTS = (".mp4", ".webm", ".gif")
 
 
 @lru_cache(maxsize=256)
@@ -32,8 +40,6 @@ def kind_of(path: Path | str) -> str:
         return "image"
     if ext in VIDEO_EXTS:
         return "video"
-    from emojicam.video import is_still_image, probe
-
     if path.is_file() and path.stat().st_size > 0:
         info = probe(path)
         if info is None:  # no FFmpeg: OpenCV's image decoders know their formats by their first bytes
@@ -57,7 +63,7 @@ def _media(path: Path) -> bool:
 
 def _output_suffix(src: Path) -> str:
     """The input's own suffix where emojicam writes that format, else .png for stills and .mp4 for videos."""
-    keep = IMAGE_EXTS if kind_of(src) == "image" else VIDEO_OUT_EXTS  # each led by its default: .png, .mp4
+    keep = IMAGE_EXTS if kind_of(src) == "image" else OUT_EXTS  # each led by its default: .png, .mp4
     return src.suffix if src.suffix.lower() in keep else keep[0]
 
 
@@ -103,10 +109,10 @@ def plan(names: list[str], output_dir: Path | None) -> list[tuple[Path | str, Pa
                 check_image_output(dst)
         elif is_text(dst):
             raise EmojicamError(f"output: text ({dst.suffix}) is for stills, got a video ({src.name}); write a video "
-                                f"({' '.join(VIDEO_OUT_EXTS)}), take one frame first (ffmpeg -i {src.name} -frames:v "
+                                f"({' '.join(OUT_EXTS)}), take one frame first (ffmpeg -i {src.name} -frames:v "
                                 f"1 frame.png), or watch it as text: emojicam live --terminal --source {src.name}")
-        elif dst.suffix.lower() not in VIDEO_OUT_EXTS:
-            raise EmojicamError(f"output: expected a video output ({' '.join(VIDEO_OUT_EXTS)}) for {Path(src).name}, "
+        elif dst.suffix.lower() not in OUT_EXTS:
+            raise EmojicamError(f"output: expected a video output ({' '.join(OUT_EXTS)}) for {Path(src).name}, "
                                 f"got '{dst.suffix or dst.name}'")
         if not is_url(src) and src.resolve() == dst.resolve():
             raise EmojicamError(f"output: expected a path other than the input, got {dst}")
@@ -118,7 +124,8 @@ def is_text(dst: Path) -> bool:
     return dst.suffix.lower() in TEXT_EXTS
 
 
-def convert_paths(inputs: list[str], output_dir: Path | None, args, make_emojifier: Callable) -> None:
+def convert_paths(inputs: list[str], output_dir: Path | None, args: argparse.Namespace,
+                  make_emojifier: Callable[[argparse.Namespace], Emojifier]) -> None:
     """Convert every planned pair, printing one line per output (none with --quiet); stops at the first bad input."""
     say = (lambda _: None) if args.quiet else print
     pairs = plan(inputs, output_dir)
@@ -127,8 +134,6 @@ def convert_paths(inputs: list[str], output_dir: Path | None, args, make_emojifi
         raise EmojicamError(f"--max-chars: expected a text output ({' '.join(TEXT_EXTS)}), got "
                             f"{', '.join(sorted({dst.suffix or dst.name for _, dst in pairs}))}")
     if text:
-        from emojicam.text import check_text_background
-
         args = type(args)(**{**vars(args), "background": args.background or "white"})
         check_text_background(args.background)
     for src, dst in pairs:  # a bad input or an output that cannot be written fails now, not after the weights load
@@ -137,33 +142,31 @@ def convert_paths(inputs: list[str], output_dir: Path | None, args, make_emojifi
             if not dst.parent.is_dir():
                 raise EmojicamError(f"output: expected an existing folder, got {dst.parent}")
         else:
-            from emojicam.video import check_output, check_video
-
             if not is_url(src):  # a stream is opened once: its server may take one client only
                 check_video(src)
             check_output(dst)
         check_writable(dst)
-    emojifier = make_emojifier(args)
-    if text:
-        from emojicam.text import emoji_strings, text_art, write_art
+    with make_emojifier(args) as emojifier:
+        strings = emoji_strings(emojifier.emoji_set) if text else []  # a set without codepoints fails here, first
+        for src, dst in pairs:
+            convert_one(emojifier, src, dst, args, strings, say)
 
-        strings = emoji_strings(emojifier.emoji_set)  # a set without codepoints fails here, before any output
-    for src, dst in pairs:
-        if is_text(dst):
-            art = text_art(emojifier, read_image(src), strings, args.cols, args.max_chars)
-            write_art(dst, art, src.name, args.background)
-            limit = f" of at most {args.max_chars:,}" if args.max_chars is not None else ""
-            say(f"{src} -> {dst} (grid {art.grid.cols}x{art.grid.rows}, {art.chars:,} characters{limit})")
-        elif kind_of(src) == "image":
-            frame = read_image(src)
-            emojifier.reset()
-            write_image(dst, emojifier(frame).image)
-            say(f"{src} -> {dst}")
-        else:
-            from emojicam.video import convert_video
 
-            stats = convert_video(emojifier, src, dst, quiet=args.quiet)
-            retimed = stats.retiming.note(stats.frame_rate)
-            say(f"{src} -> {dst} ({stats.frames} frames written, {stats.frames / stats.frame_rate:.2f} s at "
-                f"{stats.frame_rate:g} fps{'; ' + retimed if retimed else ''}; converted at {stats.fps:.1f} frames/s; "
-                f"{stats.skipped:.0%} of cells kept their emoji without a forward pass)")
+def convert_one(emojifier: Emojifier, src: Path | str, dst: Path, args: argparse.Namespace, strings: list[str],
+                say: Callable[[str], None]) -> None:
+    """One input into its output: a still as text or a picture, or a video; one line saying what was written."""
+    if is_text(dst):
+        art = text_art(emojifier, read_image(src), strings, args.cols, args.max_chars)
+        write_art(dst, art, src.name, args.background)
+        limit = f" of at most {args.max_chars:,}" if args.max_chars is not None else ""
+        say(f"{src} -> {dst} (grid {art.grid.cols}x{art.grid.rows}, {art.chars:,} characters{limit})")
+    elif kind_of(src) == "image":
+        emojifier.reset()
+        write_image(dst, emojifier(read_image(src)).image)
+        say(f"{src} -> {dst}")
+    else:
+        stats = convert_video(emojifier, src, dst, quiet=args.quiet)
+        retimed = stats.retiming.note(stats.frame_rate)
+        say(f"{src} -> {dst} ({stats.frames} frames written, {stats.frames / stats.frame_rate:.2f} s at "
+            f"{stats.frame_rate:g} fps{'; ' + retimed if retimed else ''}; converted at {stats.fps:.1f} frames/s; "
+            f"{stats.skipped:.0%} of cells kept their emoji without a forward pass)")

@@ -22,15 +22,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tinygrad import Tensor, TinyJit, dtypes
 
-from emojicam.compositor import TileArrays
-from emojicam.grid import PATCH_PX, Grid
-from emojicam.scoring import auto_background  # the one definition, shared with the host path
+from emojicam.grid import THUMB_PX, Grid
+from emojicam.scoring import auto_background, hysteresis, moved_cells_tensor  # shared with the host path
+from emojicam.settings import PATCH_PX
 
-THUMB_PX = 6  # the still-cell thumbnail side, as grid.thumbnails
+if TYPE_CHECKING:
+    from emojicam.compositor import TileArrays
+
 RESIZE_COEF_SCALE = 2048  # OpenCV's INTER_RESIZE_COEF_SCALE: the fixed point of its enlarging weights
 
 
@@ -134,17 +137,14 @@ def frame_function(scores: Callable[[Tensor, Tensor], Tensor], tiles: Tiles, fra
         patches = cells(small.flip(2), patch_px).cast(dtypes.uint8).contiguous()  # RGB, as the network learnt
         score = scores(patches, cell_ids)
         margin, threshold, first = params[0], params[1], params[2] > 0
-        best = score.argmax(1).cast(dtypes.int32)
-        gap = score.max(1) - score.gather(1, shown.unsqueeze(1)).squeeze(1)
-        pick = (first | (gap > margin)).where(best, shown)
+        pick = hysteresis(score, shown, margin)  # margin -inf on a first frame: the best
         if still:
             seen = cells(area_resize(frame, (grid.rows * THUMB_PX, grid.cols * THUMB_PX), to_thumbs),
                          THUMB_PX).reshape(n, -1)
-            moved = first | ((seen - picked_on).abs().max(1) > threshold)
-            keep = moved.unsqueeze(1).where(seen, picked_on)
         else:
-            keep = patches.reshape(n, -1).cast(dtypes.float32)
-            moved = first | (keep != picked_on).max(1)
+            seen = patches.reshape(n, -1).cast(dtypes.float32)
+        moved = first | moved_cells_tensor(seen, picked_on, threshold)  # threshold 0 without still: exact
+        keep = moved.unsqueeze(1).where(seen, picked_on) if still else seen
         indices = moved.where(pick, shown)
         if tiles.blended is not None:
             out = tiles.blended[indices]

@@ -3,18 +3,40 @@ OpenCL devices."""
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import sys
 from dataclasses import dataclass
 
 KNOWN = ("CPU", "CL", "METAL", "CUDA", "NV", "AMD", "QCOM", "WEBGPU")  # PYTHON: the reference interpreter, too slow
 GPUS = ("METAL", "AMD", "NV", "CUDA", "CL")  # in tinygrad's own order of preference; CL only on a GPU
-# `emojicam bench --quick` on a 2-core machine with PoCL: the CPU device (its kernels on one lane per core) 57.9
-# engine fps at 32x18 against 45.6 on PoCL (issue 23); tinygrad itself would pick CL, the first backend that opens
 # tinygrad's own drivers for AMD and NVIDIA GPUs talk to these device nodes: without them, opening the backend only
 # fails, after 0.3 s (AMD) and 1.3 s (NV) of looking on a machine without such a GPU
 DRIVER_NODES = {"AMD": "/dev/kfd", "NV": "/dev/nvidiactl"}
+# `emojicam bench --quick` on a 2-core machine with PoCL: the CPU device (its kernels on one lane per core) 57.9
+# engine fps at 32x18 against 45.6 on PoCL; tinygrad itself would pick CL, the first backend that opens
 CPU_OVER_CPU_OPENCL = "tinygrad's CPU device, one lane per core: faster than OpenCL on the CPU (PoCL) here"
+
+
+def kind(device: str) -> str:
+    """The backend of a tinygrad device string: "CPU" for "CPU:1", "CL" for "CL:0"."""
+    return device.split(":")[0]
+
+
+@functools.cache
+def runs_on_cpu(device: str) -> bool:
+    """True for tinygrad's CPU device and for an OpenCL driver that runs on the CPU (PoCL): the devices emojicam's
+    hand-written kernel schedule was chosen on. GPUs (CUDA, METAL, AMD, CL on a GPU) get tinygrad's heuristics."""
+    if kind(device) != "CL":
+        return kind(device) == "CPU"
+    from tinygrad import Device
+    from tinygrad.runtime.autogen import opencl as cl
+
+    device_type = ctypes.c_uint64()
+    cl.clGetDeviceInfo(Device[device].cl_dev, cl.CL_DEVICE_TYPE, ctypes.sizeof(device_type),
+                       ctypes.byref(device_type), None)
+    return bool(device_type.value & cl.CL_DEVICE_TYPE_CPU)
 
 
 @dataclass(frozen=True)
@@ -26,16 +48,13 @@ class DefaultDevice:
 
 
 def default_device() -> DefaultDevice:
-    """The fastest device that works here: the one `DEV` names if set; else the first GPU backend that works
+    """The fastest device that works here (open the caches first, caches.open_caches: probing one compiles): the
+    one `DEV` names if set; else the first GPU backend that works
     (METAL, AMD, NV, CUDA, OpenCL on a GPU); else tinygrad's CPU device, ahead of an OpenCL driver that runs on the
     CPU (see CPU_OVER_CPU_OPENCL); else tinygrad's own choice."""
     from tinygrad import Device
     from tinygrad.helpers import DEV
 
-    from emojicam.caches import open_caches
-    from emojicam.kernels import runs_on_cpu
-
-    open_caches()  # before tinygrad opens a device: that compiles
     if DEV.device:
         return DefaultDevice(Device.canonicalize(DEV.device), f"DEV={os.environ.get('DEV', DEV.device)} is set")
     for name in GPUS:
@@ -66,9 +85,6 @@ def probe(name: str) -> DeviceStatus:
     RuntimeError, so every exception means "not here")."""
     from tinygrad import Tensor
 
-    from emojicam.caches import open_caches
-
-    open_caches()  # before tinygrad opens a device: that compiles
     try:
         value = Tensor([1.0, 2.0], device=name).mul(2).sum().item()
     except Exception as e:

@@ -4,8 +4,10 @@
                                -> composite with numpy (compositor.py)
     DevicePath  (GPUs)         the whole frame in one compiled function (device_frame.py): frame up, emoji frame down
 
-Emojifier checks the settings, picks the path (--composite) and hands the frame loops in video.py and live.py the
-same calls whichever runs: pick, render, prepare_grid / grid_ready, reset.
+Emojifier is the one engine every command uses (made by open_engine, closed by `with`): it picks the path
+(--composite) and gives the frame loops in video.py and mirror.py the same calls whichever runs: pick, render,
+prepare_grid / grid_ready / progress, reset; pick_still for stills (text); classify, tune and launches for the
+tools (tune, bench, the kernel check).
 """
 
 from __future__ import annotations
@@ -24,15 +26,14 @@ from emojicam.builder import Builder, on_compile_thread
 from emojicam.caches import open_caches
 from emojicam.compositor import Compositor, TileArrays, tile_arrays
 from emojicam.device_frame import DeviceFrame, Tiles, frame_function
-from emojicam.devices import default_device
+from emojicam.devices import default_device, runs_on_cpu
 from emojicam.emoji_set import EmojiSet, shipped_set
 from emojicam.errors import EmojicamError
 from emojicam.gpu_kernels import Launches, launches
 from emojicam.grid import Grid, cut_patches, thumbnails
-from emojicam.kernels import runs_on_cpu
 from emojicam.lanes import Lanes, on_host, read_from, write_into
 from emojicam.model import Checkpoint
-from emojicam.scoring import Scorer
+from emojicam.scoring import Scorer, moved_cells
 from emojicam.settings import COMPOSITES, ModelChoice, Settings
 
 __all__ = ["COMPOSITES", "STAGES", "EmojiFrame", "Emojifier", "Settings", "resolve_device"]
@@ -79,15 +80,12 @@ class Previous:
     def moved(self, patches: np.ndarray, thumbs: np.ndarray | None,
               threshold: float) -> tuple[np.ndarray, np.ndarray | None]:
         """(N,) bool: the cells of this frame that changed since their emoji was picked, and per cell the
-        thumbnail its emoji now fits. Without thumbnails, exact: the patch is not bit for bit the previous one
-        (compared as whole rows, 8 bytes at a time where the patch size allows: 1 ms for a 64x36 grid). With them,
-        the thumbnail moved by more than threshold from the one the emoji was picked on (slow drift adds up)."""
+        thumbnail its emoji now fits. Without thumbnails, exact: the patch is not bit for bit the previous one.
+        With them, the thumbnail moved by more than threshold from the one the emoji was picked on (slow drift adds
+        up)."""
         if thumbs is None:
-            n = len(patches)
-            row = next(t for t in (np.uint64, np.uint32, np.uint8) if patches[0].nbytes % np.dtype(t).itemsize == 0)
-            moved = (patches.reshape(n, -1).view(row) != self.patches.reshape(n, -1).view(row)).any(1)
-            return moved, None
-        moved = np.abs(thumbs - self.thumbs).max(1) > threshold
+            return moved_cells(patches, self.patches, 0), None
+        moved = moved_cells(thumbs, self.thumbs, threshold)
         return moved, np.where(moved[:, None], thumbs, self.thumbs)
 
 
@@ -256,6 +254,16 @@ class Emojifier:
 
         self.device, self.on_device, self.lanes, self._path = on_compile_thread(make_paths)
 
+    @property
+    def lane_devices(self) -> list[str]:
+        """The devices a batch of patches is split across (one per core on tinygrad's CPU device)."""
+        return self.lanes.devices
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the network runs emojicam's CPU-scheduled kernels (kernels.py) rather than tinygrad's own."""
+        return self.lanes.scheduled
+
     def grid_for(self, frame_shape: tuple[int, ...], cols: int | None = None) -> Grid:
         return Grid.for_frame(frame_shape, cols or self.settings.cols, self.settings.tile_px)
 
@@ -334,10 +342,6 @@ class Emojifier:
         cell index in its grid (for the variety dither; None = 0..N-1, a whole grid). Compiles (or loads) the
         function for this batch size first if needed."""
         return self.lanes.classify(patches, prev, cells).indices
-
-    def scores(self, x: Tensor) -> Tensor:
-        """(N, K) score of each emoji for each patch of a whole grid (see Scorer.scores)."""
-        return self.lanes.scorer.scores(x)
 
     def warm_up(self, cells: int) -> None:
         """Compile (or load) the host path's function for every batch size a grid of `cells` cells uses in video,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tinygrad import TinyJit
@@ -76,12 +77,12 @@ LIMITS = {
 }
 
 
-def _calls(linear: UOp):
+def calls(linear: UOp) -> Iterator[UOp]:
     """The CALLs of a captured linear, graphs (batches of kernels) opened up."""
     for call in linear.src:
         ast = call.src[0]
         if ast.op is Ops.CUSTOM_FUNCTION and ast.arg == "graph":
-            yield from _calls(ast.src[0])
+            yield from calls(ast.src[0])
         else:
             yield call
 
@@ -96,7 +97,7 @@ def launches(jit: TinyJit) -> Launches:
     if jit.captured is None:
         raise ValueError("expected a captured TinyJit (call it twice first), got one not captured yet")
     kernels, copies = [], []
-    for call in _calls(jit.captured.linear):
+    for call in calls(jit.captured.linear):
         ast = call.src[0]
         if ast.op is Ops.COPY:
             copies.append(math.prod(call.src[1].shape) * call.src[1].dtype.itemsize)

@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 
 from emojicam.errors import EmojicamError
-from emojicam.settings import check_tile_px
+from emojicam.settings import PATCH_PX, check_tile_px
 
-PATCH_PX = 36  # the default model's input: each cell is resized to PATCH_PX x PATCH_PX (ModelConfig.patch_px)
 MAX_COLS = 512
 MAX_OUTPUT_PX = 16384
 SLIGHT_SHRINK = 1.25  # cut_patches: below this shrink factor, bilinear instead of area
+THUMB_PX = 6  # the side of a cell's thumbnail, for telling which cells moved (--still-threshold)
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def cell_means(frame: np.ndarray, grid: Grid) -> np.ndarray:
     return small.reshape(grid.count, 3).astype(np.float32)
 
 
-def thumbnails(frame: np.ndarray, grid: Grid, px: int = 6) -> np.ndarray:
+def thumbnails(frame: np.ndarray, grid: Grid, px: int = THUMB_PX) -> np.ndarray:
     """(N, px*px*3) int16: each cell shrunk to px x px by area averaging (sensor noise averages out), to tell
     which cells moved between frames."""
     small = cv2.resize(frame, (grid.cols * px, grid.rows * px), interpolation=cv2.INTER_AREA)

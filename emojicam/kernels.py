@@ -13,28 +13,16 @@ whose kernels tinygrad schedules itself (and `emojicam tune` can search).
 
 from __future__ import annotations
 
-import ctypes
-import functools
+from typing import TYPE_CHECKING
 
-from tinygrad import Device, Tensor, UOp, dtypes
+from tinygrad import Tensor, UOp, dtypes
 from tinygrad.codegen.opt import Opt, OptOps
 from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 
-from emojicam.model import TinyConvNet
+from emojicam.devices import kind, runs_on_cpu
 
-
-@functools.cache
-def runs_on_cpu(device: str) -> bool:
-    """True for tinygrad's CPU device and for an OpenCL driver that runs on the CPU (PoCL): the devices the
-    hand-written schedule was chosen on. GPUs (CUDA, METAL, AMD, CL on a GPU) get tinygrad's heuristics."""
-    base = device.split(":")[0]
-    if base != "CL":
-        return base == "CPU"
-    from tinygrad.runtime.autogen import opencl as cl
-
-    kind = ctypes.c_uint64()
-    cl.clGetDeviceInfo(Device[device].cl_dev, cl.CL_DEVICE_TYPE, ctypes.sizeof(kind), ctypes.byref(kind), None)
-    return bool(kind.value & cl.CL_DEVICE_TYPE_CPU)
+if TYPE_CHECKING:
+    from emojicam.model import TinyConvNet
 
 
 def _largest_divisor(n: int, choices: tuple[int, ...]) -> int:
@@ -46,7 +34,7 @@ def _schedule(*opts: Opt | None) -> tuple[Opt, ...]:
 
 
 def _opencl(t: Tensor) -> bool:
-    return str(t.device).split(":")[0] == "CL"
+    return kind(str(t.device)) == "CL"
 
 
 def conv3x3_relu_maxpool(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:

@@ -3,10 +3,13 @@ captured TinyJit per lane and batch size, compiled on the Builder's thread or lo
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tinygrad import Context, Device, Tensor, TinyJit
@@ -14,16 +17,35 @@ from tinygrad.device import Buffer
 from tinygrad.helpers import BEAM
 
 from emojicam import jit_cache
-from emojicam.builder import Builder
-from emojicam.compositor import TileArrays
+from emojicam.builder import Builder, capture
+from emojicam.devices import kind
 from emojicam.gpu_kernels import Launches, launches
 from emojicam.kernels import InferenceNet
-from emojicam.model import TinyConvNet
-from emojicam.precompile import TIMEOUT_S, child_command, child_spec, compiles_in_child
-from emojicam.scoring import Scorer
-from emojicam.settings import Settings
+from emojicam.scoring import Scorer, pick_inputs
+
+if TYPE_CHECKING:
+    from emojicam.compositor import TileArrays
+    from emojicam.model import ModelConfig, TinyConvNet
+    from emojicam.settings import Settings
 
 MAX_LANES = 8  # CPU device: default cap on the cores one batch is split across
+CHILD_TIMEOUT_S = 600  # a child that compiles longer than this is stopped
+
+
+def compiles_in_child(device: str) -> bool:
+    """Whether a background build on this device compiles in a child process first: OpenCL (measured on PoCL)."""
+    return kind(device) == "CL"
+
+
+def child_spec(device: str, config: ModelConfig, settings: Settings, scheduled: bool, batch: int) -> str:
+    return json.dumps({"device": device, "config": asdict(config), "settings": asdict(settings),
+                       "scheduled": scheduled, "batch": batch})
+
+
+def child_command(spec: str) -> list[str]:
+    """The command line of the child that compiles first (emojicam/precompile.py; Builder.run_child runs it, and a
+    failed child only means the build compiles here)."""
+    return [sys.executable, "-m", "emojicam.precompile", spec]
 
 
 def lane_devices(device: str, cpu_threads: int = 0) -> list[str]:
@@ -32,7 +54,7 @@ def lane_devices(device: str, cpu_threads: int = 0) -> list[str]:
     and its share of the batch, run from a thread pool (1.9x on 2 cores, benchmarks/results/2026-11-24-cpu-lanes.md).
     Other devices spread each kernel over their cores or GPU themselves. By default one lane per core this process
     may use, at most MAX_LANES: every lane compiles its own copy of each kernel on a cold start."""
-    if device.split(":")[0] != "CPU":
+    if kind(device) != "CPU":
         return [device]
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return [Device.canonicalize(f"CPU:{i}") for i in range(max(1, cpu_threads or min(usable, MAX_LANES)))]
@@ -46,7 +68,7 @@ def batch_sizes(cells: int) -> list[int]:
 def on_host(device: str) -> bool:
     """tinygrad's CPU device: its buffers are host memory that numpy can read and write in place (GPU backends
     may keep theirs where the host cannot see them)."""
-    return device.split(":")[0] == "CPU"
+    return kind(device) == "CPU"
 
 
 def write_into(tensor: Tensor, a: np.ndarray, host: bool) -> None:
@@ -63,23 +85,6 @@ def write_into(tensor: Tensor, a: np.ndarray, host: bool) -> None:
 def read_from(tensor: Tensor, dtype: type, host: bool) -> np.ndarray:
     """A finished tensor's buffer as a flat numpy copy (read in place on tinygrad's CPU device)."""
     return np.frombuffer(tensor.uop.buffer.as_memoryview(force_zero_copy=host), dtype).copy()
-
-
-def batch_inputs(batch: int, patch_px: int, device: str) -> tuple[Tensor, ...]:
-    """A lane function's input tensors for batches of `batch` patches: patches, cell indices, previous emoji,
-    margin (each batch is copied into them; see write_into)."""
-    return tuple(Tensor(a, device=device).realize() for a in (
-        np.zeros((batch, patch_px, patch_px, 3), np.uint8), np.arange(batch, dtype=np.int32),
-        np.zeros(batch, np.int32), np.array([-np.inf], np.float32)))
-
-
-def capture(scorer: Scorer, inputs: tuple[Tensor, ...]) -> TinyJit:
-    """Compile and capture scorer.pick for these inputs: TinyJit runs the function on its first call and captures
-    it on the second."""
-    jit = TinyJit(lambda *xs: scorer.pick(*xs).realize())
-    for _ in range(2):
-        jit(*inputs)
-    return jit
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ class Lanes:
         lane's dicts only when it is ready to replay."""
         dev = lane.scorer.device
         key = jit_cache.cache_key(dev, *self._cache_parts, lane.scorer.net.scheduled, batch)
-        inputs = batch_inputs(batch, self.patch_px, dev)
+        inputs = pick_inputs(batch, self.patch_px, dev)
         loaded = not fresh and (cached := jit_cache.load(key))
         if loaded:
             jit, beam = cached
@@ -154,8 +159,8 @@ class Lanes:
             if not fresh and compiles_in_child(dev) and any(other.jits for other in self._lanes):
                 # something may be running on this device meanwhile (live): compile elsewhere first (precompile.py)
                 spec = child_spec(dev, self._config, self._settings, lane.scorer.net.scheduled, batch)
-                self._builder.run_child(child_command(spec), TIMEOUT_S)
-            jit, beam = capture(lane.scorer, inputs), BEAM.value
+                self._builder.run_child(child_command(spec), CHILD_TIMEOUT_S)
+            jit, beam = capture(lambda *xs: lane.scorer.pick(*xs).realize(), *inputs), BEAM.value
             jit_cache.save(key, jit, beam)
         Device[dev].synchronize()
         lane.inputs[batch], lane.beam[batch], lane.loaded[batch] = inputs, beam, bool(loaded)

@@ -37,7 +37,7 @@ from emojicam.mirror import (
     seconds_since_process_start,
     source_lost,
 )
-from emojicam.video import OUT_EXTS
+from emojicam.video_writer import OUT_EXTS, VideoWriter
 
 if TYPE_CHECKING:
     from emojicam.engine import Emojifier
@@ -355,8 +355,6 @@ def open_sinks(stack: ExitStack, opts: LiveOptions, capture: Capture, size: tupl
         sinks.append(FixedSizeSink(stack.enter_context(VirtualCamera(size, capture.fps)), size, capture.fps,
                                    by_clock=False))
     if opts.record is not None:
-        from emojicam.video import VideoWriter
-
         writer = stack.enter_context(VideoWriter(opts.record, capture.fps, size))
         # a recording plays at the speed it was shown, unless a file is read frame by frame
         sinks.append(FixedSizeSink(writer, size, capture.fps, by_clock=capture.paced or capture.kind != "file"))

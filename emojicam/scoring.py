@@ -4,13 +4,14 @@ path's lanes and the device path's frame function both score through a Scorer.""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from tinygrad import Tensor, dtypes
 
-from emojicam.kernels import InferenceNet
-from emojicam.settings import Settings
+if TYPE_CHECKING:
+    from emojicam.kernels import InferenceNet
+    from emojicam.settings import Settings
 
 T = TypeVar("T", np.ndarray, Tensor)
 
@@ -41,6 +42,14 @@ def dither(cells: T, keys: T) -> T:
         h = (h ^ (h >> shift)) * (mul if isinstance(h, Tensor) else np.uint32(mul))
     h = h ^ (h >> 16)
     return (h >> 8).cast(dtypes.float32) * 2**-24 if isinstance(h, Tensor) else (h >> 8).astype(np.float32) * 2**-24
+
+
+def pick_inputs(batch: int, patch_px: int, device: str) -> tuple[Tensor, ...]:
+    """Scorer.pick's input tensors for batches of `batch` patches, to capture it with and copy each batch into:
+    patches, cell indices, previous emoji, margin."""
+    return tuple(Tensor(a, device=device).realize() for a in (
+        np.zeros((batch, patch_px, patch_px, 3), np.uint8), np.arange(batch, dtype=np.int32),
+        np.zeros(batch, np.int32), np.array([-np.inf], np.float32)))
 
 
 class Scorer:
@@ -82,9 +91,32 @@ class Scorer:
         return logp - cfg.colour_weight * colour_err + cfg.coverage_weight * cover.unsqueeze(0)
 
     def pick(self, x: Tensor, cells: Tensor, prev: Tensor, margin: Tensor) -> Tensor:
-        """(N,) int32: the best-scoring emoji per patch, unless it beats the patch's previous emoji by no more than
-        margin (hysteresis; a margin of -inf, as on a first frame, always takes the best)."""
-        score = self.scores(x, cells)
-        best = score.argmax(1).cast(dtypes.int32)
-        gap = score.max(1) - score.gather(1, prev.unsqueeze(1)).squeeze(1)
-        return (gap > margin).where(best, prev)
+        """(N,) int32: the best-scoring emoji per patch, with hysteresis against prev (see hysteresis)."""
+        return hysteresis(self.scores(x, cells), prev, margin)
+
+
+# What each cell gets on a new frame, on both paths: the host path decides which cells moved in numpy (moved_cells)
+# and picks on the device, the device path does both in its frame function (moved_cells_tensor, hysteresis).
+
+def hysteresis(score: Tensor, prev: Tensor, margin: Tensor) -> Tensor:
+    """(N,) int32: each row's best-scoring emoji, unless it beats the row's previous emoji (prev) by no more than
+    margin (a margin of -inf, as on a first frame, always takes the best): no flicker between near-equal emoji."""
+    best = score.argmax(1).cast(dtypes.int32)
+    gap = score.max(1) - score.gather(1, prev.unsqueeze(1)).squeeze(1)
+    return (gap > margin).where(best, prev)
+
+
+def moved_cells(now: np.ndarray, before: np.ndarray, threshold: float) -> np.ndarray:
+    """(N,) bool: the cells whose values (N, ...) moved by more than threshold (0..255 levels, any value) since
+    before; threshold 0 is exact: any change (uint8 patches are then compared as whole rows, 8 bytes at a time
+    where the size allows: 1 ms for a 64x36 grid of 36 px patches)."""
+    n = len(now)
+    if threshold == 0 and now.dtype == np.uint8:
+        row = next(t for t in (np.uint64, np.uint32, np.uint8) if now[0].nbytes % np.dtype(t).itemsize == 0)
+        return (now.reshape(n, -1).view(row) != before.reshape(n, -1).view(row)).any(1)
+    return np.abs(now.reshape(n, -1).astype(np.int16) - before.reshape(n, -1)).max(1) > threshold
+
+
+def moved_cells_tensor(now: Tensor, before: Tensor, threshold: Tensor) -> Tensor:
+    """moved_cells on the device: now and before (N, D) float32 levels, threshold a scalar tensor."""
+    return (now - before).abs().max(1) > threshold

@@ -9,10 +9,12 @@ from pathlib import Path
 from emojicam.errors import EmojicamError
 
 BACKGROUNDS = ("black", "white", "auto")
-COMPOSITES = ("auto", "host", "device")
+PATHS = ("host", "device")  # where a frame is cut and composited: OpenCV/numpy, or in one compiled function
+COMPOSITES = ("auto", *PATHS)  # `--composite`: auto = device on GPUs, host on CPU devices
 SHIPPED_MODELS = ("default", "fast")  # the shipped networks: default = 36 px input, fast = 18 px
 MODELS = ("auto", *SHIPPED_MODELS)  # `--model`: auto picks one of them (see ModelChoice)
 COLS, TILE_PX = 64, 16  # the default grid columns and output pixels per emoji
+PATCH_PX = 36  # the default network's input: each cell is resized to PATCH_PX x PATCH_PX (ModelConfig.patch_px)
 MAX_TILE_PX = 256
 
 

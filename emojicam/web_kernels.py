@@ -26,7 +26,8 @@ from tinygrad import Tensor, TinyJit, dtypes
 from tinygrad.nn.state import get_state_dict
 from tinygrad.uop.ops import Ops
 
-from emojicam.gpu_kernels import _calls, launches
+from emojicam.builder import capture
+from emojicam.gpu_kernels import calls, launches
 from emojicam.grid import Grid
 from emojicam.scoring import Scorer, auto_background
 
@@ -71,13 +72,6 @@ def forward_function(scorer: Scorer, grid: Grid, patch_px: int):
     def run(rgba: Tensor) -> Tensor:
         return scorer.net.logits(cut(rgba, grid, patch_px)).realize()
     return run
-
-
-def captured(fn, *inputs: Tensor) -> TinyJit:
-    jit = TinyJit(fn)
-    for _ in range(2):  # run, then capture
-        jit(*inputs)
-    return jit
 
 
 class Buffers:
@@ -155,9 +149,9 @@ class Exporter:
         kernels = launches(jit)
         if kernels.copies:
             raise ValueError(f"expected kernels only, got {len(kernels.copies)} copies in the captured function")
-        calls = [call for call in _calls(jit.captured.linear) if call.src[0].op is Ops.PROGRAM]
+        programs = [call for call in calls(jit.captured.linear) if call.src[0].op is Ops.PROGRAM]
         dispatches = []
-        for kernel, call in zip(kernels.kernels, calls, strict=True):
+        for kernel, call in zip(kernels.kernels, programs, strict=True):
             args = call.src[1:]
             dispatches.append({"kernel": self.kernel(kernel.name, kernel.source),
                                "workgroups": list(kernel.global_size), "threads": list(kernel.local_size),
@@ -198,8 +192,8 @@ def export(spec: dict) -> None:
         rgba = Tensor.zeros(rows * p, width, 4, dtype=dtypes.uint8, device=DEVICE).contiguous().realize()
         prev = Tensor.zeros(grid.count, dtype=dtypes.int32, device=DEVICE).contiguous().realize()
         margin = Tensor([-np.inf], device=DEVICE).realize()
-        pick = captured(frame_function(scorer, grid, p, settings.background, cells), rgba, prev, margin)
-        forward = captured(forward_function(scorer, grid, p), rgba)
+        pick = capture(frame_function(scorer, grid, p, settings.background, cells), rgba, prev, margin)
+        forward = capture(forward_function(scorer, grid, p), rgba)
         buffers = Buffers()
         programs = {"pick": exporter.program(pick, INPUTS, OUTPUTS, grid_consts, buffers),
                     "forward": exporter.program(forward, INPUTS[:1], ("logits",), grid_consts, buffers)}

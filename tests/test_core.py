@@ -18,13 +18,14 @@ from tinygrad.nn.state import get_state_dict
 
 from emojicam import model as model_io
 from emojicam.augment import holdout
+from emojicam.compositor import tile_arrays
 from emojicam.emoji_set import DEFAULT_SET, EmojiSet
 from emojicam.engine import Emojifier, Settings
 from emojicam.errors import EmojicamError
 from emojicam.grid import MAX_COLS, PATCH_PX, Grid, compose, cut_patches
 from emojicam.kernels import InferenceNet, channel_means
 from emojicam.model import ModelConfig, TinyConvNet
-from emojicam.scoring import dither, emoji_keys
+from emojicam.scoring import Scorer, dither, emoji_keys
 from emojicam.train import TrainConfig, train
 
 DEVICE = "CPU"  # clang: on every machine, and it compiles faster than PoCL's CL here; the CLI tests use the default
@@ -270,6 +271,12 @@ def test_variety_dither_is_the_same_hash_on_the_device_and_in_numpy(device):
     assert (np.corrcoef(expected)[np.triu_indices(8, 1)] < 0.1).all(), "cells (even neighbours) rank emoji apart"
 
 
+def plain_scores(ckpt, emoji_set: EmojiSet, settings: Settings, x: Tensor) -> Tensor:
+    """(N, K) scores of a whole grid's patches computed directly, without TinyJit: the engine's Scorer on DEVICE."""
+    tiles = tile_arrays(emoji_set, settings.tile_px, settings.background)
+    return Scorer(InferenceNet(ckpt.model, DEVICE), tiles.bgr, tiles.cover, settings).scores(x)
+
+
 @pytest.mark.parametrize("scoring", ["default", "network only"])
 def test_jit_replay_agrees_with_the_plain_forward(ckpt, emoji_set, photo, scoring):
     # TinyJit runs the function on call 1, captures on call 2 and replays from call 3: check every one of them
@@ -283,7 +290,7 @@ def test_jit_replay_agrees_with_the_plain_forward(ckpt, emoji_set, photo, scorin
         grid = emojifier.grid_for(frame.shape)
         assert (grid.cols, grid.rows) == (6, 4)
         x = Tensor(cut_patches(frame, grid), device=DEVICE)
-        scores = emojifier.scores(x) if scoring == "default" else ckpt.model(x)
+        scores = plain_scores(ckpt, emoji_set, emojifier.settings, x) if scoring == "default" else ckpt.model(x)
         expected = scores.argmax(1).numpy()
         np.testing.assert_array_equal(out, compose(atlas[expected], grid))
         seen.append(tuple(expected))
@@ -295,7 +302,8 @@ def test_stability_keeps_a_tile_unless_the_new_emoji_wins_by_the_margin(ckpt, em
     b = cv2.addWeighted(a, 0.5, b, 0.5, 0)  # half-way: some cells change a lot, some a little
     plain = Emojifier(ckpt, emoji_set, Settings(cols=6, tile_px=8, background="black", device=DEVICE))
     grid = plain.grid_for(a.shape)
-    score_a, score_b = (plain.scores(Tensor(cut_patches(f, grid), device=DEVICE)).numpy() for f in (a, b))
+    score_a, score_b = (plain_scores(ckpt, emoji_set, plain.settings, Tensor(cut_patches(f, grid), device=DEVICE))
+                        .numpy() for f in (a, b))
     prev, best = score_a.argmax(1), score_b.argmax(1)
     gap = score_b.max(1) - score_b[np.arange(grid.count), prev]  # how much the new best beats the old emoji
     gaps = np.sort(gap[best != prev])
@@ -579,3 +587,24 @@ def test_every_shipped_set_has_weights_for_every_model_and_a_missing_pair_says_s
     with pytest.raises(EmojicamError, match=r"^--set/--model: expected a shipped pair \(default\), got --set full "
                                             r"--model default"):
         model_io.shipped_weights("full", "default")
+
+
+@pytest.mark.parametrize("threshold", [0, 4])
+def test_moved_cells_are_the_same_in_numpy_and_on_the_device(threshold):
+    """The host path decides in numpy which cells moved, the device path in its frame function: the same cells, on
+    whole patches (threshold 0: any change) and on thumbnails (a threshold in levels)."""
+    from emojicam.scoring import moved_cells, moved_cells_tensor
+
+    rng = np.random.default_rng(3)
+    before = rng.integers(10, 246, (60, 6, 6, 3), dtype=np.uint8)
+    now = before.copy()
+    steps = (1, 3, 4, 5, 9, -1, -4, -5, 8, 2, -2, 6, 7, -7, 4)  # 7 of them by more than 4 levels
+    for cell, step in zip(range(0, 60, 4), steps, strict=True):  # one value of every 4th cell moves
+        at = (cell, cell % 6, (cell // 6) % 6, cell % 3)
+        now[at] = int(before[at]) + step
+    expected = moved_cells(now, before, threshold)
+    got = moved_cells_tensor(Tensor(now.reshape(60, -1).astype(np.float32), device=DEVICE),
+                             Tensor(before.reshape(60, -1).astype(np.float32), device=DEVICE),
+                             Tensor(float(threshold), device=DEVICE)).numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert expected.sum() == (7 if threshold else 15)

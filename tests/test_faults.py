@@ -19,7 +19,7 @@ from media import make_clip
 from emojicam.atomic import write_atomic
 from emojicam.emoji_set import DEFAULT_SET
 from emojicam.errors import EmojicamError
-from emojicam.video import VideoWriter
+from emojicam.video_writer import VideoWriter
 
 # writes a still, a video, a video with sound and weights into argv[1]; one line per output: name, outcome, message
 WRITERS = r"""
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from emojicam import model
 from emojicam.images import write_image
-from emojicam.video import VideoWriter
+from emojicam.video_writer import VideoWriter
 
 folder, sound = Path(sys.argv[1]), Path(sys.argv[2])
 noise = np.random.default_rng(0).integers(0, 256, (25, 48, 64, 3), dtype=np.uint8)  # incompressible: big files

@@ -40,7 +40,7 @@ for name in ("default", "fast"):
     ckpt = model.load(model.shipped_weights(model_name=name), "PYTHON")
     for composite in ("host", "device"):
         with_path = Emojifier(ckpt, EmojiSet.load(), Settings(**settings, device="PYTHON", composite=composite))
-        assert with_path.on_device == (composite == "device") and not with_path.lanes.scheduled
+        assert with_path.on_device == (composite == "device") and not with_path.scheduled
         done = [with_path(frame) for frame in frames]
         out[f"{name} {composite}"] = [{"indices": d.indices.tolist(), "skipped": d.skipped,
                                        "image": d.image.tolist()} for d in done]

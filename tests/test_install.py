@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import shutil
@@ -17,8 +18,6 @@ import pytest
 from conftest import ROOT, run_cli
 from media import decoded_frames, ffmpeg, make_clip
 
-import emojicam
-
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"
 
 
@@ -27,9 +26,10 @@ def clip(tmp_path_factory) -> Path:
     return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", size=(128, 72), seconds=0.6)
 
 
-def test_version_is_the_package_version():
+def test_version_is_the_installed_package_version():
     done = run_cli("--version")
-    assert done.returncode == 0 and done.stdout.strip() == f"emojicam {emojicam.__version__}"
+    assert done.returncode == 0 and done.stdout.strip() == f"emojicam {importlib.metadata.version('emojicam')}"
+    assert re.fullmatch(r"emojicam \d+\.\d+\.\d+", done.stdout.strip()), done.stdout
 
 
 @pytest.mark.parametrize("name", ["clip.ts", "clip.m2ts", "recording"])
@@ -165,7 +165,10 @@ def test_wheel_installs_and_runs_outside_the_checkout(installed, clip, tmp_path)
     where = subprocess.run([venv / "bin" / "python", "-c", "import emojicam.resources as r; print(r.shipped("
                             "'emoji_set'))"], capture_output=True, text=True, cwd=work, env=env, check=True).stdout
     assert str(venv) in where and str(ROOT) not in where  # the installed copy, not the checkout
-    assert run("--version").stdout.strip() == f"emojicam {emojicam.__version__}"
+    wheel_version = subprocess.run([venv / "bin" / "python", "-c", "import importlib.metadata as m; print(m.version("
+                                    "'emojicam'))"], capture_output=True, text=True, cwd=work, env=env,
+                                   check=True).stdout.strip()  # what pip installed, from the wheel's metadata
+    assert run("--version").stdout.strip() == f"emojicam {wheel_version}" and wheel_version
     assert "* " in run("devices").stdout
     run("convert", "photo.jpg", "photo_emoji.png", "--cols", "16")
     run("convert", "clip.mp4", "clip_emoji.mp4", "--cols", "8")

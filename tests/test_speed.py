@@ -164,9 +164,12 @@ def test_a_second_engine_loads_the_captured_jit_and_picks_the_same_emoji(parts, 
 def test_a_broken_cache_entry_is_ignored(parts, photo, tmp_path, monkeypatch):
     monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
     reference = engine(parts)(photo).image
-    for entry in tmp_path.glob("*.jit.pkl"):
+    entries = sorted(tmp_path.glob("*.jit.pkl"))
+    assert entries, "the first engine stored its captured functions"
+    for entry in entries:
         entry.write_bytes(b"not a pickle")
     np.testing.assert_array_equal(engine(parts)(photo).image, reference)
+    assert all(entry.read_bytes() != b"not a pickle" for entry in entries), "compiled again and stored again"
     assert jit_cache.load("no-such-key") is None
 
 
