@@ -239,7 +239,8 @@ def test_a_read_only_install_runs_for_root_and_for_a_user_without_a_home(install
 
 
 def test_readme_benchmark_tables_are_generated_from_their_results_file():
-    """The README's tables are exactly what benchmarks/readme_tables.py makes of the results file they name."""
+    """docs/benchmarks.md's tables are exactly what benchmarks/readme_tables.py makes of the results file they
+    name."""
     done = subprocess.run([sys.executable, ROOT / "benchmarks" / "readme_tables.py", "--check"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
