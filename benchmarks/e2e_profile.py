@@ -41,8 +41,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.models.split(","):
         ckpt = model.load(model.shipped_weights("default", name), args.device)
-        engine = Emojifier(ckpt, EmojiSet.load(), Settings(cols=args.cols, device=args.device))
-        with tempfile.TemporaryDirectory() as folder:
+        with (Emojifier(ckpt, EmojiSet.load(), Settings(cols=args.cols, device=args.device)) as engine,
+              tempfile.TemporaryDirectory() as folder):
             convert_video(engine, SAMPLE, Path(folder) / "warm.mp4", quiet=True)
             me, kids, t0 = cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN), time.perf_counter()
             stats = convert_video(engine, SAMPLE, Path(folder) / "out.mp4", quiet=True)

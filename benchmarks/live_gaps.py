@@ -50,31 +50,31 @@ def run_scenario(scenario: str, device: str | None, cols: int, frames: int) -> d
     if scenario == "grid change, compiled here":
         lanes.compiles_in_child = lambda device: False
     settings = Settings(cols=cols, device=device, stability=1.0, still_threshold=4.0)  # live's defaults
-    engine = Emojifier(model.load(model.DEFAULT_WEIGHTS, device), EmojiSet.load(), settings)
-    steps, view = grid_steps(clip[0].shape, settings.tile_px, cols), View(cols, mirror=False)
-    picker = Picker(engine, wait_first=True, say=lambda line: None)  # only the very first frame waits
-    shown_at, grids, pressed_at, i = [], [], None, 0
-    # steady: `frames` frames; a grid change: on until `frames` frames after the new grid shows (or 5 minutes)
-    while i < frames or (pressed_at and grids[-1] == grids[0] and time.perf_counter() - pressed_at < 300):
-        if i == PRESS_AT and scenario != "steady":
-            view, pressed_at = View(next(c for c in steps if c > cols), mirror=False), time.perf_counter()
-        if scenario == "foreground":
-            result = engine(clip[i % len(clip)], cols=view.cols)  # wait=True: the frame waits for any compile
-        else:
-            result = picker(clip[i % len(clip)], view.cols, view, True, i).picked
-        shown_at.append(time.perf_counter())
-        grids.append(f"{result.grid.cols}x{result.grid.rows}")
-        i += 1
-    gaps = [(b - a) * 1e3 for a, b in itertools.pairwise(shown_at)]  # from the first frame on
-    record = {"scenario": scenario, "device": engine.device, "frames": len(grids), "start_grid": grids[0],
-              "end_grid": grids[-1], "longest_gap_ms": max(gaps), "median_gap_ms": statistics.median(gaps)}
-    if pressed_at is not None:
-        switch = next((i for i, g in enumerate(grids) if g != grids[0]), None)
-        record["switched"] = switch is not None
-        if switch is not None:
-            record["seconds_to_new_grid"] = shown_at[switch] - pressed_at
-            record["frames_shown_meanwhile"] = switch - PRESS_AT
-    return record
+    with Emojifier(model.load(model.DEFAULT_WEIGHTS, device), EmojiSet.load(), settings) as engine:
+        steps, view = grid_steps(clip[0].shape, settings.tile_px, cols), View(cols, mirror=False)
+        picker = Picker(engine, wait_first=True, say=lambda line: None)  # only the very first frame waits
+        shown_at, grids, pressed_at, i = [], [], None, 0
+        # steady: `frames` frames; a grid change: on until `frames` frames after the new grid shows (or 5 minutes)
+        while i < frames or (pressed_at and grids[-1] == grids[0] and time.perf_counter() - pressed_at < 300):
+            if i == PRESS_AT and scenario != "steady":
+                view, pressed_at = View(next(c for c in steps if c > cols), mirror=False), time.perf_counter()
+            if scenario == "foreground":
+                result = engine(clip[i % len(clip)], cols=view.cols)  # wait=True: the frame waits for any compile
+            else:
+                result = picker(clip[i % len(clip)], view.cols, view, True, i).picked
+            shown_at.append(time.perf_counter())
+            grids.append(f"{result.grid.cols}x{result.grid.rows}")
+            i += 1
+        gaps = [(b - a) * 1e3 for a, b in itertools.pairwise(shown_at)]  # from the first frame on
+        record = {"scenario": scenario, "device": engine.device, "frames": len(grids), "start_grid": grids[0],
+                  "end_grid": grids[-1], "longest_gap_ms": max(gaps), "median_gap_ms": statistics.median(gaps)}
+        if pressed_at is not None:
+            switch = next((i for i, g in enumerate(grids) if g != grids[0]), None)
+            record["switched"] = switch is not None
+            if switch is not None:
+                record["seconds_to_new_grid"] = shown_at[switch] - pressed_at
+                record["frames_shown_meanwhile"] = switch - PRESS_AT
+        return record
 
 
 def main() -> None:

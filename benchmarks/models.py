@@ -49,16 +49,16 @@ def convert_fps(model: str, out: Path, device: str) -> float:
 def engine_ms(set_name: str, model: str, device: str, frames: list[np.ndarray]) -> tuple[float, int]:
     emoji_set = EmojiSet.load(shipped_set(set_name))
     ckpt = model_io.load(model_io.shipped_weights(set_name, model), device)  # every set ships every model
-    emojifier = Emojifier(ckpt, emoji_set, Settings(cols=64, device=device))
-    grid = emojifier.grid_for(frames[0].shape)
-    batches = [cut_patches(f, grid, emojifier.patch_px) for f in frames]
-    emojifier.classify(batches[0])
-    emojifier.classify(batches[1])  # compiled and captured
-    times = []
-    for patches in batches * 2:
-        t0 = time.perf_counter()
-        emojifier.classify(patches)
-        times.append((time.perf_counter() - t0) * 1e3)
+    with Emojifier(ckpt, emoji_set, Settings(cols=64, device=device)) as emojifier:
+        grid = emojifier.grid_for(frames[0].shape)
+        batches = [cut_patches(f, grid, emojifier.patch_px) for f in frames]
+        emojifier.classify(batches[0])
+        emojifier.classify(batches[1])  # compiled and captured
+        times = []
+        for patches in batches * 2:
+            t0 = time.perf_counter()
+            emojifier.classify(patches)
+            times.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(times)), ckpt.model.config.flops_per_patch() * grid.count
 
 

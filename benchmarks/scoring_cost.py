@@ -26,23 +26,24 @@ args = parser.parse_args()
 cap = cv2.VideoCapture("samples/sample.mp4")
 frames = [cv2.resize(cap.read()[1], (1280, 720)) for _ in range(args.frames)]
 emoji_set, ckpt = EmojiSet.load(), model.load(DEFAULT_WEIGHTS, args.device)
-engines = {"network only": Emojifier(ckpt, emoji_set, Settings(device=args.device, colour_weight=0, coverage_weight=0,
-                                                                     variety=0)),
-           "default scoring": Emojifier(ckpt, emoji_set, Settings(device=args.device))}
 results = {}
-for name, engine in engines.items():
-    for frame in frames[:3]:  # compile + JIT capture
-        engine(frame, cols=args.cols)
-    GlobalCounters.reset()
-    engine(frames[0], cols=args.cols)
-    flops = GlobalCounters.global_ops
-    results[name] = {"flops": flops, "ms": []}
-for _ in range(2):  # interleave the two engines so load changes hit both alike
-    for frame in frames:
-        for name, engine in engines.items():
-            t = time.perf_counter()
+network_only = Settings(device=args.device, colour_weight=0, coverage_weight=0, variety=0)
+with (Emojifier(ckpt, emoji_set, network_only) as bare,
+      Emojifier(ckpt, emoji_set, Settings(device=args.device)) as scored):
+    engines = {"network only": bare, "default scoring": scored}
+    for name, engine in engines.items():
+        for frame in frames[:3]:  # compile + JIT capture
             engine(frame, cols=args.cols)
-            results[name]["ms"].append((time.perf_counter() - t) * 1e3)
+        GlobalCounters.reset()
+        engine(frames[0], cols=args.cols)
+        flops = GlobalCounters.global_ops
+        results[name] = {"flops": flops, "ms": []}
+    for _ in range(2):  # interleave the two engines so load changes hit both alike
+        for frame in frames:
+            for name, engine in engines.items():
+                t = time.perf_counter()
+                engine(frame, cols=args.cols)
+                results[name]["ms"].append((time.perf_counter() - t) * 1e3)
 base = results["network only"]
 print(f"device {args.device}, grid {args.cols} cols, {len(frames)} frames x 2, interleaved")
 for name, r in results.items():

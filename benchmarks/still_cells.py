@@ -62,10 +62,11 @@ def main() -> None:
         held[a + 1:b] = True  # frame a is the cut into the held shot
     rows, reference = [], None
     for threshold in (float(t) for t in args.thresholds.split(",")):
-        engine = Emojifier(ckpt, emoji_set, Settings(cols=args.cols, device=args.device, stability=1.0,
-                                                     still_threshold=threshold))
-        engine.warm_up(engine.grid_for(frames[0].shape).count)  # compile every batch size first
-        picked, ms, skipped = play(engine, frames)
+        settings = Settings(cols=args.cols, device=args.device, stability=1.0, still_threshold=threshold)
+        with Emojifier(ckpt, emoji_set, settings) as engine:
+            engine.warm_up(engine.grid_for(frames[0].shape).count)  # compile every batch size first
+            picked, ms, skipped = play(engine, frames)
+            device = engine.device
         if reference is None:
             reference = picked
         changes = (picked[1:] != picked[:-1]).mean(1)
@@ -82,7 +83,7 @@ def main() -> None:
               f"flicker held {r['flicker_held']:.3%}", flush=True)
     stamp = time.strftime("%Y-%m-%d")
     out = ROOT / "benchmarks" / "results" / f"{stamp}-still-cells.json"
-    report = {"date": stamp, "device": engine.device, "cols": args.cols, "rows": rows}
+    report = {"date": stamp, "device": device, "cols": args.cols, "rows": rows}
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {out}")
 

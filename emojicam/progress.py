@@ -1,4 +1,6 @@
-"""Progress where someone watches: a tqdm bar when stderr is a terminal, else a plain line every few seconds."""
+"""Progress where someone watches: a tqdm bar when stderr is a terminal, else a plain line every few seconds.
+A total is what the caller expects (a video's announced frame count); once the count passes it, the total is
+dropped and the count goes on alone, instead of showing "60/31" and 194%."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ class LineProgress:
 
     def update(self, n: int = 1) -> None:
         self.n += n
+        if self.total and self.n > self.total:
+            self.total = None
         if (now := time.perf_counter()) - self._last >= self.every_s:
             self._last = now
             self._line()
@@ -56,5 +60,11 @@ def progress_bar(total: int | None, desc: str, unit: str, quiet: bool = False):
     if sys.stderr.isatty():
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
+        class Bar(tqdm):
+            def update(self, n: int = 1) -> bool | None:
+                if self.total and self.n + n > self.total:
+                    self.total = None  # a bar without an end, rather than past it
+                return super().update(n)
+
+        return Bar(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
     return LineProgress(total, desc, unit)

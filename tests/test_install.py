@@ -106,6 +106,24 @@ def test_line_progress_prints_at_most_every_few_seconds(capsys):
     bar = LineProgress(100, "clip.mp4", "frame", every_s=0)
     bar.update(40)
     assert capsys.readouterr().err.startswith("clip.mp4: 40/100 frames")
+    bar.update(70)  # more than announced (a file whose time stamps jump): the count goes on without the total
+    assert capsys.readouterr().err.startswith("clip.mp4: 110 frames")
+
+
+def test_a_bar_past_its_total_drops_the_total(monkeypatch):
+    import io
+
+    from emojicam.progress import progress_bar
+
+    terminal = io.StringIO()
+    terminal.isatty = lambda: True
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bar = progress_bar(31, "joined.ts", "frame")
+    bar.update(30)
+    assert "30/31" in str(bar)
+    bar.update(30)
+    assert "60frame" in str(bar).replace(" ", "") and "/31" not in str(bar) and "%" not in str(bar), str(bar)
+    bar.close()
 
 
 def python_for_everyone() -> str:
