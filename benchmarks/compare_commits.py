@@ -3,6 +3,7 @@
 came before under the same load.
 
     .venv/bin/python benchmarks/compare_commits.py BEFORE AFTER [--rounds 3] [--name refactor]
+        [--flags "--composite device"]
 
 BEFORE and AFTER are commits (or anything `git worktree add` takes); each is checked out into a temporary worktree
 and run with this virtual environment's packages and shipped data. Writes results/<date>-<name>.md.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -55,7 +57,9 @@ def main() -> None:
     parser.add_argument("after")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--name", default="before-after")
+    parser.add_argument("--flags", default="", help="more options for both jobs, e.g. '--composite device'")
     args = parser.parse_args()
+    jobs = {job: ([*cmd, *shlex.split(args.flags)], pattern) for job, (cmd, pattern) in JOBS.items()}
     fps: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {}
@@ -65,10 +69,10 @@ def main() -> None:
                            cwd=ROOT, check=True)
         try:
             for tree in trees.values():  # compile (or load) once each, so no timed run pays for it
-                for cmd, pattern in JOBS.values():
+                for cmd, pattern in jobs.values():
                     run(tree, cmd, Path(tmp), pattern)
             for _ in range(args.rounds):
-                for job, (cmd, pattern) in JOBS.items():
+                for job, (cmd, pattern) in jobs.items():
                     for label, tree in trees.items():
                         fps.setdefault((job, label), []).append(run(tree, cmd, Path(tmp), pattern))
                         print(f"{job} {label}: {fps[(job, label)][-1]:.1f}", flush=True)
@@ -82,10 +86,11 @@ def main() -> None:
     lines = [f"# Before and after: {commits['before']} against {commits['after']}", "",
              f"{time.strftime('%Y-%m-%d %H:%M')} UTC; {machine_line()}; `benchmarks/compare_commits.py "
              f"{args.before} {args.after} --rounds {args.rounds}`: samples/sample.mp4 (1280x720 H.264), "
-             f"`{' '.join(SAME)}` (the same work whatever each commit's defaults), the two commits alternating.", "",
+             f"`{' '.join([*SAME, args.flags]).strip()}` (the same work whatever each commit's defaults), the two "
+             "commits alternating.", "",
              "| job | before: fps per round | after: fps per round | median after / before |",
              "| --- | --- | --- | --- |"]
-    for job in JOBS:
+    for job in jobs:
         before, after = fps[(job, "before")], fps[(job, "after")]
         lines.append(f"| {job} | {', '.join(f'{f:.1f}' for f in before)} | {', '.join(f'{f:.1f}' for f in after)} | "
                      f"{statistics.median(after) / statistics.median(before):.2f} |")

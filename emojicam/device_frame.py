@@ -122,8 +122,10 @@ def frame_function(scores: Callable[[Tensor, Tensor], Tensor], tiles: Tiles, fra
 
     to_patches, to_cells = weights(grid.rows * patch_px, grid.cols * patch_px), weights(grid.rows, grid.cols)
     to_thumbs = weights(grid.rows * THUMB_PX, grid.cols * THUMB_PX) if still else None
-    picked_on = Tensor.zeros(n, THUMB_PX * THUMB_PX * 3 if still else patch_px * patch_px * 3,
-                             device=device).contiguous().realize()
+    # what each cell's emoji was picked on: its thumbnail (float levels), or its patch as uint8 (a quarter of the bytes
+    # that float32 moved every frame)
+    picked_on = (Tensor.zeros(n, THUMB_PX * THUMB_PX * 3, device=device) if still else
+                 Tensor.zeros(n, patch_px * patch_px * 3, dtype=dtypes.uint8, device=device)).contiguous().realize()
     shown = Tensor.zeros(n, dtype=dtypes.int32, device=device).contiguous().realize()
     # each cell's index (the variety dither's), kept on the device: made inside the function, it was copied up from
     # the host on every frame
@@ -142,7 +144,7 @@ def frame_function(scores: Callable[[Tensor, Tensor], Tensor], tiles: Tiles, fra
             seen = cells(area_resize(frame, (grid.rows * THUMB_PX, grid.cols * THUMB_PX), to_thumbs),
                          THUMB_PX).reshape(n, -1)
         else:
-            seen = patches.reshape(n, -1).cast(dtypes.float32)
+            seen = patches.reshape(n, -1)
         moved = first | moved_cells_tensor(seen, picked_on, threshold)  # threshold 0 without still: exact
         keep = moved.unsqueeze(1).where(seen, picked_on) if still else seen
         indices = moved.where(pick, shown)
@@ -155,7 +157,9 @@ def frame_function(scores: Callable[[Tensor, Tensor], Tensor], tiles: Tiles, fra
             out = (tiles.uncover[indices] * back + tiles.premult[indices]).cast(dtypes.uint8)
         image = out.reshape(grid.rows, grid.cols, t, t, 3).permute(0, 2, 1, 3, 4).reshape(grid.rows * t,
                                                                                           grid.cols * t, 3).contiguous()
-        report = indices.cat(moved.cast(dtypes.int32).sum().reshape(1))  # each cell's emoji, then how many moved
+        # each cell's emoji, then how many moved; the count in a kernel of its own (fused into the join, each of the
+        # N+1 outputs summed all N cells again, one thread per work-group)
+        report = indices.cat(moved.cast(dtypes.int32).sum().reshape(1).contiguous())
         Tensor.realize(image, report, shown.assign(indices), picked_on.assign(keep))
         return image, report
 

@@ -118,5 +118,6 @@ def moved_cells(now: np.ndarray, before: np.ndarray, threshold: float) -> np.nda
 
 
 def moved_cells_tensor(now: Tensor, before: Tensor, threshold: Tensor) -> Tensor:
-    """moved_cells on the device: now and before (N, D) float32 levels, threshold a scalar tensor."""
-    return (now - before).abs().max(1) > threshold
+    """moved_cells on the device: now and before (N, D) levels (float32, or uint8 read as float32 in the same kernel),
+    threshold a scalar tensor."""
+    return (now.cast(dtypes.float32) - before.cast(dtypes.float32)).abs().max(1) > threshold
