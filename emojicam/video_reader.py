@@ -151,11 +151,15 @@ class VideoFile:
 
     def _ffmpeg_frames(self) -> Iterator[np.ndarray]:
         """FFmpeg's frames on the constant rate (-fps_mode cfr) from the first frame on (where the sound is cut too),
-        each the first frame's size: a later size change is scaled into it, letterboxed where its shape differs
-        (FFmpeg sets its filters up again then, so the first frame's time is a number here, not STARTPTS)."""
+        deinterlaced where they are interlaced, each the first frame's size: a later size change is scaled into it,
+        letterboxed where its shape differs (FFmpeg sets its filters up again then, so the first frame's time is a
+        number here, not STARTPTS)."""
         w, h = self.size
         rate = Fraction(self.fps).limit_denominator(1001)
-        fit = f"setpts=PTS-({self.start_s:.6f})/TB,scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:-1:-1"
+        # bwdif deinterlaces the frames flagged interlaced (camcorder .mts, broadcast .ts: combs on every edge that
+        # moves otherwise) and passes progressive ones through
+        fit = (f"bwdif=mode=send_frame:deint=interlaced,setpts=PTS-({self.start_s:.6f})/TB,"
+               f"scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:-1:-1")
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the video)
         self._decoder = subprocess.Popen(
             [self._exe, "-hide_banner", "-nostdin", "-loglevel", "warning",

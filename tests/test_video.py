@@ -101,6 +101,32 @@ def test_open_video_reports_what_ffmpeg_sees(clips):
         assert video.size == (161, 91) and next(iter(video)).shape == (91, 161, 3)
 
 
+def combing(frame: np.ndarray) -> float:
+    """Mean level by which each row differs from the mean of its neighbours: high where two fields taken at
+    different times are woven into one frame (the comb of interlaced video on moving edges)."""
+    g = frame.astype(np.float32).mean(2)
+    return float(np.abs(g[1:-1] - (g[:-2] + g[2:]) / 2).mean())
+
+
+def test_interlaced_video_is_deinterlaced_and_progressive_left_alone(tmp_path):
+    """A camcorder or broadcast file's interlaced frames come out deinterlaced, with the same frame count; a
+    progressive clip of the same moving picture comes out as decoded, bit for bit."""
+    scrolling = "testsrc2=size=320x180:rate={rate},scroll=h={step},format=yuv420p"
+    woven = tmp_path / "interlaced.ts"  # 50 pictures a second woven into 25 top-field-first frames, as 1080i50
+    ffmpeg("-f", "lavfi", "-i", scrolling.format(rate=50, step=0.01), "-t", 1, "-vf",
+           "tinterlace=interleave_top,setfield=tff", "-c:v", "mpeg2video", "-flags", "+ildct+ilme", "-b:v", "4M",
+           woven)
+    progressive = make_clip(tmp_path / "progressive.mp4", audio=False, source="testsrc2",
+                            video_args=["-vf", "scroll=h=0.02", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
+    raw = decoded_frames(woven)  # as FFmpeg decodes it, fields woven
+    with open_video(woven) as video:
+        frames = list(video)
+    assert len(frames) == len(raw) == 25
+    assert np.mean([combing(f) for f in raw]) > 4 * np.mean([combing(f) for f in frames])
+    with open_video(progressive) as video:
+        assert all(np.array_equal(a, b) for a, b in zip(video, decoded_frames(progressive), strict=True))
+
+
 def test_rotation_metadata_is_applied_like_players_do(clips):
     """A phone's rotate=90 clip comes out upright: the stored frame turned 90 degrees counter-clockwise,
     exactly what FFmpeg (and so every player) shows."""
