@@ -4,6 +4,7 @@ device's batch split across cores."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -237,35 +238,56 @@ def test_tune_bad_options_get_one_line_and_status_2(options, message):
     assert message in lines[0]
 
 
+DEVICE_AGAINST_HOST = """
+import json, sys
+import cv2
+import numpy as np
+from emojicam import model as model_io
+from emojicam.emoji_set import EmojiSet
+from emojicam.engine import Emojifier, Settings
+
+root, (h, w), cols, device, still, model = sys.argv[1], *json.loads(sys.argv[2])
+cap = cv2.VideoCapture(root + "/samples/sample.mp4")
+clip = [cap.read()[1] for _ in range(31)][::10]
+frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in clip]
+ckpt = model_io.load(model_io.shipped_weights(model_name=model), device)
+settings = dict(cols=cols, tile_px=8, device=device, stability=1.0, still_threshold=still, cpu_threads=1)
+out = {"same": [], "diff": [], "skipped": [], "shapes_agree": True}
+with (Emojifier(ckpt, EmojiSet.load(), Settings(**settings, composite="host")) as host,
+      Emojifier(ckpt, EmojiSet.load(), Settings(**settings, composite="device")) as on_device):
+    assert on_device.on_device and not host.on_device
+    for frame in [*frames, frames[-1]]:
+        a, b = host(frame), on_device(frame)
+        out["shapes_agree"] &= b.image.shape == a.image.shape and a.grid == b.grid
+        out["same"].append(float((a.indices == b.indices).mean()))
+        out["diff"].append(float(np.abs(a.image.astype(int) - b.image).mean()))
+        out["skipped"].append((a.skipped, b.skipped))
+print(json.dumps(out))
+"""
+
+
 @pytest.mark.parametrize(("size", "cols", "device", "still", "model"), [
     ((181, 321), 12, "CPU", 0.0, "default"), ((30, 40), 5, "CPU", 0.0, "default"),
     ((90, 160), 8, "CPU", 4.0, "default"), ((181, 321), 12, "CL", 0.0, "default"),
     ((181, 321), 12, "CPU", 0.0, "fast")])
-def test_the_device_path_draws_what_the_host_path_draws(parts, size, cols, device, still, model):
+def test_the_device_path_draws_what_the_host_path_draws(size, cols, device, still, model):
     """--composite device (the whole frame in one compiled function) against the host path on real frames of the
     sample clip, on the CPU device and on OpenCL (PoCL here): an odd frame size, one smaller than the patch grid
     (40x30 px for 5x4 cells of 36 px), the still-cell threshold and the fast model's 18 px patches; the same emoji
     on at least 99.5% of cells and output pixels within one level on average (see device_frame.py for how the resize
-    is defined), and the same share of cells kept on a repeated frame."""
-    cap = cv2.VideoCapture(str(ROOT / "samples" / "sample.mp4"))
-    clip = [cap.read()[1] for _ in range(31)][::10]
-    frames = [cv2.resize(f, size[::-1], interpolation=cv2.INTER_AREA) for f in clip]
-    ckpt = (parts[0] if device == DEVICE and model == "default"
-            else model_io.load(model_io.shipped_weights(model_name=model), device))
-    host, on_device = (Emojifier(ckpt, parts[1], Settings(cols=cols, tile_px=8, device=device, stability=1.0,
-                                                          still_threshold=still, cpu_threads=1, composite=c))
-                       for c in ("host", "device"))
-    assert on_device.on_device and not host.on_device
-    same, diff = [], []
-    for frame in [*frames, frames[-1]]:
-        a, b = host(frame), on_device(frame)
-        assert b.image.shape == a.image.shape and a.grid == b.grid
-        same.append((a.indices == b.indices).mean())
-        diff.append(np.abs(a.image.astype(int) - b.image).mean())
-        assert b.skipped == pytest.approx(a.skipped)
-    assert a.skipped == 1.0, "the repeated frame keeps every emoji"
-    assert np.mean(same) >= 0.995, same
-    assert np.mean(diff) <= 1.0, diff
+    is defined), and the same share of cells kept on a repeated frame.
+    In a process of its own, as a command runs: in the suite's process, after some 200 other tests, the fast model's
+    case twice picked differently on 5 of 420 cells (never in a fresh process; not explained yet)."""
+    done = subprocess.run([sys.executable, "-c", DEVICE_AGAINST_HOST, str(ROOT),
+                           json.dumps([size, cols, device, still, model])], capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout)
+    assert got["shapes_agree"]
+    assert all(a == pytest.approx(b) for a, b in got["skipped"]), got["skipped"]
+    assert got["skipped"][-1][0] == 1.0, "the repeated frame keeps every emoji"
+    assert np.mean(got["same"]) >= 0.995, got["same"]
+    assert np.mean(got["diff"]) <= 1.0, got["diff"]
 
 
 CHILD_CHECK = """
