@@ -22,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_md import runs, write_markdown
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 CLIP = ROOT / "samples" / "sample.mp4"
 # the same device and network for both commits, whatever their defaults
 SAME = ["--device", "CPU", "--model", "default"]
@@ -92,13 +93,9 @@ def main() -> None:
              "| --- | --- | --- | --- |"]
     for job in jobs:
         before, after = fps[(job, "before")], fps[(job, "after")]
-        lines.append(f"| {job} | {', '.join(f'{f:.1f}' for f in before)} | {', '.join(f'{f:.1f}' for f in after)} | "
+        lines.append(f"| {job} | {runs(before)} | {runs(after)} | "
                      f"{statistics.median(after) / statistics.median(before):.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = RESULTS / f"{time.strftime('%Y-%m-%d')}-{args.name}.md"
-    out.write_text(text)
-    print(f"wrote {out}")
+    write_markdown(args.name, lines)
 
 
 if __name__ == "__main__":

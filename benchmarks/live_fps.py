@@ -19,8 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from results_md import runs, write_markdown
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 CLIP = ROOT / "samples" / "sample.mp4"
 CLOSING = re.compile(r"^live: (\d+) frames, mean ([\d.]+) fps, device (\S+), (\d+) px network")
 
@@ -81,17 +82,12 @@ def main() -> None:
              f"--frames {args.frames}{' --window' if args.window else ''}`: samples/sample.mp4 (1280x720 H.264) "
              f"read frame by frame, grid 64x36, {shown}; runs alternate; mean fps from live's closing line.", "",
              "| flags | device | network | fps per run | median fps |", "| --- | --- | --- | --- | --- |"]
-    for name, runs in fps.items():
+    for name, measured in fps.items():
         device, px = about[name]
-        lines.append(f"| {name} | {device} | {px} px | {', '.join(f'{f:.1f}' for f in runs)} | "
-                     f"{statistics.median(runs):.1f} |")
+        lines.append(f"| {name} | {device} | {px} px | {runs(measured)} | {statistics.median(measured):.1f} |")
     ratio = statistics.median(fps["default flags"]) / statistics.median(fps["--model default"])
     lines += ["", f"Default flags run at {ratio:.2f}x the 36 px network's rate in this run."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = RESULTS / f"{time.strftime('%Y-%m-%d')}-{args.name}.md"
-    out.write_text(text)
-    print(f"wrote {out}")
+    write_markdown(args.name, lines)
 
 
 if __name__ == "__main__":
