@@ -22,9 +22,11 @@ import numpy as np
 from emojicam.errors import EmojicamError
 from emojicam.resources import shipped
 from emojicam.settings import PATHS
+from emojicam.timing import median_ms, timed_loop
 
 if TYPE_CHECKING:
     from emojicam.engine import Emojifier
+    from emojicam.settings import ModelChoice
 
 SOURCE_SIZE = (1280, 720)                # (width, height) of the source frames
 LADDER_COLS = (32, 64, 80, 128)          # 32x18, 64x36, 80x45, 128x72 tiles on a 16:9 frame
@@ -60,22 +62,6 @@ def paths_for(device: str, cfg: BenchConfig) -> tuple[str, ...]:
 
 
 QUICK = {"cols": (32,), "frames": 4, "clip_frames": 8, "max_seconds": 5.0}
-
-
-def median_ms(samples: list[float]) -> float:
-    return statistics.median(samples) * 1e3
-
-
-def timed_loop(step: Callable[[int], object], frames: int, max_seconds: float) -> list[float]:
-    """Seconds per call of step(i) for i = 0, 1, ...: up to `frames` calls, fewer once max_seconds have passed
-    (but never fewer than 3 unless `frames` is)."""
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < frames and (len(times) < 3 or time.perf_counter() - start < max_seconds):
-        t0 = time.perf_counter()
-        step(len(times))
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 # --- the source clip -------------------------------------------------------------------------------------------
@@ -349,72 +335,30 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
 
 # --- the command -----------------------------------------------------------------------------------------------
 
-def split_list(values: list[str] | None) -> list[str]:
-    """Repeatable flags that also take comma lists: ["CPU,CL", "METAL"] -> ["CPU", "CL", "METAL"]."""
-    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+@dataclass(frozen=True)
+class BenchOutputs:
+    """The files `emojicam bench` writes besides its tables on standard output (None: not asked for)."""
+
+    json: Path | None = None
+    markdown: Path | None = None
+    plot: Path | None = None
 
 
-def parse_peaks(values: list[str] | None) -> dict[str, float]:
-    """--peak-gflops N (every device) or DEVICE=N -> {"*" or DEVICE: N}."""
-    peaks = {}
-    for value in split_list(values):
-        device, _, number = value.rpartition("=")
-        try:
-            peak = float(number)
-        except ValueError:
-            peak = -1.0
-        if peak <= 0:
-            raise EmojicamError(f"--peak-gflops: expected N or DEVICE=N with N > 0 GFLOP/s, got {value}")
-        peaks[device.upper() or "*"] = peak
-    return peaks
-
-
-def config_from_args(args) -> BenchConfig:
-    """BenchConfig from parsed `emojicam bench` arguments; checks what a user can get wrong."""
-    from emojicam.devices import working_devices
-    from emojicam.engine import resolve_device
-
-    names = split_list(args.device) or working_devices()
-    devices = tuple(dict.fromkeys(resolve_device(name) for name in names))
-    if not devices:
-        raise EmojicamError("--device: expected a working tinygrad device (see `emojicam devices`), got none here")
-    try:
-        cols = tuple(int(c) for c in split_list(args.cols)) or (QUICK["cols"] if args.quick else LADDER_COLS)
-    except ValueError:
-        raise EmojicamError(f"--cols: expected whole numbers such as 32,64,80,128, got {','.join(args.cols)}") from None
-    for flag, value in (("--frames", args.frames), ("--clip-frames", args.clip_frames)):
-        if value is not None and value < 1:
-            raise EmojicamError(f"{flag}: expected at least 1, got {value}")
-    if args.source is not None and not args.source.is_file():
-        raise EmojicamError(f"--source: expected a video file, got no file at {args.source}")
-    sizes = {**(QUICK if args.quick else {}), "cols": cols}
-    sizes |= {k: v for k, v in (("frames", args.frames), ("clip_frames", args.clip_frames)) if v is not None}
-    composites = tuple(dict.fromkeys(split_list(getattr(args, "composite", None))))
-    if bad := [c for c in composites if c not in PATHS]:
-        raise EmojicamError(f"--composite: expected host, device or both (host,device), got {','.join(bad)}")
-    return BenchConfig(devices=devices, tile_px=args.tile, peers=not args.no_peers, source=args.source,
-                       peak_gflops=parse_peaks(args.peak_gflops), composites=composites, **sizes)
-
-
-def bench_command(args) -> int:
+def bench_command(cfg: BenchConfig, choice: ModelChoice, outputs: BenchOutputs) -> None:
     """`emojicam bench`: measure, print the tables, write the files asked for."""
     from emojicam.bench_report import check_outputs, format_text, write_outputs
     from emojicam.devices import runs_on_cpu
     from emojicam.engine import model_files, resolve_device
     from emojicam.grid import Grid
-    from emojicam.settings import ModelChoice
 
-    check_outputs(args.json, args.markdown, args.plot)
-    cfg = config_from_args(args)
+    check_outputs(outputs.json, outputs.markdown, outputs.plot)
     for cols in cfg.cols:
         Grid.for_frame((SOURCE_SIZE[1], SOURCE_SIZE[0]), cols, cfg.tile_px)  # bad --cols/--tile fail now
     # --model auto: what convert runs on the first device measured (the 36 px network, see model.auto_model)
-    choice = ModelChoice(args.set_name, args.model, args.weights, args.emoji_set)
     set_dir, weights = model_files(choice, runs_on_cpu(resolve_device(cfg.devices[0])))
     report = run(cfg, weights, set_dir, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_text(report), end="")
-    write_outputs(report, args.json, args.markdown, args.plot)
-    for path in (args.json, args.markdown, args.plot):
+    write_outputs(report, outputs.json, outputs.markdown, outputs.plot)
+    for path in (outputs.json, outputs.markdown, outputs.plot):
         if path:
             print(f"wrote {path}")
-    return 0

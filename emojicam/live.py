@@ -12,7 +12,6 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +40,7 @@ from emojicam.video_writer import OUT_EXTS, VideoWriter
 
 if TYPE_CHECKING:
     from emojicam.engine import Emojifier
-    from emojicam.settings import Settings
+    from emojicam.settings import ModelChoice, Settings
 
 WINDOW = "emojicam"
 DISPLAY_MAX = (1280, 720)  # largest window; smaller art is scaled up by a whole number so emoji stay crisp
@@ -317,9 +316,11 @@ def report_first_frame(t_start: float, t_open: float, t_engine: float) -> float:
     return now - t_start
 
 
-def run_live(opts: LiveOptions, settings: Settings, make_engine: Callable[[], Emojifier]) -> None:
+def run_live(opts: LiveOptions, settings: Settings, choice: ModelChoice) -> None:
     """Run the mirror until q/Esc, Ctrl-C, --max-frames or the end of the source; prints a one-line summary.
-    make_engine() builds the engine once the source is open."""
+    The engine (choice's network, for real time) is built once the source is open."""
+    from emojicam.engine import open_engine
+
     t_start = time.perf_counter() - seconds_since_process_start()
     check_options(opts, OUT_EXTS)
     if opts.window:
@@ -334,7 +335,7 @@ def run_live(opts: LiveOptions, settings: Settings, make_engine: Callable[[], Em
         sinks = open_sinks(stack, opts, capture, Grid.for_frame(capture.frame_shape, settings.cols,
                                                                 settings.tile_px).output_size)
         window = stack.enter_context(Window()) if opts.window else None
-        engine = stack.enter_context(make_engine())
+        engine = stack.enter_context(open_engine(settings, choice, real_time=True))
         t_engine = time.perf_counter()
         steps = grid_steps(capture.frame_shape, settings.tile_px, settings.cols)
         output = PictureOutput(engine, window, sinks, opts.snapshot_dir, steps)

@@ -42,7 +42,7 @@ from emojicam.text import check_text_background, emoji_strings
 if TYPE_CHECKING:
     from emojicam.emoji_set import EmojiSet
     from emojicam.engine import Emojifier
-    from emojicam.settings import Settings
+    from emojicam.settings import ModelChoice, Settings
 
 ZWJ, VS16 = "\u200d", "\ufe0f"
 # 256-colour codes for pure white and black (the 8 basic colours are themed: "white" is often light grey)
@@ -242,11 +242,12 @@ class TerminalOutput:
         return view, "q pressed"
 
 
-def run_terminal(opts: LiveOptions, settings: Settings, make_engine: Callable[[], Emojifier],
-                 max_cols: int | None = None) -> None:
+def run_terminal(opts: LiveOptions, settings: Settings, choice: ModelChoice, max_cols: int | None = None) -> None:
     """Run the terminal mirror until q, Ctrl-C, --max-frames or the end of the source; then print a one-line
-    summary on the restored terminal. settings: the engine's (background white or black); max_cols: at most this
-    many emoji a row (None: as many as fit)."""
+    summary on the restored terminal. settings: the engine's (background white or black); choice: the network
+    (for real time); max_cols: at most this many emoji a row (None: as many as fit)."""
+    from emojicam.engine import open_engine
+
     check_text_background(settings.background)
     check_terminal(opts)
     t_start = time.perf_counter() - seconds_since_process_start()
@@ -254,7 +255,7 @@ def run_terminal(opts: LiveOptions, settings: Settings, make_engine: Callable[[]
         # a file is paced at its own fps unless --max-frames asks for every frame (as in the window mode)
         capture = stack.enter_context(Capture(opts.camera if opts.source is None else opts.source,
                                               every_frame=opts.max_frames is not None))
-        engine = stack.enter_context(make_engine())
+        engine = stack.enter_context(open_engine(settings, choice, real_time=True))
         screen = stack.enter_context(Screen(settings.background))
         output = TerminalOutput(engine, screen, max_cols, settings.background)
         picker = Picker(engine, wait_first=opts.max_frames is not None, say=lambda line: None)  # the screen is ours
