@@ -25,7 +25,9 @@ from emojicam.settings import PATHS
 from emojicam.timing import median_ms, timed_loop
 
 if TYPE_CHECKING:
+    from emojicam.bench_peers import Peer
     from emojicam.engine import Emojifier
+    from emojicam.model import TinyConvNet
     from emojicam.settings import ModelChoice
 
 SOURCE_SIZE = (1280, 720)                # (width, height) of the source frames
@@ -243,6 +245,20 @@ def measure_peer(peer, patch_sets: list[np.ndarray], reference: np.ndarray, grid
             "agreement": float((np.asarray(picked).reshape(-1) == reference).mean())}
 
 
+def measure_peers(net: TinyConvNet, device: str, patch_sets: list[np.ndarray], grid_record: dict, cfg: BenchConfig,
+                  host_peers: list[Peer]) -> list[dict]:
+    """The row-by-row reference design on the same device and the host peers, on the same patches; every peer must
+    agree with our network's own argmax (the engine's colour and coverage terms re-rank it, and no peer has those)."""
+    from tinygrad import Tensor
+
+    from emojicam.bench_peers import Peer, rowwise
+
+    picks = net(Tensor(patch_sets[0], device=device)).argmax(1).numpy()
+    row_peer = Peer("rowwise", device, "tinygrad, same device", rowwise(net, device, grid_record["cols"]),
+                    "reference design: one TinyJit forward per grid row")
+    return [measure_peer(peer, patch_sets, picks, grid_record, cfg) for peer in [row_peer, *host_peers]]
+
+
 def measure_grid(emojifier: Emojifier, frames: list[np.ndarray], clip: Path, workdir: Path, decode_ms: float,
                  encode_cache: dict[int, float], peak: tuple[float | None, str], cfg: BenchConfig) -> dict:
     """The emojicam record of one device x grid: engine figures, the stages around it and end to end."""
@@ -267,13 +283,21 @@ def measure_grid(emojifier: Emojifier, frames: list[np.ndarray], clip: Path, wor
     return rec
 
 
+def add_ratios(records: list[dict]) -> None:
+    """Each peer's classify fps over emojicam's on the same grid (the host path), per device."""
+    for rec in records:
+        if rec["system"] != "emojicam" and rec.get("status") == "ok":
+            rec["vs_emojicam"] = {r["device"]: rec["classify_fps"] / r["classify_fps"] for r in records
+                                  if r["system"] == "emojicam" and r["grid"] == rec["grid"]
+                                  and r["composite"] == "host"
+                                  and (rec["system"] != "rowwise" or r["device"] == rec["device"])}
+
+
 def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str], None] = print) -> dict:
     """Measure every device x grid (and the peers); returns the report: environment, settings, records."""
-    from tinygrad import Tensor
-
     from emojicam import model
     from emojicam.bench_machine import environment, peak_gflops
-    from emojicam.bench_peers import Peer, rowwise, runtime_peers
+    from emojicam.bench_peers import runtime_peers
     from emojicam.builder import wait_idle
     from emojicam.emoji_set import EmojiSet
     from emojicam.engine import Emojifier, Settings
@@ -310,20 +334,10 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
                 if not cfg.peers or composite != "host":  # the peers classify the host path's patches
                     continue
                 patch_sets = [cut_patches(f, grid, patch_px) for f in frames[:6]]
-                # what every peer must agree with: our network's own argmax (the engine's colour and coverage
-                # terms re-rank it, and no peer has those)
-                picks = ckpt.model(Tensor(patch_sets[0], device=device)).argmax(1).numpy()
-                row_peer = Peer("rowwise", device, "tinygrad, same device", rowwise(ckpt.model, device, cols),
-                                "reference design: one TinyJit forward per grid row")
                 # host peers run once per grid, next to the first device
-                for peer in [row_peer, *(host_peers if device == cfg.devices[0] else [])]:
-                    records.append(measure_peer(peer, patch_sets, picks, rec, cfg))
-    for rec in records:
-        if rec["system"] != "emojicam" and rec.get("status") == "ok":
-            rec["vs_emojicam"] = {r["device"]: rec["classify_fps"] / r["classify_fps"] for r in records
-                                  if r["system"] == "emojicam" and r["grid"] == rec["grid"]
-                                  and r["composite"] == "host"
-                                  and (rec["system"] != "rowwise" or r["device"] == rec["device"])}
+                records += measure_peers(ckpt.model, device, patch_sets, rec, cfg,
+                                         host_peers if device == cfg.devices[0] else [])
+    add_ratios(records)
     return {"environment": env, "reference": REFERENCE, "clip": made_from,
             "config": {"devices": list(cfg.devices), "cols": list(cfg.cols), "frames": cfg.frames,
                        "clip_frames": len(frames), "max_seconds": cfg.max_seconds, "tile_px": cfg.tile_px,

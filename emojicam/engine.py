@@ -228,9 +228,7 @@ class Emojifier:
     device path (see the module's docstring); the network on lanes serves classify() on either."""
 
     def __init__(self, ckpt: Checkpoint, emoji_set: EmojiSet, settings: Settings):
-        if ckpt.set_fingerprint != emoji_set.fingerprint or ckpt.class_names != emoji_set.names:
-            raise EmojicamError(f"weights: expected weights trained on this emoji set (fingerprint "
-                                f"{emoji_set.fingerprint}), got weights for set {ckpt.set_fingerprint}")
+        emoji_set.check_trained_on(ckpt.set_fingerprint, ckpt.class_names)
         open_caches()
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
         self.patch_px = ckpt.model.config.patch_px
