@@ -16,7 +16,8 @@ from emojicam.atomic import check_writable
 from emojicam.capture import is_url
 from emojicam.errors import EmojicamError
 from emojicam.images import IMAGE_EXTS, check_image_output, read_image, write_image
-from emojicam.text import TEXT_EXTS, check_text_background, emoji_strings, text_art, write_art
+from emojicam.settings import check_text_background
+from emojicam.text import TEXT_EXTS, text_art, write_art
 from emojicam.video import convert_video
 from emojicam.video_reader import check_video, is_still_image, probe
 from emojicam.video_writer import OUT_EXTS, check_output
@@ -163,7 +164,7 @@ def convert_paths(opts: ConvertOptions, settings: Settings, choice: ModelChoice)
             check_output(dst)
         check_writable(dst)
     with open_engine(settings, choice) as emojifier:
-        strings = emoji_strings(emojifier.emoji_set) if text else []  # a set without codepoints fails here, first
+        strings = emojifier.emoji_set.strings() if text else []  # a set without codepoints fails here, first
         for src, dst in pairs:
             convert_one(emojifier, src, dst, opts, strings, say)
 

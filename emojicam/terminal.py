@@ -37,7 +37,7 @@ from emojicam.mirror import (
     seconds_since_process_start,
     source_lost,
 )
-from emojicam.text import check_text_background, emoji_strings
+from emojicam.settings import check_text_background
 
 if TYPE_CHECKING:
     from emojicam.emoji_set import EmojiSet
@@ -79,7 +79,7 @@ def terminal_glyphs(emoji_set: EmojiSet, background: str) -> list[str]:
     """Per emoji of the set, what the terminal shows for it: the emoji itself where it draws two columns wide,
     else the first part of a ZWJ sequence (the person without the profession or sign), else the emoji of the set
     that looks most like it on the background (nearest tile by pixels) and does draw two wide."""
-    strings, wcwidth = emoji_strings(emoji_set), _libc_wcwidth()
+    strings, wcwidth = emoji_set.strings(), _libc_wcwidth()
     safe = np.array([draws_two_wide(s, wcwidth) for s in strings])
     if not safe.any():
         raise EmojicamError("--terminal: expected emoji this terminal draws two columns wide, got none in the set")

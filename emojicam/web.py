@@ -169,11 +169,7 @@ def export_site(out_dir: Path, weights: Path, set_dir: Path, grids: tuple[tuple[
                     f"every WebGPU device binds: it runs only on GPUs that allow more")
         png, atlas_cols = atlas_png(emoji_set, settings.tile_px)
         start = min(programs["grids"], key=lambda g: (abs(g["cols"] - START_COLS), g["cols"]))["name"]
-        strings = None
-        if emoji_set.codepoints is not None:
-            from emojicam.text import emoji_strings
-
-            strings = emoji_strings(emoji_set)
+        strings = emoji_set.strings() if emoji_set.codepoints is not None else None
         manifest = {
             "emojicam": __version__,
             "model": {"weights": weights.name, "patch_px": patch_px, "channels": config["channels"],
