@@ -26,12 +26,12 @@ from emojicam.builder import Builder, on_compile_thread
 from emojicam.caches import open_caches
 from emojicam.compositor import Compositor, TileArrays, tile_arrays
 from emojicam.device_frame import DeviceFrame, Tiles, frame_function
-from emojicam.devices import default_device, runs_on_cpu
+from emojicam.devices import default_device, on_host, read_from, runs_on_cpu, write_into
 from emojicam.emoji_set import EmojiSet, shipped_set
 from emojicam.errors import EmojicamError
 from emojicam.gpu_kernels import Launches, launches
 from emojicam.grid import Grid, cut_patches, thumbnails
-from emojicam.lanes import Lanes, on_host, read_from, write_into
+from emojicam.lanes import Lanes
 from emojicam.model import Checkpoint
 from emojicam.scoring import Scorer, moved_cells
 from emojicam.settings import COMPOSITES, ModelChoice, Settings
