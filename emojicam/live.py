@@ -13,6 +13,7 @@ import socket
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,15 +27,11 @@ from emojicam.images import write_image
 from emojicam.mirror import (
     LOOKS,
     LiveOptions,
-    Picker,
     Shot,
     Status,
     View,
     check_options,
-    closing_line,
-    run_mirror,
-    seconds_since_process_start,
-    source_lost,
+    run_session,
 )
 from emojicam.video_writer import OUT_EXTS, VideoWriter
 
@@ -316,12 +313,33 @@ def report_first_frame(t_start: float, t_open: float, t_engine: float) -> float:
     return now - t_start
 
 
-def run_live(opts: LiveOptions, settings: Settings, choice: ModelChoice) -> None:
-    """Run the mirror until q/Esc, Ctrl-C, --max-frames or the end of the source; prints a one-line summary.
-    The engine (choice's network, for real time) is built once the source is open."""
-    from emojicam.engine import open_engine
+@dataclass
+class WindowFront:
+    """The live mirror in a window (or with --no-window, only its recording and virtual camera): the sinks and
+    the window open before the engine loads, and a start-up line says where the first frame's time went."""
 
-    t_start = time.perf_counter() - seconds_since_process_start()
+    opts: LiveOptions
+    settings: Settings
+    every_frame: bool
+    recorded: Path | None = None
+    sinks: list[FixedSizeSink] = field(default_factory=list)
+    window: Window | None = None
+
+    def open(self, stack: ExitStack, capture: Capture) -> None:
+        size = Grid.for_frame(capture.frame_shape, self.settings.cols, self.settings.tile_px).output_size
+        self.sinks = open_sinks(stack, self.opts, capture, size)
+        self.window = stack.enter_context(Window()) if self.opts.window else None
+
+    def output(self, stack: ExitStack, capture: Capture, engine: Emojifier) -> PictureOutput:
+        steps = grid_steps(capture.frame_shape, self.settings.tile_px, self.settings.cols)
+        return PictureOutput(engine, self.window, self.sinks, self.opts.snapshot_dir, steps)
+
+    def first_frame(self, t_start: float, t_open: float, t_engine: float) -> float:
+        return report_first_frame(t_start, t_open, t_engine)
+
+
+def run_live(opts: LiveOptions, settings: Settings, choice: ModelChoice) -> None:
+    """Run the mirror until q/Esc, Ctrl-C, --max-frames or the end of the source; prints a one-line summary."""
     check_options(opts, OUT_EXTS)
     if opts.window:
         check_display()
@@ -329,24 +347,10 @@ def run_live(opts: LiveOptions, settings: Settings, choice: ModelChoice) -> None
         import_pyvirtualcam()
     # files: with --max-frames, or with nothing watching in real time, read every frame instead of pacing
     every_frame = opts.max_frames is not None or not (opts.window or opts.virtual_camera)
-    with ExitStack() as stack:
-        capture = stack.enter_context(Capture(opts.camera if opts.source is None else opts.source, every_frame))
-        t_open = time.perf_counter()
-        sinks = open_sinks(stack, opts, capture, Grid.for_frame(capture.frame_shape, settings.cols,
-                                                                settings.tile_px).output_size)
-        window = stack.enter_context(Window()) if opts.window else None
-        engine = stack.enter_context(open_engine(settings, choice, real_time=True))
-        t_engine = time.perf_counter()
-        steps = grid_steps(capture.frame_shape, settings.tile_px, settings.cols)
-        output = PictureOutput(engine, window, sinks, opts.snapshot_dir, steps)
-        picker = Picker(engine, wait_first=every_frame, say=lambda line: print(line, flush=True))
-        ending = run_mirror(capture, picker, output, View(settings.cols, mirror=capture.kind == "camera"),
-                            opts.max_frames, lambda: report_first_frame(t_start, t_open, t_engine))
-    print(closing_line(ending, engine, opts.record), flush=True)
-    if ending.error is not None:
-        raise ending.error
-    if (lost := source_lost(capture, ending, opts.record is not None)) is not None:
-        raise lost
+    from emojicam.engine import open_engine
+
+    run_session(opts, settings.cols, WindowFront(opts, settings, every_frame, opts.record),
+                lambda: open_engine(settings, choice, real_time=True), say=lambda line: print(line, flush=True))
 
 
 def open_sinks(stack: ExitStack, opts: LiveOptions, capture: Capture, size: tuple[int, int]) -> list[FixedSizeSink]:

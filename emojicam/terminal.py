@@ -18,6 +18,8 @@ import tty
 import unicodedata
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,15 +29,11 @@ from emojicam.errors import EmojicamError
 from emojicam.grid import MAX_COLS, Grid, cell_means
 from emojicam.mirror import (
     LiveOptions,
-    Picker,
     Shot,
     Status,
     View,
     check_options,
-    closing_line,
-    run_mirror,
-    seconds_since_process_start,
-    source_lost,
+    run_session,
 )
 from emojicam.settings import check_text_background
 
@@ -242,27 +240,35 @@ class TerminalOutput:
         return view, "q pressed"
 
 
+@dataclass(frozen=True)
+class TerminalFront:
+    """The live mirror as text in this terminal: the screen opens once the engine is loaded."""
+
+    settings: Settings
+    max_cols: int | None
+    every_frame: bool
+    recorded: Path | None = None
+
+    def open(self, stack: ExitStack, capture: Capture) -> None:
+        pass
+
+    def output(self, stack: ExitStack, capture: Capture, engine: Emojifier) -> TerminalOutput:
+        screen = stack.enter_context(Screen(self.settings.background))
+        return TerminalOutput(engine, screen, self.max_cols, self.settings.background)
+
+    def first_frame(self, t_start: float, t_open: float, t_engine: float) -> float:
+        return time.perf_counter() - t_start
+
+
 def run_terminal(opts: LiveOptions, settings: Settings, choice: ModelChoice, max_cols: int | None = None) -> None:
     """Run the terminal mirror until q, Ctrl-C, --max-frames or the end of the source; then print a one-line
     summary on the restored terminal. settings: the engine's (background white or black); choice: the network
     (for real time); max_cols: at most this many emoji a row (None: as many as fit)."""
-    from emojicam.engine import open_engine
-
     check_text_background(settings.background)
     check_terminal(opts)
-    t_start = time.perf_counter() - seconds_since_process_start()
-    with ExitStack() as stack:
-        # a file is paced at its own fps unless --max-frames asks for every frame (as in the window mode)
-        capture = stack.enter_context(Capture(opts.camera if opts.source is None else opts.source,
-                                              every_frame=opts.max_frames is not None))
-        engine = stack.enter_context(open_engine(settings, choice, real_time=True))
-        screen = stack.enter_context(Screen(settings.background))
-        output = TerminalOutput(engine, screen, max_cols, settings.background)
-        picker = Picker(engine, wait_first=opts.max_frames is not None, say=lambda line: None)  # the screen is ours
-        ending = run_mirror(capture, picker, output, View(settings.cols, mirror=capture.kind == "camera"),
-                            opts.max_frames, lambda: time.perf_counter() - t_start)
-    print(closing_line(ending, engine), flush=True)
-    if ending.error is not None:
-        raise ending.error
-    if (lost := source_lost(capture, ending, recorded=False)) is not None:
-        raise lost
+    # a file is paced at its own fps unless --max-frames asks for every frame (as in the window mode)
+    front = TerminalFront(settings, max_cols, every_frame=opts.max_frames is not None)
+    from emojicam.engine import open_engine
+
+    run_session(opts, settings.cols, front, lambda: open_engine(settings, choice, real_time=True),
+                say=lambda line: None)  # the screen is ours
