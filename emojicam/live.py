@@ -132,12 +132,15 @@ class PictureOutput:
             return view, ""
         wait_ms = 30 if view.paused or self._shown is None or self._shown.picked is None else 1
         while (key := self.window.key(wait_ms)) != -1:
+            shown = view
             view, asked = on_key(key, view, self.steps)
             if asked == "quit":
                 return view, "q pressed"
             if asked == "snapshot":
                 name = f"emojicam-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.png"
                 print(f"snapshot: {write_image(self.snapshot_dir / name, rendered)}", flush=True)
+            if view != shown:  # the keys after it wait for the next turn: a snapshot then saves the new view
+                break
             wait_ms = 1
         return view, "window closed" if self.window.closed else ""
 
