@@ -451,7 +451,7 @@ TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if h
 def in_finaliser(frame) -> bool:
     """Whether the code a signal interrupted is a weakref callback or a __del__, which the garbage collector runs in
     the middle of any code and whose exceptions Python prints and drops (a SIGTERM raised in tinygrad's weakref
-    callbacks was lost that way, and the conversion went on to the end)."""
+    callbacks would be lost, and the conversion would go on to the end)."""
     while frame is not None:
         code = frame.f_code
         if code.co_name == "__del__" or Path(code.co_filename).name in ("weakref.py", "_weakrefset.py"):

@@ -20,9 +20,8 @@ GPUS = ("METAL", "AMD", "NV", "CUDA", "CL")  # in tinygrad's own order of prefer
 # tinygrad's own drivers for AMD and NVIDIA GPUs talk to these device nodes: without them, opening the backend only
 # fails, after 0.3 s (AMD) and 1.3 s (NV) of looking on a machine without such a GPU
 DRIVER_NODES = {"AMD": "/dev/kfd", "NV": "/dev/nvidiactl"}
-# benchmarks/results/2026-12-06-cpu-vs-pocl.md (2 cores): the CPU device, one lane per core, 71.0 / 23.1 engine fps
-# at 32x18 / 64x36 against 65.1 / 21.7 on PoCL, end to end 50.3 / 22.3 against 45.9 / 21.2; tinygrad itself would
-# pick CL, the first backend that opens
+# measured on 2 cores, the CPU device with one lane per core is faster than PoCL at every grid, end to end too
+# (docs/benchmarks.md); tinygrad itself would pick CL, the first backend that opens
 CPU_OVER_CPU_OPENCL = "tinygrad's CPU device, one lane per core: faster than OpenCL on the CPU (PoCL) here"
 
 
