@@ -80,12 +80,3 @@ def compose(tiles: np.ndarray, grid: Grid) -> np.ndarray:
     t, channels = grid.tile_px, tiles.shape[-1]
     return np.ascontiguousarray(tiles.reshape(grid.rows, grid.cols, t, t, channels).transpose(0, 2, 1, 3, 4)).reshape(
         grid.rows * t, grid.cols * t, channels)
-
-
-def draw_tiles(atlas: np.ndarray, indices: np.ndarray, grid: Grid) -> np.ndarray:
-    """compose(atlas[indices], grid) in one gather: each pixel row of each cell's tile taken straight into the
-    frame's layout, with no (N, t, t, C) copy and no transpose (0.45 against 11-25 ms at 64x36 tiles of 16 px,
-    2026-12-07, a loaded 2-core VM)."""
-    k, t, _, channels = atlas.shape
-    rows = atlas.reshape(k, t, t * channels)[indices.reshape(grid.rows, 1, grid.cols), np.arange(t)[None, :, None]]
-    return rows.reshape(grid.rows * t, grid.cols * t, channels)

@@ -22,7 +22,7 @@ from emojicam.compositor import tile_arrays
 from emojicam.emoji_set import DEFAULT_SET, EmojiSet
 from emojicam.engine import Emojifier, Settings
 from emojicam.errors import EmojicamError
-from emojicam.grid import MAX_COLS, PATCH_PX, Grid, compose, cut_patches, draw_tiles
+from emojicam.grid import MAX_COLS, PATCH_PX, Grid, compose, cut_patches
 from emojicam.kernels import InferenceNet, channel_means
 from emojicam.model import ModelConfig, TinyConvNet
 from emojicam.scoring import Scorer, dither, emoji_keys
@@ -105,15 +105,6 @@ def test_compose_puts_tile_i_at_row_i_div_cols_col_i_mod_cols():
     for i in range(grid.count):
         r, c = i // grid.cols, i % grid.cols
         np.testing.assert_array_equal(out[r * 5:(r + 1) * 5, c * 5:(c + 1) * 5], tiles[i], err_msg=f"tile {i}")
-
-
-@pytest.mark.parametrize("channels", [1, 3])
-def test_draw_tiles_is_compose_of_the_gathered_tiles(channels):
-    rng = np.random.default_rng(4)
-    grid = Grid(cols=7, rows=3, tile_px=5)
-    atlas = rng.integers(0, 256, (11, 5, 5, channels), dtype=np.uint8)
-    indices = rng.integers(0, 11, grid.count)
-    np.testing.assert_array_equal(draw_tiles(atlas, indices, grid), compose(atlas[indices], grid))
 
 
 def test_cut_then_compose_round_trip_is_exact():
