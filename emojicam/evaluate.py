@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from emojicam.emoji_set import EmojiSet
-from emojicam.grid import Grid, cell_means, draw_tiles
+from emojicam.grid import Grid, cell_means, compose
 from emojicam.settings import PATCH_PX
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def baseline_indices(emoji_set: EmojiSet, frame: np.ndarray, grid: Grid, backgro
 
 def draw_on(emoji_set: EmojiSet, indices: np.ndarray, grid: Grid, background: str = "black") -> np.ndarray:
     """The chosen emoji drawn on a plain black or white background."""
-    return draw_tiles(emoji_set.blended_atlas(grid.tile_px, background), indices, grid)
+    return compose(emoji_set.blended_atlas(grid.tile_px, background)[indices], grid)
 
 
 def lab(bgr: np.ndarray) -> np.ndarray:
