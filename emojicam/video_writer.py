@@ -25,6 +25,9 @@ from emojicam.video_reader import ffmpeg_exe
 OUT_EXTS = (".mp4", ".webm", ".gif")
 OS_REASONS = tuple(os.strerror(code) for code in sorted(errno.errorcode))  # how FFmpeg words them too
 _DONE = object()
+# superfast: the same file size as veryfast on emoji frames at 0.70x the encode CPU and 0.3 dB PSNR less; -tune
+# animation made the file larger (benchmarks/results/2026-12-07-encoder-settings.md)
+X264 = ("-preset", "superfast", "-crf", "20")
 
 
 def check_output(path: str | Path) -> Path:
@@ -88,7 +91,7 @@ class VideoWriter:
                "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "{}x{}".format(*self.frame_size), "-framerate", str(rate),
                "-i", "-"]
         if ext == ".mp4":
-            cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+            cmd += ["-c:v", "libx264", *X264, "-pix_fmt", "yuv420p",
                     "-movflags", "+faststart"]
         elif ext == ".webm":
             cmd += ["-c:v", "libvpx-vp9", "-crf", "32", "-b:v", "0", "-deadline", "realtime", "-cpu-used", "8",
