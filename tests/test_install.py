@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, need_tool, run_cli
 from media import decoded_frames, ffmpeg, make_clip
 
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"
@@ -133,8 +133,8 @@ def python_for_everyone() -> str:
     if all(p.stat().st_mode & 0o001 for p in here.parents) and here.stat().st_mode & 0o001:
         return sys.executable
     system = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}", path="/usr/bin:/usr/local/bin")
-    if system is None:
-        pytest.skip(f"no Python {sys.version_info.major}.{sys.version_info.minor} an unprivileged user can run")
+    need_tool(f"python{sys.version_info.major}.{sys.version_info.minor}", "the install is also run as an "
+              "unprivileged user, who needs a Python of this version in a folder open to everyone", system is not None)
     return system
 
 
@@ -224,8 +224,8 @@ def test_a_read_only_install_runs_for_root_and_for_a_user_without_a_home(install
     """The installed package on a read-only mount (a container image, a system-wide or Nix install): its weights,
     set and samples load without a file of the package opened for writing; with ~/.cache read-only, or no home at
     all, the caches are skipped with one warning line and the photo and the video still convert."""
-    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
-        pytest.skip("a read-only install is simulated in a private mount namespace, and `unshare --mount` failed")
+    need_tool("unshare --mount", "a read-only install is simulated in a private mount namespace (as root)",
+              subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0)
     base = Path(tempfile.mkdtemp(prefix="emojicam-ro-"))
     try:
         base.chmod(0o755)
