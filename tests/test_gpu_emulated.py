@@ -28,14 +28,17 @@ MODELS = ("default", "fast")
 SETTINGS = {"cols": 2, "tile_px": 8, "stability": 1.0, "cpu_threads": 1}
 
 CHILD = """
-import json, sys
+import base64, hashlib, json, pickle, sys
 import numpy as np
+from tinygrad import Device
+from tinygrad.uop.ops import Ops
 from emojicam import model
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
 
 frames, settings = [np.array(f, np.uint8) for f in json.loads(sys.argv[1])], json.loads(sys.argv[2])
-out = {}
+target = Device["PYTHON"].renderer.target
+out = {"target": {"device": target.device, "arch": target.arch}, "kernels": {}}
 for name in ("default", "fast"):
     ckpt = model.load(model.shipped_weights(model_name=name), "PYTHON")
     for composite in ("host", "device"):
@@ -44,9 +47,14 @@ for name in ("default", "fast"):
         done = [with_path(frame) for frame in frames]
         out[f"{name} {composite}"] = [{"indices": d.indices.tolist(), "skipped": d.skipped,
                                        "image": d.image.tolist()} for d in done]
+        # the emulator's "source" is the kernel's UOps, pickled: tensor cores show as WMMA ops
+        kernels = with_path.launches(frames[0].shape).kernels
+        ops = [{u.op for u in pickle.loads(base64.b64decode(k.source))} for k in kernels]
+        out["kernels"][f"{name} {composite}"] = {
+            "count": len(kernels), "tensor_core_kernels": sum(Ops.WMMA in o for o in ops),
+            "sha256": hashlib.sha256("\\n".join(k.source for k in kernels).encode()).hexdigest()}
 print(json.dumps(out))
 """
-
 
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
