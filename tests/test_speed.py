@@ -163,6 +163,39 @@ def test_a_second_engine_loads_the_captured_jit_and_picks_the_same_emoji(parts, 
     assert not other.lanes.loaded(cells)
 
 
+@pytest.mark.parametrize("composite", ["host", "device"])
+def test_engines_that_load_the_same_cache_entry_share_no_buffer(composite, tmp_path, monkeypatch):
+    """Two engines with the same settings in one process, the second loading what the first stored: each keeps
+    its own buffers (tinygrad rebuilds a pickled buffer through its table of live ones: the second engine used to
+    share every buffer of the first one's captured function, its stability state too), and each picks on its own
+    frames what an engine alone picks on them, while the other runs in between."""
+    monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
+    frames = clip_frames((181, 321))
+    ckpt = model_io.load(model_io.shipped_weights(model_name="fast"), DEVICE)
+    settings = Settings(cols=12, tile_px=8, device=DEVICE, stability=1.0, cpu_threads=1, composite=composite)
+    first = Emojifier(ckpt, EmojiSet.load(), settings)
+    alone = [first(frame).indices for frame in frames]
+    second = Emojifier(ckpt, EmojiSet.load(), settings)
+    second(frames[0])
+    assert list(tmp_path.glob("*.jit.pkl")) and (composite == "device" or second.lanes.loaded(84))
+    shared = captured_buffers(first) & captured_buffers(second)
+    assert not shared, f"{len(shared)} buffers shared"
+    for n in range(1, len(frames)):
+        first(frames[-n])  # another engine's frame in between
+        np.testing.assert_array_equal(second(frames[n]).indices, alone[n], err_msg=f"frame {n}")
+
+
+def captured_buffers(engine: Emojifier) -> set[int]:
+    """The ids of the device buffers in an engine's captured functions."""
+    from tinygrad.uop.ops import Ops, buffers
+
+    path = engine._path
+    jits = ([f.jit for f in path._frames.values()] if engine.on_device else
+            [jit for lane in engine.lanes._lanes for jit in lane.jits.values()])
+    return {id(buffers[u]) for jit in jits for u in jit.captured.linear.toposort()
+            if u.op is Ops.BUFFER and u in buffers}
+
+
 def test_a_broken_cache_entry_is_ignored(parts, photo, tmp_path, monkeypatch):
     monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
     reference = engine(parts)(photo).image
