@@ -1,9 +1,11 @@
-"""The GPU code paths on emulated GPUs: tinygrad renders the kernels as for Metal, CUDA (sm_80) and AMD (gfx1100),
-with their work-group sizes, local memory and vector widths, and runs them in its Python emulator (`DEV=PYTHON::ARCH`),
-which raises IndexError on any out-of-bounds read or write. Both GPU placements (the host path with the tensor-level
-network, the device path with the whole frame in one function) must pick what the CPU host path picks, on a first
-frame and on a second one with a moved cell (its own batch size, stability against the first frame's emoji), and
-draw the same picture (`auto` background, tiles gathered from the atlas)."""
+"""The GPU code paths on emulated GPUs: tinygrad renders the kernels for Metal, CUDA (sm_80, also with TF32 allowed)
+and AMD (gfx1100) and runs them in its Python emulator (`DEV=PYTHON::ARCH`), which raises IndexError on any
+out-of-bounds read or write. The emulator's renderer takes only the GPU's name and tensor cores (its work-group
+limits, local memory and vector widths are tinygrad's generic ones), so each run asserts the target it used and
+whether its kernels ran on tensor cores, and records a hash of them. Both GPU placements (the host path with the
+tensor-level network, the device path with the whole frame in one function) must pick what the CPU host path
+picks, on a first frame and on a second one with a moved cell (its own batch size, stability against the first
+frame's emoji), and draw the same picture (`auto` background, tiles gathered from the atlas)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,13 @@ from emojicam import model as model_io
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
 
-ARCHS = ("METAL", "sm_80", "gfx1100")
+# run -> (the emulated GPU, what tinygrad's PythonRenderer calls its device, more environment). The renderer swaps
+# only the device name and the tensor cores (generic limits otherwise): float32 gets tensor cores on Metal, on sm_80
+# only with ALLOW_TF32 (TF32), never on gfx1100 (RDNA3's take half precision). Without tensor cores sm_80 and
+# gfx1100 render what plain PYTHON renders; the test says so rather than counting them as GPUs covered.
+RUNS = {"METAL": ("METAL", "METAL", {}), "sm_80": ("sm_80", "CUDA", {}), "gfx1100": ("gfx1100", "AMD", {}),
+        "sm_80 TF32": ("sm_80", "CUDA", {"ALLOW_TF32": "1"})}
+WITH_TENSOR_CORES = {"METAL", "sm_80 TF32"}
 MODELS = ("default", "fast")
 # Two cells of a 40x72 frame (the emulator runs a few thousand operations a second: each cell costs seconds)
 SETTINGS = {"cols": 2, "tile_px": 8, "stability": 1.0, "cpu_threads": 1}
@@ -67,18 +75,19 @@ def frames() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def emulated(frames) -> dict[str, dict]:
-    """Every (model, path) on every emulated GPU: one child process per GPU (the emulator's GPU is chosen when the
-    process starts), run side by side."""
-    def run(arch: str) -> dict:
-        env = {**os.environ, "DEV": f"PYTHON::{arch}"}
+def emulated(frames, tmp_path_factory) -> dict[str, dict]:
+    """Every (model, path) in every run: one child process per run (the emulator's GPU is chosen when the process
+    starts), side by side, each with a JIT cache of its own (ALLOW_TF32 is not part of the cache's key)."""
+    def run(name: str) -> dict:
+        arch, _, extra = RUNS[name]
+        env = {**os.environ, "DEV": f"PYTHON::{arch}", "EMOJICAM_CACHE": str(tmp_path_factory.mktemp("jit")), **extra}
         done = subprocess.run([sys.executable, "-c", CHILD, json.dumps([f.tolist() for f in frames]),
                                json.dumps(SETTINGS)], capture_output=True, text=True, env=env, timeout=3000)
-        assert done.returncode == 0, f"{arch}: {done.stderr[-3000:]}"
+        assert done.returncode == 0, f"{name}: {done.stderr[-3000:]}"
         return json.loads(done.stdout)
 
-    with ThreadPoolExecutor(len(ARCHS)) as pool:
-        return dict(zip(ARCHS, pool.map(run, ARCHS), strict=True))
+    with ThreadPoolExecutor(len(RUNS)) as pool:
+        return dict(zip(RUNS, pool.map(run, RUNS), strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +101,40 @@ def on_cpu(frames) -> dict:
     return out
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("run", RUNS)
+def test_each_run_rendered_for_its_gpu_and_says_which_kernels(emulated, run, record_property):
+    """The renderer target each run used, and what its kernels were: how many, how many on tensor cores, a hash of
+    their code per (model, path), printed and recorded (benchmarks/results/2026-12-07-gpu-emulated-kernels.md).
+    Tensor cores where the GPU has them for float32, and none elsewhere."""
+    arch, device, _ = RUNS[run]
+    got = emulated[run]
+    assert got["target"] == {"device": device, "arch": arch}
+    for path, kernels in got["kernels"].items():
+        print(f"{run:11} {path:13} {kernels['count']:3} kernels, {kernels['tensor_core_kernels']} on tensor cores, "
+              f"sha256 {kernels['sha256'][:16]}")
+        record_property(f"{run} {path}", kernels)
+    with_tc = {path for path, kernels in got["kernels"].items() if kernels["tensor_core_kernels"]}
+    if run in WITH_TENSOR_CORES:
+        assert with_tc, "float32 tensor cores expected on this GPU, and no kernel used them"
+    else:
+        assert not with_tc, with_tc
+
+
+def test_tensor_core_runs_render_other_kernels_than_the_generic_ones(emulated):
+    """Metal's kernels (tensor cores) differ from those without; sm_80 without TF32 and gfx1100 render the same
+    kernels (what plain PYTHON renders: only a WMMA op carries the device name)."""
+    digests = {run: {path: k["sha256"] for path, k in got["kernels"].items()} for run, got in emulated.items()}
+    assert digests["sm_80"] == digests["gfx1100"]
+    for run in WITH_TENSOR_CORES:
+        assert all(digests[run][path] != digests["sm_80"][path] for path in digests[run]
+                   if emulated[run]["kernels"][path]["tensor_core_kernels"])
+
+
+@pytest.mark.parametrize("run", RUNS)
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("composite", ["host", "device"])
-def test_emulated_gpu_picks_and_draws_what_the_cpu_does(emulated, on_cpu, arch, name, composite):
-    got, expected = emulated[arch][f"{name} {composite}"], on_cpu[name]
+def test_emulated_gpu_picks_and_draws_what_the_cpu_does(emulated, on_cpu, run, name, composite):
+    got, expected = emulated[run][f"{name} {composite}"], on_cpu[name]
     for frame, (gpu, cpu) in enumerate(zip(got, expected, strict=True)):
         assert gpu["indices"] == cpu.indices.tolist(), f"frame {frame}"
         assert gpu["skipped"] == pytest.approx(cpu.skipped), f"frame {frame}"
