@@ -1,12 +1,16 @@
 """Where the device path and the host path pick differently, and why: the network's top-2 margin on those cells.
 
     .venv/bin/python benchmarks/device_host_difference.py [--model fast] [--cols 12] [--size 181x321] [--json OUT]
+    .venv/bin/python benchmarks/device_host_difference.py --two-engines [--composite host]
 
 Runs tests/test_speed.py's device-against-host comparison (the sample clip's frames 0, 10, 20, 30 and 30 again,
 resized to --size, stability 1.0) in this process, then for every cell whose emoji differ: the host path's patch
 (OpenCV) against the device path's (device_frame.area_resize), and the scores of the top two emoji on each patch,
 computed by the same network outside the captured functions. Prints one JSON object. Run it under SCACHE=0,
 NO_MEMORY_PLANNER=1 or JIT=0 to see whether tinygrad's caches change the picks.
+--two-engines: two engines with the same settings, the second loading what the first stored in the JIT cache (a
+fresh one): how many buffers their captured functions share, and on how many cells the second picks differently
+from an engine alone when the first runs in between.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tinygrad import Tensor
+from tinygrad.uop.ops import Ops, buffers
 
 from emojicam import model as model_io
 from emojicam.device_frame import area_resize, resize_weights
@@ -89,6 +95,33 @@ def compare(model: str, cols: int, size: tuple[int, int], device: str = "CPU", s
     return out
 
 
+def captured_buffers(engine: Emojifier) -> set[int]:
+    """The ids of the device buffers in an engine's captured functions."""
+    path = engine._path
+    jits = ([f.jit for f in path._frames.values()] if engine.on_device else
+            [jit for lane in engine.lanes._lanes for jit in lane.jits.values()])
+    return {id(buffers[u]) for jit in jits for u in jit.captured.linear.toposort()
+            if u.op is Ops.BUFFER and u in buffers}
+
+
+def two_engines(model: str, cols: int, size: tuple[int, int], composite: str, device: str = "CPU") -> dict:
+    """See --two-engines in the module's docstring."""
+    os.environ["EMOJICAM_CACHE"] = tempfile.mkdtemp(prefix="emojicam-jit-")
+    frames = clip_frames(size)
+    ckpt = model_io.load(model_io.shipped_weights(model_name=model), device)
+    settings = Settings(cols=cols, tile_px=8, device=device, stability=1.0, cpu_threads=1, composite=composite)
+    first = Emojifier(ckpt, EmojiSet.load(), settings)
+    alone = [first(frame).indices for frame in frames]
+    second = Emojifier(ckpt, EmojiSet.load(), settings)
+    second(frames[0])
+    differ = []
+    for n in range(1, len(frames)):
+        first(frames[-n])
+        differ.append(int((second(frames[n]).indices != alone[n]).sum()))
+    return {"composite": composite, "buffers": len(captured_buffers(second)),
+            "shared": len(captured_buffers(first) & captured_buffers(second)), "cells_differ": differ}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="fast", help="shipped model (default fast)")
@@ -96,9 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", default="181x321", help="frame HxW (default 181x321)")
     p.add_argument("--device", default="CPU", help="tinygrad device (default CPU)")
     p.add_argument("--json", type=Path, help="also write the result here")
+    p.add_argument("--two-engines", action="store_true", help="the shared-buffer check instead (see above)")
+    p.add_argument("--composite", default="device", choices=["host", "device"],
+                   help="with --two-engines: the path (default device)")
     args = p.parse_args(argv)
     h, w = map(int, args.size.split("x"))
-    got = compare(args.model, args.cols, (h, w), args.device)
+    got = (two_engines(args.model, args.cols, (h, w), args.composite, args.device) if args.two_engines
+           else compare(args.model, args.cols, (h, w), args.device))
     text = json.dumps(got)
     print(text)
     if args.json:
