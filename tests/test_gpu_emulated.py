@@ -23,14 +23,15 @@ from conftest import ROOT
 from emojicam import model as model_io
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
+from emojicam.grid import Grid, cut_patches
 
-# run -> (the emulated GPU, what tinygrad's PythonRenderer calls its device, more environment). The renderer swaps
-# only the device name and the tensor cores (generic limits otherwise): float32 gets tensor cores on Metal, on sm_80
-# only with ALLOW_TF32 (TF32), never on gfx1100 (RDNA3's take half precision). Without tensor cores sm_80 and
-# gfx1100 render what plain PYTHON renders; the test says so rather than counting them as GPUs covered.
-RUNS = {"METAL": ("METAL", "METAL", {}), "sm_80": ("sm_80", "CUDA", {}), "gfx1100": ("gfx1100", "AMD", {}),
-        "sm_80 TF32": ("sm_80", "CUDA", {"ALLOW_TF32": "1"})}
-WITH_TENSOR_CORES = {"METAL", "sm_80 TF32"}
+# arch -> what tinygrad's PythonRenderer names the device. It swaps only the device name and the tensor cores (its
+# limits are tinygrad's generic ones), and float32 gets tensor cores only on METAL, and on sm_80 with ALLOW_TF32
+# (RDNA3's are half precision); emojicam's network uses them only where tinygrad may pad (TC_OPT=2, or a BEAM
+# search: `emojicam tune`). So the grid runs below run generic kernels on every GPU, and TENSOR_CORES runs the
+# network on tensor cores apart.
+ARCHS = {"METAL": "METAL", "sm_80": "CUDA", "gfx1100": "AMD"}
+TENSOR_CORES = {"METAL": ("METAL", {"TC_OPT": "2"}), "sm_80 TF32": ("sm_80", {"TC_OPT": "2", "ALLOW_TF32": "1"})}
 MODELS = ("default", "fast")
 # Two cells of a 40x72 frame (the emulator runs a few thousand operations a second: each cell costs seconds)
 SETTINGS = {"cols": 2, "tile_px": 8, "stability": 1.0, "cpu_threads": 1}
@@ -64,6 +65,28 @@ for name in ("default", "fast"):
 print(json.dumps(out))
 """
 
+# the network alone (the host path's classify) on 8 patches: tensor cores take 8 rows at least
+TENSOR_CORE_CHILD = """
+import base64, hashlib, json, pickle, sys
+import numpy as np
+from tinygrad import Device
+from tinygrad.uop.ops import Ops
+from emojicam import model
+from emojicam.emoji_set import EmojiSet
+from emojicam.engine import Emojifier, Settings
+
+patches, settings = np.array(json.loads(sys.argv[1]), np.uint8), json.loads(sys.argv[2])
+target = Device["PYTHON"].renderer.target
+engine = Emojifier(model.load(model.shipped_weights(model_name="fast"), "PYTHON"), EmojiSet.load(),
+                   Settings(**settings, device="PYTHON", composite="host"))
+indices = engine.classify(patches).tolist()
+kernels = engine.lanes.launches(len(patches)).kernels
+print(json.dumps({"target": {"device": target.device, "arch": target.arch}, "indices": indices,
+                  "tensor_core_kernels": [k.name for k in kernels
+                                          if Ops.WMMA in {u.op for u in pickle.loads(base64.b64decode(k.source))}],
+                  "sha256": hashlib.sha256("\\n".join(k.source for k in kernels).encode()).hexdigest()}))
+"""
+
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
     """A 40x72 crop of the portrait, and the same with its right cell flipped and colour-swapped."""
@@ -75,19 +98,31 @@ def frames() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def emulated(frames, tmp_path_factory) -> dict[str, dict]:
-    """Every (model, path) in every run: one child process per run (the emulator's GPU is chosen when the process
-    starts), side by side, each with a JIT cache of its own (ALLOW_TF32 is not part of the cache's key)."""
+def emulated(frames, patches, tmp_path_factory) -> dict[str, dict]:
+    """Every (model, path) on every emulated GPU, and the network on tensor cores: one child process per run (the
+    emulator's GPU is chosen when the process starts), side by side, each with a JIT cache of its own (TC_OPT and
+    ALLOW_TF32 are not part of the cache's key)."""
+    runs = {**{arch: (arch, {}, CHILD, frames) for arch in ARCHS},
+            **{f"{run} tensor cores": (arch, extra, TENSOR_CORE_CHILD, patches)
+               for run, (arch, extra) in TENSOR_CORES.items()}}
+
     def run(name: str) -> dict:
-        arch, _, extra = RUNS[name]
+        arch, extra, child, data = runs[name]
         env = {**os.environ, "DEV": f"PYTHON::{arch}", "EMOJICAM_CACHE": str(tmp_path_factory.mktemp("jit")), **extra}
-        done = subprocess.run([sys.executable, "-c", CHILD, json.dumps([f.tolist() for f in frames]),
+        done = subprocess.run([sys.executable, "-c", child, json.dumps([d.tolist() for d in data]),
                                json.dumps(SETTINGS)], capture_output=True, text=True, env=env, timeout=3000)
         assert done.returncode == 0, f"{name}: {done.stderr[-3000:]}"
         return json.loads(done.stdout)
 
-    with ThreadPoolExecutor(len(RUNS)) as pool:
-        return dict(zip(RUNS, pool.map(run, RUNS), strict=True))
+    with ThreadPoolExecutor(len(runs)) as pool:
+        return dict(zip(runs, pool.map(run, runs), strict=True))
+
+
+@pytest.fixture(scope="module")
+def patches() -> np.ndarray:
+    """8 patches of 18 px (the fast model's) from the portrait."""
+    photo = cv2.imread(str(ROOT / "samples" / "grace_hopper.jpg"))
+    return cut_patches(photo, Grid.for_frame(photo.shape, 3, 8), 18)[:8]
 
 
 @pytest.fixture(scope="module")
@@ -101,40 +136,41 @@ def on_cpu(frames) -> dict:
     return out
 
 
-@pytest.mark.parametrize("run", RUNS)
-def test_each_run_rendered_for_its_gpu_and_says_which_kernels(emulated, run, record_property):
-    """The renderer target each run used, and what its kernels were: how many, how many on tensor cores, a hash of
-    their code per (model, path), printed and recorded (benchmarks/results/2026-12-07-gpu-emulated-kernels.md).
-    Tensor cores where the GPU has them for float32, and none elsewhere."""
-    arch, device, _ = RUNS[run]
-    got = emulated[run]
-    assert got["target"] == {"device": device, "arch": arch}
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_gpu_run_rendered_for_its_gpu_and_says_which_kernels(emulated, arch, record_property):
+    """The renderer target each run used and its kernels per (model, path): how many, a hash of their code,
+    printed and recorded (benchmarks/results/2026-12-07-gpu-emulated-kernels.md); none on tensor cores (float32,
+    no padding: see ARCHS)."""
+    got = emulated[arch]
+    assert got["target"] == {"device": ARCHS[arch], "arch": arch}
     for path, kernels in got["kernels"].items():
-        print(f"{run:11} {path:13} {kernels['count']:3} kernels, {kernels['tensor_core_kernels']} on tensor cores, "
+        print(f"{arch:8} {path:15} {kernels['count']:3} kernels, {kernels['tensor_core_kernels']} on tensor cores, "
               f"sha256 {kernels['sha256'][:16]}")
-        record_property(f"{run} {path}", kernels)
-    with_tc = {path for path, kernels in got["kernels"].items() if kernels["tensor_core_kernels"]}
-    if run in WITH_TENSOR_CORES:
-        assert with_tc, "float32 tensor cores expected on this GPU, and no kernel used them"
-    else:
-        assert not with_tc, with_tc
+        record_property(f"{arch} {path}", kernels)
+        assert kernels["tensor_core_kernels"] == 0, path
 
 
-def test_tensor_core_runs_render_other_kernels_than_the_generic_ones(emulated):
-    """Metal's kernels (tensor cores) differ from those without; sm_80 without TF32 and gfx1100 render the same
-    kernels (what plain PYTHON renders: only a WMMA op carries the device name)."""
-    digests = {run: {path: k["sha256"] for path, k in got["kernels"].items()} for run, got in emulated.items()}
-    assert digests["sm_80"] == digests["gfx1100"]
-    for run in WITH_TENSOR_CORES:
-        assert all(digests[run][path] != digests["sm_80"][path] for path in digests[run]
-                   if emulated[run]["kernels"][path]["tensor_core_kernels"])
+@pytest.mark.parametrize("run", TENSOR_CORES)
+def test_the_network_on_tensor_cores_picks_what_the_cpu_does(emulated, patches, run, record_property):
+    """Metal's float32 tensor cores, and sm_80's TF32 ones, run the network's convolutions and its linear layer
+    (tinygrad's WMMA: kernels the CPU never runs) and pick what the CPU picks on the same patches. The emulator
+    multiplies TF32 inputs at full float32 precision, which sm_80 does not."""
+    arch, _ = TENSOR_CORES[run]
+    got = emulated[f"{run} tensor cores"]
+    print(f"{run:11} tensor cores: {got['tensor_core_kernels']}, sha256 {got['sha256'][:16]}")
+    record_property(f"{run} tensor cores", got)
+    assert got["target"] == {"device": ARCHS[arch], "arch": arch}
+    assert len(got["tensor_core_kernels"]) == 3, got["tensor_core_kernels"]  # conv1, conv2, linear
+    cpu = Emojifier(model_io.load(model_io.shipped_weights(model_name="fast"), "CPU"), EmojiSet.load(),
+                    Settings(**SETTINGS, device="CPU", composite="host"))
+    assert got["indices"] == cpu.classify(patches).tolist()
 
 
-@pytest.mark.parametrize("run", RUNS)
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("composite", ["host", "device"])
-def test_emulated_gpu_picks_and_draws_what_the_cpu_does(emulated, on_cpu, run, name, composite):
-    got, expected = emulated[run][f"{name} {composite}"], on_cpu[name]
+def test_emulated_gpu_picks_and_draws_what_the_cpu_does(emulated, on_cpu, arch, name, composite):
+    got, expected = emulated[arch][f"{name} {composite}"], on_cpu[name]
     for frame, (gpu, cpu) in enumerate(zip(got, expected, strict=True)):
         assert gpu["indices"] == cpu.indices.tolist(), f"frame {frame}"
         assert gpu["skipped"] == pytest.approx(cpu.skipped), f"frame {frame}"
