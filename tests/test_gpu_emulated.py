@@ -150,6 +150,15 @@ def test_each_gpu_run_rendered_for_its_gpu_and_says_which_kernels(emulated, arch
         assert kernels["tensor_core_kernels"] == 0, path
 
 
+def test_without_tensor_cores_every_gpu_runs_the_same_kernels(emulated):
+    """What the three grid runs cover: without tensor cores the renderer's only difference is the device name, which
+    no other kernel carries, so they run byte-identical kernels (those plain PYTHON runs; measured for the network,
+    benchmarks/results/2026-12-07-gpu-emulated-kernels.md). If tinygrad starts rendering them differently, this
+    says so, and the grid runs start covering more than one GPU."""
+    digests = {arch: {path: k["sha256"] for path, k in emulated[arch]["kernels"].items()} for arch in ARCHS}
+    assert digests["sm_80"] == digests["gfx1100"] == digests["METAL"], digests
+
+
 @pytest.mark.parametrize("run", TENSOR_CORES)
 def test_the_network_on_tensor_cores_picks_what_the_cpu_does(emulated, patches, run, record_property):
     """Metal's float32 tensor cores, and sm_80's TF32 ones, run the network's convolutions and its linear layer
