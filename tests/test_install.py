@@ -160,9 +160,13 @@ def installed(tmp_path_factory) -> Iterator[Path]:
 
 def outside_env(**extra: str) -> dict[str, str]:
     """The environment of a user outside the checkout: no PYTHONPATH or venv of ours, and (unless given) the
-    caches where their HOME puts them, not where the test suite keeps its own."""
+    caches where their HOME puts them, not where the test suite keeps its own. Nor anything that points into the
+    checkout or our venv: importing cv2 here sets LD_LIBRARY_PATH (and Qt's paths) into our venv, and tinygrad,
+    looking for its libraries along LD_LIBRARY_PATH, failed for a user who cannot enter the checkout's folder (a
+    `mktemp -d` checkout is 0700)."""
     drop = ("PYTHONPATH", "VIRTUAL_ENV", "EMOJICAM_CACHE", "CACHEDB", "XDG_CACHE_HOME", "POCL_CACHE_DIR")
-    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
+    ours = (str(ROOT), sys.prefix)
+    return {**{k: v for k, v in os.environ.items() if k not in drop and not any(p in v for p in ours)}, **extra}
 
 
 def test_wheel_installs_and_runs_outside_the_checkout(installed, clip, tmp_path):
