@@ -166,7 +166,8 @@ def outside_env(**extra: str) -> dict[str, str]:
     `mktemp -d` checkout is 0700)."""
     drop = ("PYTHONPATH", "VIRTUAL_ENV", "EMOJICAM_CACHE", "CACHEDB", "XDG_CACHE_HOME", "POCL_CACHE_DIR")
     ours = (str(ROOT), sys.prefix)
-    return {**{k: v for k, v in os.environ.items() if k not in drop and not any(p in v for p in ours)}, **extra}
+    return {**{k: v for k, v in os.environ.items()
+               if k not in drop and (k == "PATH" or not any(p in v for p in ours))}, **extra}
 
 
 def test_wheel_installs_and_runs_outside_the_checkout(installed, clip, tmp_path):
