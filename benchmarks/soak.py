@@ -170,7 +170,7 @@ def soak_live(args: argparse.Namespace, work: Path) -> tuple[list[str], dict]:
 def soak_convert(args: argparse.Namespace, work: Path) -> tuple[list[str], dict]:
     source = looped(work / "long.mp4", args.minutes * 60, "1280:720", args.fps)
     out = work / "long-emoji.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "emojicam", "convert", str(source), "-o", str(out), "--cols",
+    proc = subprocess.Popen([sys.executable, "-m", "emojicam", "convert", str(source), str(out), "--cols",
                              str(args.cols)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(line.rstrip("\n") for line in proc.stdout), daemon=True)
@@ -180,7 +180,7 @@ def soak_convert(args: argparse.Namespace, work: Path) -> tuple[list[str], dict]
     rc = proc.wait()
     reader.join(timeout=30)
     seconds = time.perf_counter() - t0
-    about = (f"`emojicam convert long.mp4 -o long-emoji.mp4 --cols {args.cols}`: samples/sample.mp4 at 1280x720 "
+    about = (f"`emojicam convert long.mp4 long-emoji.mp4 --cols {args.cols}`: samples/sample.mp4 at 1280x720 "
              f"{args.fps} fps looped to {args.minutes:g} min ({args.minutes * 60 * args.fps:.0f} frames); exit "
              f"status {rc} after {seconds / 60:.1f} min; last line: {lines[-1] if lines else 'none'}")
     return report(about, samples, t0, []), {"rc": rc, "lines": lines[-5:], "samples": samples, "t0": t0}
