@@ -151,9 +151,14 @@ def convert_video(emojifier: Emojifier, src: Path | str, dst: Path, quiet: bool 
             if composited is not None:
                 engine_ms.append(write_rendered(out, composited.result(), repeats))
             retiming = video.retiming()
+            if retiming.breaks:
+                out.sound_by_samples()
     # the count a file announces comes from its duration, which means nothing once its time stamps jump
     got = max(retiming.decoded, retiming.written)
-    if video.frame_count and not retiming.jumps and got < video.frame_count - max(2, video.frame_count // 50):
+    if retiming.breaks:
+        warn(f"{video.name}: {retiming.broken_clock()}")
+    short = got < video.frame_count - max(2, video.frame_count // 50)
+    if video.frame_count and not retiming.jumps and not retiming.breaks and short:
         warn(f"{video.name}: converted {retiming.decoded} of {video.frame_count} expected frames (truncated or "
              f"corrupt input?)")
     elif is_url(src) and not video.frame_count:  # a live stream ends when its server stops or the link drops
