@@ -183,8 +183,8 @@ def run_case(case: Case, seeds: dict[str, Path], work: Path, server: Server, tim
     return Outcome(case, done.returncode, seconds, frames, verdict, said or (errors[-1] if errors else ""))
 
 
-def run_all(n: int, seed: int, jobs: int, timeout: float, say=print) -> list[Outcome]:
-    """Make the seeds, run n cases (jobs at a time), return every outcome."""
+def run_all(chosen: list[Case], jobs: int, timeout: float, say=print) -> list[Outcome]:
+    """Make the seeds, run the chosen cases (jobs at a time), return every outcome."""
     with tempfile.TemporaryDirectory(prefix="emojicam-fuzz-") as tmp:
         work = Path(tmp)
         seeds = make_seeds(work)
@@ -192,13 +192,13 @@ def run_all(n: int, seed: int, jobs: int, timeout: float, say=print) -> list[Out
         try:
             with ThreadPoolExecutor(jobs) as pool:
                 outcomes = []
-                for got in pool.map(lambda c: run_case(c, seeds, work, server, timeout), cases(n, seed)):
+                for got in pool.map(lambda c: run_case(c, seeds, work, server, timeout), chosen):
                     outcomes.append(got)
                     if got.verdict != "ok":
                         say(f"case {got.case.index} ({got.case.kind}, {got.case.runner}, {got.case.mutation}, seed "
                             f"{got.case.seed}): {got.verdict}")
                     elif len(outcomes) % 25 == 0:
-                        say(f"{len(outcomes)}/{n} cases")
+                        say(f"{len(outcomes)}/{len(chosen)} cases")
         finally:
             server.close()
     return outcomes
@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--name", default="fuzz")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    outcomes = run_all(args.cases, args.seed, args.jobs, args.timeout, lambda line: print(line, flush=True))
+    outcomes = run_all(cases(args.cases, args.seed), args.jobs, args.timeout, lambda line: print(line, flush=True))
     minutes = (time.perf_counter() - t0) / 60
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from results_md import RESULTS, write_markdown
