@@ -54,7 +54,7 @@ def inputs(d: Path) -> dict[str, tuple[Path, float]]:
     ffmpeg(*pattern, "-c:v", "libx264", "-output_ts_offset", str(2 ** 33 / 90000 - 2), "-f", "mpegts", d / "wrap.ts")
     ffmpeg(*pattern, "-c:v", "libx264", "-f", "h264", d / "raw.h264")
     ffmpeg(*pattern, "-c:v", "libx264", "-f", "hls", "-hls_time", "1", "-hls_list_size", "0", d / "list.m3u8")
-    webm = subprocess.run([FFMPEG, "-v", "error", *pattern[:4], "testsrc2=size=160x90:rate=30:duration=2", "-c:v",
+    webm = subprocess.run([FFMPEG, "-v", "error", *pattern[:3], "testsrc2=size=160x90:rate=30:duration=2", "-c:v",
                            "libvpx-vp9", "-deadline", "realtime", "-f", "webm", "-"], capture_output=True, check=True)
     (d / "pipe.webm").write_bytes(webm.stdout)
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x90:rate=10:duration=2", "-vf",
