@@ -59,7 +59,8 @@ def inputs(d: Path) -> dict[str, tuple[Path, float]]:
     (d / "pipe.webm").write_bytes(webm.stdout)
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x90:rate=10:duration=2", "-vf",
            "setpts='PTS+if(gte(N,10),N*0.02/TB,0)'", "-fps_mode", "passthrough", d / "uneven.gif")
-    return {"one .ts frame's stamp +10 h (PTS only)": (damaged_pts(d / "clean.ts", d / "ts_ahead.ts", 20, 36000), 25),
+    return {"the same 2 s .ts undamaged (for comparison)": (d / "clean.ts", 25),
+            "one .ts frame's stamp +10 h (PTS only)": (damaged_pts(d / "clean.ts", d / "ts_ahead.ts", 20, 36000), 25),
             ".mkv clock +10 h from 0.5 s on": (damaged_clusters(d / "clean.mkv", d / "mkv_ahead.mkv", 3, 36000), 25),
             ".mkv clock 2 h 47 min back from 0.5 s on": (damaged_clusters(d / "clean.mkv", d / "mkv_back.mkv", 3,
                                                                           -10000), 25),

@@ -127,7 +127,9 @@ def clock_repair(start_s: float, rate: Fraction, limit_s: float) -> str:
     """FFmpeg's setpts expression that puts the first frame at 0 and each later one its source step after the one
     before, except a step longer than limit_s either way: a damaged clock (a pause cannot outlast the file), which
     becomes one frame's step, and is printed at warning level (the step, then where: FFmpeg's print()). Without
-    such a step the times are the source's own, so the constant rate fills real gaps as before."""
+    such a step the times are the source's own, so the constant rate fills real gaps as before. FFmpeg sets its
+    filters up again at a size change, and the expression starts over there (from the source's own time): a break
+    followed later by a size change in one file is repaired only up to that change."""
     step = "(PTS-PREV_INPTS)"
     return (f"if(isnan(PREV_INPTS),PTS-({start_s:.6f})/TB,PREV_OUTPTS+if(gt(abs{step},{limit_s:.3f}/TB),"
             f"1/(({rate})*TB)+0*print({step}*TB,24)+0*print(PREV_OUTPTS*TB,24),{step}))")
