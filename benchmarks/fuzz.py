@@ -210,8 +210,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take before it is a hang")
+    parser.add_argument("--only", default="", help="case numbers to run again (comma-separated), of --cases")
     parser.add_argument("--name", default="fuzz")
     args = parser.parse_args()
+    if args.only:
+        chosen = [cases(args.cases, args.seed)[int(i)] for i in args.only.split(",")]
+        for got in run_all(chosen, args.jobs, args.timeout, lambda line: None):
+            print(f"case {got.case.index} ({got.case.kind}, {got.case.runner}, {got.case.mutation}): exit {got.rc}, "
+                  f"{got.verdict}; {got.said}")
+        return
     t0 = time.perf_counter()
     outcomes = run_all(cases(args.cases, args.seed), args.jobs, args.timeout, lambda line: print(line, flush=True))
     minutes = (time.perf_counter() - t0) / 60
