@@ -110,9 +110,10 @@ class Retiming:
             return ""
         step, at = max(self.breaks, key=lambda b: abs(b[0]))
         more = len(self.breaks) - 1
-        return (f"its time stamps jump {'ahead' if step > 0 else 'back'} by {span(abs(step))} at {at:.2f} s"
-                f"{f' ({more} more such jump{chr(115) * (more > 1)})' if more else ''}, more than a pause in it could "
-                f"last: taken as a damaged clock and joined end to end, not filled with copies of the frame before")
+        others = f" ({more} more such jump{'s' * (more > 1)})" if more else ""
+        return (f"its time stamps jump {'ahead' if step > 0 else 'back'} by {span(abs(step))} at {at:.2f} s{others}, "
+                f"more than a pause in it could last: taken as a damaged clock and joined end to end, not filled with "
+                f"copies of the frame before")
 
 
 def span(seconds: float) -> str:
@@ -133,6 +134,7 @@ def clock_repair(start_s: float, rate: Fraction, limit_s: float) -> str:
     step = "(PTS-PREV_INPTS)"
     return (f"if(isnan(PREV_INPTS),PTS-({start_s:.6f})/TB,PREV_OUTPTS+if(gt(abs{step},{limit_s:.3f}/TB),"
             f"1/(({rate})*TB)+0*print({step}*TB,24)+0*print(PREV_OUTPTS*TB,24),{step}))")
+
 
 class VideoFile:
     """BGR uint8 frames of a video file or stream URL, upright (rotation metadata applied), put on the constant

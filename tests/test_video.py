@@ -481,6 +481,13 @@ def test_a_damaged_clock_is_a_break_and_a_pause_keeps_its_length(damaged, name, 
     assert beeps_s(sound(out)) == pytest.approx([0.5], abs=0.06)
 
 
+def test_a_broken_clock_is_named_by_its_longest_step():
+    assert Retiming().broken_clock() == ""
+    said = Retiming(breaks=((-100.0, 1.0), (5000.0, 2.0), (20.0, 3.0))).broken_clock()
+    assert said.startswith("its time stamps jump ahead by 1 h 23 min at 2.00 s (2 more such jumps), "), said
+    assert Retiming(breaks=((-59.5, 0.5),)).broken_clock().startswith("its time stamps jump back by 59.5 s at 0.50 s,")
+
+
 def test_frame_clock_holds_gaps_and_joins_jumps():
     """Output frames each frame fills (told when the next one comes): a gap is held by repeats; a stamp that goes
     back or leaps ahead by more than 10 s continues one frame on; a stamp given twice (unknown) counts one on."""
