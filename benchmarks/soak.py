@@ -68,8 +68,10 @@ def tree(pid: int) -> list[int]:
 
 
 def sample(pid: int) -> dict | None:
-    """RSS (MiB), threads and open files of pid's process tree now; None once it has gone."""
+    """RSS (MiB), threads and open files of pid's process tree now, and RSS per program (python, ffmpeg, ...);
+    None once it has gone."""
     rss = threads = fds = 0
+    each: dict[str, float] = {}
     for p in tree(pid):
         try:
             status = Path(f"/proc/{p}/status").read_text()
@@ -78,9 +80,11 @@ def sample(pid: int) -> dict | None:
             if p == pid:
                 return None
             continue
-        rss += int(re.search(r"^VmRSS:\s+(\d+)", status, re.M)[1]) if "VmRSS" in status else 0
+        kib = int(re.search(r"^VmRSS:\s+(\d+)", status, re.M)[1]) if "VmRSS" in status else 0
+        name = re.search(r"^Name:\s+(\S+)", status, re.M)[1].split("-")[0]
+        rss, each[name] = rss + kib, each.get(name, 0) + kib / 1024
         threads += int(re.search(r"^Threads:\s+(\d+)", status, re.M)[1])
-    return {"rss_mib": rss / 1024, "threads": threads, "fds": fds}
+    return {"rss_mib": rss / 1024, "threads": threads, "fds": fds, "rss_mib_by_program": each}
 
 
 def growth(samples: list[dict], key: str, t0: float) -> tuple[float, float, float]:
@@ -201,6 +205,14 @@ def report(about: str, samples: list[dict], t0: float, extra: list[str]) -> list
         b, e, g = growth(samples, key, t0)
         top = max((s[key] for s in samples if s["t"] >= t0 + 60), default=e)
         lines.append(f"| {name} | {b:.1f} | {e:.1f} | {g:+.1%} | {top:.1f} | {'yes' if g < FLAT else 'NO'} |")
+    programs = sorted({name for x in samples for name in x.get("rss_mib_by_program", {})})
+    per = []
+    for name in programs:
+        mine = [{"t": x["t"], "rss": x["rss_mib_by_program"].get(name, 0.0)} for x in samples]
+        b, e, g = growth(mine, "rss", t0)
+        per.append(f"{name} {b:.1f} -> {e:.1f} MiB ({g:+.1%})")
+    if per:
+        lines += ["", f"RSS per program, second minute -> last minute (medians): {'; '.join(per)}."]
     return [*lines, "", *extra]
 
 
