@@ -61,6 +61,7 @@ class VideoWriter:
         keep_audio = audio_from is not None and ext != ".gif" and self._exe is not None
         self._audio_from = Path(audio_from).absolute() if keep_audio else None
         self._audio_start_s = max(0.0, audio_start_s)
+        self._sound_by_samples = False
         self._encoded = hidden_temp(self.path, "video") if keep_audio else self._tmp
         self.frames = 0
         self._proc: subprocess.Popen | None = None
@@ -100,6 +101,11 @@ class VideoWriter:
             cmd += ["-vf", "split[a][b];[a]palettegen=stats_mode=single[p];[b][p]paletteuse=new=1", "-loop", "0"]
         return [*cmd, str(self._encoded)]
 
+    def sound_by_samples(self) -> None:
+        """Lay the source's sound out by its samples, end to end, not by its time stamps: the source's clock is
+        damaged (a jump of hours back makes FFmpeg write the sound's hours again, slowly)."""
+        self._sound_by_samples = True
+
     def _add_audio(self) -> None:
         """Copy the encoded frames and add audio_from's first audio track (if any) from audio_start_s on, padded
         with silence or cut to the frames' exact length."""
@@ -110,7 +116,8 @@ class VideoWriter:
         done = subprocess.run([self._exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                                "-i", str(self._encoded), *skip, "-i", str(self._audio_from),
                                "-map", "0:v", "-map", "1:a:0?", "-c:v", "copy",
-                               "-af", "apad", "-t", seconds, *audio, str(self._tmp)],
+                               "-af", f"{'asetpts=N/SR/TB,' * self._sound_by_samples}apad", "-t", seconds, *audio,
+                               str(self._tmp)],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
                               start_new_session=True)
         if done.returncode == 0:
