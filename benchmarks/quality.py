@@ -46,11 +46,15 @@ def main() -> None:
     parser.add_argument("--model", choices=SHIPPED_MODELS, default="default")
     parser.add_argument("--set", default="default", dest="set_name")
     parser.add_argument("--variety", type=float, default=Settings.variety)
+    parser.add_argument("--colour-weight", type=float, default=None,
+                        help="the scores' colour-match weight (default: the model's, see Settings)")
     parser.add_argument("--device", default=None)
     mine = parser.parse_args()
     cols = mine.cols
     flags = [f"--model {mine.model}", f"--set {mine.set_name}", f"--variety {mine.variety:g}"]
-    settings = Settings(cols=cols, variety=mine.variety, device=mine.device)
+    weight = {} if mine.colour_weight is None else {"colour_weight": mine.colour_weight}
+    flags += [f"--colour-weight {mine.colour_weight:g}"] if weight else []
+    settings = Settings(cols=cols, variety=mine.variety, device=mine.device, **weight)
     with tempfile.TemporaryDirectory() as tmp, open_engine(settings, ModelChoice(mine.set_name, mine.model)) as engine:
         photos = [ROOT / "samples" / "grace_hopper.jpg", *sample_frames(ROOT / "samples" / "sample.mp4", Path(tmp))]
         out = RESULTS / f"{time.strftime('%Y-%m-%d')}-{mine.name}"

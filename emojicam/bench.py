@@ -137,9 +137,11 @@ def h264_writer(dst: Path, size: tuple[int, int]):
     """imageio-ffmpeg frame writer with emojicam.video's H.264 settings, so the encode stage matches."""
     import imageio_ffmpeg
 
+    from emojicam.video_writer import X264
+
     return imageio_ffmpeg.write_frames(str(dst), size, fps=30, codec="libx264", pix_fmt_in="bgr24", quality=None,
                                        macro_block_size=1, ffmpeg_log_level="error",
-                                       output_params=["-preset", "veryfast", "-crf", "20"])
+                                       output_params=list(X264))
 
 
 def encode_ms(frames: list[np.ndarray], dst: Path) -> float:

@@ -11,6 +11,7 @@ import numpy as np
 
 from emojicam.emoji_set import EmojiSet
 from emojicam.grid import Grid, cell_means, compose
+from emojicam.settings import PATCH_PX
 
 if TYPE_CHECKING:
     from emojicam.engine import Emojifier
@@ -70,9 +71,31 @@ def draw_on(emoji_set: EmojiSet, indices: np.ndarray, grid: Grid, background: st
     return compose(emoji_set.blended_atlas(grid.tile_px, background)[indices], grid)
 
 
+def lab(bgr: np.ndarray) -> np.ndarray:
+    """BGR 0..255 (any shape, last axis 3) -> CIE Lab in its own units (L 0..100), float32."""
+    flat = (np.asarray(bgr, np.float32) / 255).reshape(1, -1, 3)
+    return cv2.cvtColor(flat, cv2.COLOR_BGR2Lab).reshape(np.shape(bgr))
+
+
+def emoji_lab(emoji_set: EmojiSet) -> np.ndarray:
+    """(K, 3) each emoji's mean Lab colour over its own opaque pixels (alpha at least one half), as drawn in the set."""
+    premult, alpha = emoji_set.atlas(PATCH_PX)
+    opaque = alpha[..., 0] >= 0.5
+    colours = lab(premult / np.maximum(alpha, 1e-6))
+    return (colours * opaque[..., None]).sum((1, 2)) / np.maximum(opaque.sum((1, 2)), 1)[:, None]
+
+
+def colour_fidelity(frame: np.ndarray, indices: np.ndarray, grid: Grid, emoji: np.ndarray) -> float:
+    """Median CIE76 delta E between each cell's emoji (emoji: emoji_lab) and the cell's mean Lab colour: how true
+    the emoji themselves are to the picture's colours, whatever the background behind them."""
+    cells = cv2.resize(lab(frame), (grid.cols, grid.rows), interpolation=cv2.INTER_AREA).reshape(grid.count, 3)
+    return float(np.median(np.linalg.norm(emoji[indices] - cells, axis=1)))
+
+
 def measure(emoji_set: EmojiSet, frame: np.ndarray, output: np.ndarray, indices: np.ndarray, grid: Grid) -> dict:
-    """All four measures for one output."""
+    """All five measures for one output."""
     return {"colour_error": round(colour_error(frame, output, grid.tile_px), 3),
+            "delta_e": round(colour_fidelity(frame, indices, grid, emoji_lab(emoji_set)), 2),
             "edge_agreement": round(edge_agreement(frame, output, grid.tile_px), 4),
             "coverage": round(emoji_coverage(emoji_set, indices), 4),
             "wallpaper": round(wallpaper(indices, grid), 4)}
@@ -111,19 +134,21 @@ def evaluate(emojifier: Emojifier, photos: list[Path], out_dir: Path, cols: int 
                "mean_coverage": round(float(np.mean([r["emojicam"]["coverage"] for r in results.values()])), 4),
                "max_colour_ratio": max(r["colour_ratio"] for r in results.values()),
                "min_edge_gain": min(r["edge_gain"] for r in results.values()),
-               "max_wallpaper": max(r["emojicam"]["wallpaper"] for r in results.values())}
+               "max_wallpaper": max(r["emojicam"]["wallpaper"] for r in results.values()),
+               "max_delta_e": max(r["emojicam"]["delta_e"] for r in results.values())}
     write_atomic(out_dir / "quality.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1) + "\n"))
     return summary
 
 
 def format_summary(summary: dict) -> str:
     """A small table: one row per photo and method."""
-    lines = [f"{'photo':24s} {'method':9s} {'colour err':>10s} {'edges':>7s} {'coverage':>8s} {'wallpaper':>9s}"]
+    lines = [f"{'photo':24s} {'method':9s} {'colour err':>10s} {'edges':>7s} {'coverage':>8s} {'wallpaper':>9s} "
+             f"{'delta E':>7s}"]
     for name, row in summary["photos"].items():
         for method in ("emojicam", "baseline", "random"):
             m = row[method]
             lines.append(f"{name[:24]:24s} {method:9s} {m['colour_error']:10.2f} {m['edge_agreement']:7.3f} "
-                         f"{m['coverage']:8.3f} {m['wallpaper']:9.3f}")
+                         f"{m['coverage']:8.3f} {m['wallpaper']:9.3f} {m['delta_e']:7.2f}")
         lines.append(f"{'':24s} colour error {row['colour_ratio']:.2f}x the baseline's, edges "
                      f"{row['edge_gain']:+.3f}")
     lines.append(f"mean emoji coverage {summary['mean_coverage']:.3f}, worst wallpaper share "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -30,6 +33,24 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     return image
 
 
+@contextlib.contextmanager
+def decoder_quiet() -> Iterator[None]:
+    """Silence what C decoders print on file descriptor 2 meanwhile ("libpng error: bad adaptive filter value"):
+    a damaged file's one line is ours, and says which file."""
+    try:
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no descriptor 2 to silence, or none left
+        yield
+        return
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read a still image as BGR uint8, or raise EmojicamError saying what was wrong with it."""
     path = Path(path)
@@ -39,7 +60,8 @@ def read_image(path: str | Path) -> np.ndarray:
     data = path.read_bytes()
     if not data:
         raise EmojicamError(f"input: expected an image, got an empty file {path}")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    with decoder_quiet():
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise EmojicamError(f"input: expected an image (PNG, JPEG, WebP, BMP), got undecodable data in {path}")
     if data[:2] == b"\xff\xd8" and not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):

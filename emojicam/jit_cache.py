@@ -15,10 +15,13 @@ import functools
 import hashlib
 import os
 import pickle
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 
 from tinygrad import TinyJit
+from tinygrad.dtype import AddrSpace
+from tinygrad.uop.ops import Ops, ParamArg, UOp
 
 # An entry holds the frame's buffers too (about 15 kB per patch in the batch: 35 MB at 64x36), so the cache keeps the
 # most recently used entries up to this many bytes.
@@ -49,6 +52,26 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha256(_code_digest() + repr(parts).encode()).hexdigest()[:24]
 
 
+def _uop_with_own_buffer(op: Ops, *args: object) -> UOp:
+    """UOp(op, *args) as pickle rebuilds it, but a device buffer gets a slot number of its own in this process."""
+    if op is Ops.BUFFER and isinstance(arg := args[2], ParamArg) and arg.addrspace is AddrSpace.GLOBAL:
+        args = (*args[:2], replace(arg, slot=next(UOp.unique_num)), *args[3:])
+    return UOp(op, *args)
+
+
+class _Unpickler(pickle.Unpickler):
+    """Reads an entry whose buffers stay its own. tinygrad rebuilds a pickled UOp through its table of live UOps,
+    keyed by (slot number, size, dtype, device), and slot numbers are only a counter per process: a buffer of the
+    entry that met a live one with the same key became that live buffer, its own contents dropped. Two engines
+    with the same settings in one process then shared one captured function's buffers (the stability state
+    too: one engine's frames changed the other's picks), and an entry written by another process could take over
+    any tensor of this one that happened to match (benchmarks/results/2026-12-07-device-host-difference.md)."""
+
+    def find_class(self, module: str, name: str) -> object:
+        found = super().find_class(module, name)
+        return _uop_with_own_buffer if found is UOp else found
+
+
 def load(key: str) -> tuple[TinyJit, int] | None:
     """The captured TinyJit stored under key and the BEAM width its kernels were searched with (0 = tinygrad's
     default heuristics), or None (absent, unreadable, or from an incompatible tinygrad)."""
@@ -57,7 +80,7 @@ def load(key: str) -> tuple[TinyJit, int] | None:
     path = folder / f"{key}.jit.pkl"
     try:
         with path.open("rb") as f:
-            entry = pickle.load(f)
+            entry = _Unpickler(f).load()
         jit, beam = entry["jit"], int(entry["beam"])
     except Exception:  # a missing or stale entry only costs a recompile
         return None
@@ -70,8 +93,8 @@ def save(key: str, jit: TinyJit, beam: int = 0) -> None:
     """Store a captured TinyJit and the BEAM width its kernels were searched with (atomic: temp file + rename),
     then drop the least recently used entries beyond MAX_BYTES. Best effort: a read-only or full disk only means
     the next process compiles again."""
-    if (folder := cache_dir()) is None:
-        return
+    if (folder := cache_dir()) is None or getattr(jit, "captured", None) is None:
+        return  # nothing captured (tinygrad's JIT=0, for one): nothing to store
     tmp = folder / f".{key}.{os.getpid()}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)

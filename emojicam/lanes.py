@@ -3,6 +3,7 @@ captured TinyJit per lane and batch size, compiled on the Builder's thread or lo
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -118,9 +119,12 @@ class Lanes:
         """Whether the first lane's function for batches of `batch` patches came from the JIT cache."""
         return self._lanes[0].loaded.get(len(self._shares(batch)[0]), False)
 
-    def _shares(self, batch: int) -> list[np.ndarray]:
-        """The indices of a batch each lane takes: equal parts, in lane order."""
-        return np.array_split(np.arange(batch), len(self._lanes))
+    def _shares(self, batch: int) -> list[range]:
+        """The patches of a batch each lane takes: equal parts, in lane order (ranges, so a lane's part of an array
+        is a view, not a copy)."""
+        size, extra = divmod(batch, len(self._lanes))  # as np.array_split: the first `extra` lanes take one more
+        ends = [i * size + min(i, extra) for i in range(len(self._lanes) + 1)]
+        return [range(a, b) for a, b in itertools.pairwise(ends)]
 
     def _build_lane(self, lane: Lane, batch: int, fresh: bool) -> None:
         """Compile and capture one lane's function for batches of `batch` patches, or load it from this machine's
@@ -219,6 +223,7 @@ class Lanes:
         inputs = []
         for lane, part in zip(self._lanes, self._shares(len(patches)), strict=True):
             tensors = lane.inputs[len(part)]
+            part = slice(part.start, part.stop)
             for tensor, a in zip(tensors, (patches[part], cells[part], prev[part], margin), strict=True):
                 write_into(tensor, a, on_host(lane.scorer.device))
             inputs.append(tensors)
@@ -254,7 +259,10 @@ class Lanes:
         batch = fits[0] if wait else next((b for b in fits if self.ready(b)), fits[-1])
         if batch != fits[0]:
             self._queue(fits[0])
-        take = np.concatenate([moved, np.repeat(moved[:1], batch - moved.size)])
-        got = self.classify(patches[take], prev[take], take)
+        if moved.size == len(patches):  # every cell moved (most frames of a moving video): no gathered copy
+            got = self.classify(patches, prev)
+        else:
+            take = np.concatenate([moved, np.repeat(moved[:1], batch - moved.size)])
+            got = self.classify(patches[take], prev[take], take)
         indices[moved] = got.indices[:moved.size]
         return Classified(indices, got.ms)

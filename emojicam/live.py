@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 WINDOW = "emojicam"
 DISPLAY_MAX = (1280, 720)  # largest window; smaller art is scaled up by a whole number so emoji stay crisp
 COLS_STEPS = (8, 12, 16, 24, 32, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512)
+RUNNING_LINE_S = 30.0  # a status line this often in a log (not on a terminal)
 KEYS_HELP = "q quit  +/- grid  m mirror  o view  s snapshot  space pause"
 NO_WINDOW_HINT = "; run with --no-window --record OUT.mp4 (or --virtual-camera) instead"
 
@@ -98,6 +99,30 @@ def hud_lines(engine: Emojifier, shot: Shot, status: Status, wanted: Grid | None
             f"{stages} ms", f"first frame {status.first_s:.1f} s  {state}", KEYS_HELP]
 
 
+class RunningLine:
+    """A line every `every_s` seconds when stdout is not a terminal (a log, a script): the frames so far and the
+    rate since the line before, so that a long run's rate can be followed from outside (a window's heads-up display
+    cannot be read by a script)."""
+
+    def __init__(self, every_s: float = RUNNING_LINE_S, on: bool | None = None):
+        self.every_s, self.on = every_s, (not sys.stdout.isatty()) if on is None else on
+        self._last: tuple[float, int] | None = None  # when, frames then
+
+    def __call__(self, frames: int, now: float) -> str:
+        """The line printed now, or ""."""
+        if not self.on or frames == 0:
+            return ""
+        if self._last is None:
+            self._last = (now, frames)
+        if now - self._last[0] < self.every_s:
+            return ""
+        line = (f"running: {frames} frames, {(frames - self._last[1]) / (now - self._last[0]):.1f} fps over the "
+                f"last {now - self._last[0]:.0f} s")
+        self._last = (now, frames)
+        print(line, flush=True)
+        return line
+
+
 class PictureOutput:
     """The mirror as pictures: the window (with its heads-up display and keys, unless --no-window) and the sinks
     (recording, virtual camera), which get emoji frames only."""
@@ -107,6 +132,7 @@ class PictureOutput:
         self.engine, self.window, self.sinks, self.snapshot_dir, self.steps = engine, window, sinks, snapshot_dir, steps
         self._shown: Shot | None = None
         self._view: View | None = None
+        self._running = RunningLine()
 
     def cols(self, frame_shape: tuple[int, ...], view: View) -> int:
         return view.cols
@@ -124,6 +150,7 @@ class PictureOutput:
         if self.window is not None:
             wanted = self.engine.grid_for(shot.frame.shape, status.view.cols)
             self.window.show(rendered, hud_lines(self.engine, shot, status, wanted))
+        self._running(status.frames, time.perf_counter())
         self._shown, self._view = shot, status.view
 
     def keys(self, view: View, rendered: np.ndarray) -> tuple[View, str]:

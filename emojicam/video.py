@@ -8,6 +8,7 @@ import queue
 import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,6 +65,9 @@ def prefetch(frames: Iterable[np.ndarray], depth: int = 4) -> Iterator[np.ndarra
         thread.join(timeout=5)
 
 
+STAGE_FRAMES = 2000  # frames whose stage times give a conversion's medians
+
+
 @dataclass(frozen=True)
 class ConvertStats:
     """What one conversion did: frames written at the output's frame rate, the count the input announced, wall time,
@@ -114,9 +118,11 @@ def convert_video(emojifier: Emojifier, src: Path | str, dst: Path, quiet: bool 
     dst = Path(dst)
     emojifier.reset()
     start = time.perf_counter()
-    timings: dict[str, list[float]] = {"decode_wait": [], "emojify": [], "write": []}
-    engine_ms: list[dict[str, float]] = []  # one frame's stages, from the calls that made it
-    skipped: list[float] = []
+    # stage medians over the last STAGE_FRAMES frames: a list of every frame's times grew by 0.6 kB a frame (11 MB
+    # an hour of 5 fps video, a gigabyte for ten hours at 30 fps)
+    timings: dict[str, deque[float]] = {k: deque(maxlen=STAGE_FRAMES) for k in ("decode_wait", "emojify", "write")}
+    engine_ms: deque[dict[str, float]] = deque(maxlen=STAGE_FRAMES)  # one frame's stages, from the calls that made it
+    skipped_sum, picks = 0.0, 0  # the share of cells kept without a forward pass, summed over the frames picked
     with open_video(src) as video:
         w, h = video.size
         grid = emojifier.grid_for((h, w, 3))
@@ -145,15 +151,20 @@ def convert_video(emojifier: Emojifier, src: Path | str, dst: Path, quiet: bool 
                 timings["decode_wait"].append((t1 - t0) * 1e3)
                 timings["emojify"].append((t2 - t1) * 1e3)
                 timings["write"].append((t3 - t2) * 1e3)
-                skipped.append(picked.skipped)
+                skipped_sum, picks = skipped_sum + picked.skipped, picks + 1
                 bar.update(copies)
                 t0 = time.perf_counter()
             if composited is not None:
                 engine_ms.append(write_rendered(out, composited.result(), repeats))
             retiming = video.retiming()
+            if retiming.breaks:
+                out.sound_by_samples()
     # the count a file announces comes from its duration, which means nothing once its time stamps jump
     got = max(retiming.decoded, retiming.written)
-    if video.frame_count and not retiming.jumps and got < video.frame_count - max(2, video.frame_count // 50):
+    if retiming.breaks:
+        warn(f"{video.name}: {retiming.broken_clock()}")
+    short = got < video.frame_count - max(2, video.frame_count // 50)
+    if video.frame_count and not retiming.jumps and not retiming.breaks and short:
         warn(f"{video.name}: converted {retiming.decoded} of {video.frame_count} expected frames (truncated or "
              f"corrupt input?)")
     elif is_url(src) and not video.frame_count:  # a live stream ends when its server stops or the link drops
@@ -162,4 +173,4 @@ def convert_video(emojifier: Emojifier, src: Path | str, dst: Path, quiet: bool 
     stage_ms = {k: statistics.median(v) for k, v in timings.items() if v}
     stage_ms |= {k: statistics.median(d[k] for d in engine_ms) for k in (engine_ms[0] if engine_ms else {})}
     return ConvertStats(out.frames, out.fps, video.frame_count, time.perf_counter() - start, video.has_audio, retiming,
-                        stage_ms, statistics.fmean(skipped) if skipped else 0.0)
+                        stage_ms, skipped_sum / picks if picks else 0.0)

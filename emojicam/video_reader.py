@@ -80,13 +80,16 @@ def is_still_image(info: StreamInfo) -> bool:
 class Retiming:
     """How a video's decoded frames were put on the output's constant frame rate: frames written, frames decoded,
     output frames that repeat the frame before (to fill a gap or a slower stretch), frames dropped (a faster
-    stretch), and time-stamp jumps joined end to end (a clock that restarts, recordings joined into one file)."""
+    stretch), time-stamp jumps joined end to end (a clock that restarts, recordings joined into one file: as FFmpeg
+    joins them), and breaks: steps of a damaged clock too long to be a pause (seconds, either way; and where in the
+    output, seconds), taken as one frame each."""
 
     written: int = 0
     decoded: int = 0
     repeated: int = 0
     dropped: int = 0
     jumps: int = 0
+    breaks: tuple[tuple[float, float], ...] = ()
 
     def note(self, fps: float) -> str:
         """What was repeated, dropped or joined and why, for the closing line; empty when nothing was."""
@@ -100,6 +103,37 @@ class Retiming:
             said.append(f"{self.jumps} time-stamp jump{'s' * (self.jumps > 1)} joined end to end (a restarted "
                         f"clock or joined recordings)")
         return "; ".join(said)
+
+    def broken_clock(self) -> str:
+        """The warning for a damaged clock, naming its longest step; empty when there was none."""
+        if not self.breaks:
+            return ""
+        step, at = max(self.breaks, key=lambda b: abs(b[0]))
+        more = len(self.breaks) - 1
+        others = f" ({more} more such jump{'s' * (more > 1)})" if more else ""
+        return (f"its time stamps jump {'ahead' if step > 0 else 'back'} by {span(abs(step))} at {at:.2f} s{others}, "
+                f"more than a pause in it could last: taken as a damaged clock and joined end to end, not filled with "
+                f"copies of the frame before")
+
+
+def span(seconds: float) -> str:
+    """A length of time as people read it: 59.0 s, 12 min 5 s, 10 h 0 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes = int(seconds // 60)
+    return f"{minutes} min {seconds % 60:.0f} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def clock_repair(start_s: float, rate: Fraction, limit_s: float) -> str:
+    """FFmpeg's setpts expression that puts the first frame at 0 and each later one its source step after the one
+    before, except a step longer than limit_s either way: a damaged clock (a pause cannot outlast the file), which
+    becomes one frame's step, and is printed at warning level (the step, then where: FFmpeg's print()). Without
+    such a step the times are the source's own, so the constant rate fills real gaps as before. FFmpeg sets its
+    filters up again at a size change, and the expression starts over there (from the source's own time): a break
+    followed later by a size change in one file is repaired only up to that change."""
+    step = "(PTS-PREV_INPTS)"
+    return (f"if(isnan(PREV_INPTS),PTS-({start_s:.6f})/TB,PREV_OUTPTS+if(gt(abs{step},{limit_s:.3f}/TB),"
+            f"1/(({rate})*TB)+0*print({step}*TB,24)+0*print(PREV_OUTPTS*TB,24),{step}))")
 
 
 class VideoFile:
@@ -116,6 +150,7 @@ class VideoFile:
         self.fps, self.frame_count = fps, frame_count
         self.has_audio = info is not None and info.has_audio
         self.start_s = info.video_start_s if info is not None else 0.0
+        self.duration_s = info.duration_s if info is not None else 0.0
         self.size = (first.shape[1], first.shape[0])  # (w, h) as decoded, after rotation
         self._exe = ffmpeg_exe() if info is not None else None
         self._clock = FrameClock(fps)
@@ -153,12 +188,15 @@ class VideoFile:
         """FFmpeg's frames on the constant rate (-fps_mode cfr) from the first frame on (where the sound is cut too),
         deinterlaced where they are interlaced, each the first frame's size: a later size change is scaled into it,
         letterboxed where its shape differs (FFmpeg sets its filters up again then, so the first frame's time is a
-        number here, not STARTPTS)."""
+        number here, not STARTPTS). A time stamp that jumps further than the file lasts is a break (clock_repair):
+        -fps_mode cfr would fill it with copies, a million for a 10 h jump."""
         w, h = self.size
         rate = Fraction(self.fps).limit_denominator(1001)
         # bwdif deinterlaces the frames flagged interlaced (camcorder .mts, broadcast .ts: combs on every edge that
         # moves otherwise) and passes progressive ones through
-        fit = (f"bwdif=mode=send_frame:deint=interlaced,setpts=PTS-({self.start_s:.6f})/TB,"
+        # a pause may last as long as the file (its duration runs to its last stamp, as for the count in open_video)
+        limit_s = max(FrameClock.JUMP_S, self.duration_s - self.start_s)
+        fit = (f"bwdif=mode=send_frame:deint=interlaced,setpts='{clock_repair(self.start_s, rate, limit_s)}',"
                f"scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:-1:-1")
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the video)
         self._decoder = subprocess.Popen(
@@ -194,8 +232,10 @@ class VideoFile:
         text = self._stderr.read().decode(errors="replace")
         fields = {key: int(value) for key, value in re.findall(r"^(frame|dup_frames|drop_frames)=(\d+)$", text, re.M)}
         written, repeated, dropped = (fields.get(k, 0) for k in ("frame", "dup_frames", "drop_frames"))
+        printed = [float(x) for x in re.findall(r"^\[Eval @ [^\]]*\] (-?[\d.]+)$", text, re.M)]  # clock_repair's
+        breaks = tuple(zip(printed[0::2], printed[1::2], strict=False))  # (a killed FFmpeg may print half a pair)
         return Retiming(written, written - repeated + dropped, repeated, dropped,
-                        len(re.findall(r"timestamp discontinuity", text)))
+                        len(re.findall(r"timestamp discontinuity", text)), breaks)
 
     def close(self) -> None:
         self._capture.release()

@@ -25,6 +25,9 @@ from emojicam.video_reader import ffmpeg_exe
 OUT_EXTS = (".mp4", ".webm", ".gif")
 OS_REASONS = tuple(os.strerror(code) for code in sorted(errno.errorcode))  # how FFmpeg words them too
 _DONE = object()
+# superfast: the same file size as veryfast on emoji frames at 0.70x the encode CPU and 0.3 dB PSNR less; -tune
+# animation made the file larger (benchmarks/results/2026-12-07-encoder-settings.md)
+X264 = ("-preset", "superfast", "-crf", "20")
 
 
 def check_output(path: str | Path) -> Path:
@@ -58,6 +61,7 @@ class VideoWriter:
         keep_audio = audio_from is not None and ext != ".gif" and self._exe is not None
         self._audio_from = Path(audio_from).absolute() if keep_audio else None
         self._audio_start_s = max(0.0, audio_start_s)
+        self._sound_by_samples = False
         self._encoded = hidden_temp(self.path, "video") if keep_audio else self._tmp
         self.frames = 0
         self._proc: subprocess.Popen | None = None
@@ -88,7 +92,7 @@ class VideoWriter:
                "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "{}x{}".format(*self.frame_size), "-framerate", str(rate),
                "-i", "-"]
         if ext == ".mp4":
-            cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+            cmd += ["-c:v", "libx264", *X264, "-pix_fmt", "yuv420p",
                     "-movflags", "+faststart"]
         elif ext == ".webm":
             cmd += ["-c:v", "libvpx-vp9", "-crf", "32", "-b:v", "0", "-deadline", "realtime", "-cpu-used", "8",
@@ -96,6 +100,11 @@ class VideoWriter:
         else:  # a palette per frame: streams (no whole-clip buffering) and suits busy emoji frames
             cmd += ["-vf", "split[a][b];[a]palettegen=stats_mode=single[p];[b][p]paletteuse=new=1", "-loop", "0"]
         return [*cmd, str(self._encoded)]
+
+    def sound_by_samples(self) -> None:
+        """Lay the source's sound out by its samples, end to end, not by its time stamps: the source's clock is
+        damaged (a jump of hours back makes FFmpeg write the sound's hours again, slowly)."""
+        self._sound_by_samples = True
 
     def _add_audio(self) -> None:
         """Copy the encoded frames and add audio_from's first audio track (if any) from audio_start_s on, padded
@@ -107,7 +116,8 @@ class VideoWriter:
         done = subprocess.run([self._exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                                "-i", str(self._encoded), *skip, "-i", str(self._audio_from),
                                "-map", "0:v", "-map", "1:a:0?", "-c:v", "copy",
-                               "-af", "apad", "-t", seconds, *audio, str(self._tmp)],
+                               "-af", f"{'asetpts=N/SR/TB,' * self._sound_by_samples}apad", "-t", seconds, *audio,
+                               str(self._tmp)],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
                               start_new_session=True)
         if done.returncode == 0:

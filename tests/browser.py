@@ -15,6 +15,7 @@ import time
 
 import cv2
 import numpy as np
+from conftest import need_tool
 
 # WebGPU on SwiftShader (software) for tests/test_web.py: compute works beside --disable-gpu, but a WebGPU canvas
 # needs the GPU process, Vulkan on SwiftShader to render and ANGLE on SwiftShader to composite (without them
@@ -36,6 +37,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-quic", "--no-first-run",
 
 def chromium_binary() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def need_chromium() -> None:
+    """The test needs Chromium: skipped without it, failed under CI (conftest.need_tool)."""
+    need_tool("chromium", "the pages are tested in a real browser (apt-get install chromium; ./setup.sh test "
+              "installs it)", chromium_binary() is not None)
 
 
 class Chromium:

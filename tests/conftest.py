@@ -72,13 +72,27 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def need_tool(name: str, why: str, present: bool | None = None) -> None:
+    """A test's tool (a program, or a facility of the system such as mount namespaces): present (default: `name` is
+    a command on PATH), or the test ends here, saying why it needs it. Skipped on a developer's machine; failed
+    when the CI environment variable is set, where ./setup.sh test installs every tool and a green run must not
+    hide tests that never ran."""
+    if present is None:
+        present = shutil.which(name) is not None
+    if present:
+        return
+    message = f"{name} is missing: {why}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set: a test whose tool is missing fails there)", pytrace=False)
+    pytest.skip(message)
+
+
 def mount_tmpfs(folder: Path, options: str) -> None:
     """A tmpfs on folder (`mount -t tmpfs -o OPTIONS`). Mounting needs root (CI runs the tests as root); elsewhere
-    the test is skipped, saying why."""
+    the test is skipped, saying why (under CI it fails)."""
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"full and read-only disks are simulated with a tmpfs, and mounting one failed here: "
-                    f"{(done.stderr.strip() or 'mount refused').splitlines()[-1]}")
+    need_tool("mount -t tmpfs", f"full and read-only disks are simulated with a tmpfs, and mounting one failed "
+              f"here: {(done.stderr.strip() or 'mount refused').splitlines()[-1]}", done.returncode == 0)
 
 
 @pytest.fixture
@@ -113,8 +127,8 @@ def read_only(tmp_path):
 def xvfb():
     """A virtual X screen for the window tests; yields its DISPLAY value."""
     for tool in ("Xvfb", "xdotool", "import"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} missing: install xvfb, xdotool and imagemagick (./setup.sh test does)")
+        need_tool(tool, "the window tests run on a virtual screen; install xvfb, xdotool and imagemagick "
+                  "(./setup.sh test does)")
     for n in range(90, 190):
         if Path(f"/tmp/.X{n}-lock").exists() or Path(f"/tmp/.X11-unix/X{n}").exists():
             continue
@@ -139,9 +153,11 @@ def unwritable(folder: Path) -> list[str]:
     folder.chmod(0o555)
     if os.geteuid() != 0:
         return []
-    if shutil.which("unshare") and subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode == 0:
-        return ["unshare", "--user"]
-    pytest.skip("running as root, which permission bits do not stop, and `unshare --user` is not available here")
+    works = bool(shutil.which("unshare")) and subprocess.run(["unshare", "--user", "true"],
+                                                             capture_output=True).returncode == 0
+    need_tool("unshare --user", "running as root, which permission bits do not stop, a refused write is tested in a "
+              "user namespace (util-linux's unshare, and user namespaces allowed)", works)
+    return ["unshare", "--user"]
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -233,3 +234,50 @@ def sound(path: Path, rate: int = 16000) -> np.ndarray:
 def beep_s(samples: np.ndarray, rate: int = 16000) -> float:
     """When the beep starts: the first sample louder than the tone under it can be."""
     return float(np.argmax(np.abs(samples) > 0.5)) / rate
+
+
+def _pts(b: bytes) -> int:
+    return ((b[0] >> 1) & 7) << 30 | (b[1] << 7 | b[2] >> 1) << 15 | (b[3] << 7 | b[4] >> 1)
+
+
+def _pts_bytes(value: int, prefix: int) -> bytes:
+    v = value & ((1 << 33) - 1)
+    return bytes([prefix << 4 | (v >> 30 & 7) << 1 | 1, v >> 22 & 0xFF, (v >> 15 & 0x7F) << 1 | 1, v >> 7 & 0xFF,
+                  (v & 0x7F) << 1 | 1])
+
+
+def damaged_pts(src_ts: Path, dst: Path, index: int, jump_s: float) -> Path:
+    """src_ts with the presentation time of its index-th video PES packet moved by jump_s, its decode time left
+    alone: one damaged stamp, as a bit error in a broadcast or a camera's capture leaves it (the transport stream's
+    own discontinuity handling looks at decode times, so FFmpeg passes it on)."""
+    data = bytearray(src_ts.read_bytes())
+    at, found = 0, []
+    while (at := data.find(b"\x00\x00\x01\xe0", at)) >= 0:  # a video PES header: H.264 never has this start code
+        if data[at + 7] >> 6 == 3:  # carries PTS and DTS
+            found.append(at + 9)
+        at += 4
+    at = found[index]
+    data[at:at + 5] = _pts_bytes(_pts(data[at:at + 5]) + round(jump_s * 90000), data[at] >> 4)
+    dst.write_bytes(data)
+    return dst
+
+
+def damaged_clusters(src_mkv: Path, dst: Path, first: int, jump_s: float) -> Path:
+    """src_mkv (clusters of 4-byte time stamps in ms, as a clock far from 0 gives them) with every cluster's time
+    from the first-th on moved by jump_s: a clock that jumps and stays there, which Matroska's demuxer passes on as
+    it is. Its Duration (an end time in FFmpeg's muxer) becomes the length, as a recorder that starts at 0 writes."""
+    data = bytearray(src_mkv.read_bytes())
+    at, n, start = 0, 0, None
+    while (at := data.find(b"\x1f\x43\xb6\x75", at)) >= 0:
+        stamp = data.find(b"\xe7\x84", at, at + 16) + 2  # the Timestamp element, 4 bytes long
+        value = int.from_bytes(data[stamp:stamp + 4], "big")
+        start = value if start is None else start
+        if n >= first:
+            data[stamp:stamp + 4] = (value + round(jump_s * 1000)).to_bytes(4, "big")
+        at, n = at + 4, n + 1
+    duration = data.find(b"\x44\x89\x88") + 3  # an 8-byte float, in ms
+    data[duration:duration + 8] = struct.pack(">d", struct.unpack(">d", data[duration:duration + 8])[0] - start)
+    if n <= first:
+        raise RuntimeError(f"{src_mkv} has {n} clusters, none after cluster {first}")
+    dst.write_bytes(data)
+    return dst

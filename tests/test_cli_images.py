@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -157,6 +158,19 @@ def test_auto_background_follows_the_picture(on_backgrounds, photo):
 
 # --- bad input ---------------------------------------------------------------------------------------------------
 
+def png_with_a_bad_filter() -> bytes:
+    """A PNG whose first row names a filter type that does not exist (a flipped bit, as fuzzing found)."""
+    _, encoded = cv2.imencode(".png", np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    data = encoded.tobytes()
+    at = data.find(b"IDAT")
+    size = int.from_bytes(data[at - 4:at], "big")
+    rows = bytearray(zlib.decompress(data[at + 4:at + 4 + size]))
+    rows[0] = 9  # filter types are 0..4
+    packed = zlib.compress(bytes(rows))
+    return (data[:at - 4] + len(packed).to_bytes(4, "big") + b"IDAT" + packed
+            + zlib.crc32(b"IDAT" + packed).to_bytes(4, "big") + data[at + 4 + size + 4:])
+
+
 def bad_cases(tmp: Path, weights: Path, other: tuple[Path, Path]) -> dict[str, tuple[Path, list, str]]:
     """name -> (input, CLI options, a piece of the expected message)."""
     not_image, empty, truncated, text, garbage_weights = (tmp / n for n in (
@@ -166,12 +180,15 @@ def bad_cases(tmp: Path, weights: Path, other: tuple[Path, Path]) -> dict[str, t
     truncated.write_bytes(PHOTO.read_bytes()[:40_000])  # 61 kB file cut short: no end marker
     text.write_text("hello\n")
     garbage_weights.write_bytes(np.random.default_rng(0).bytes(5000))
+    damaged_png = tmp / "damaged.png"
+    damaged_png.write_bytes(png_with_a_bad_filter())
     other_set, other_w = other
     w = ["--weights", weights]
     return {
         "missing file": (tmp / "nope.jpg", w, "input: expected a file, got no file"),
         "not an image": (not_image, w, "input: expected an image"),
         "truncated jpeg": (truncated, w, "input: expected"),
+        "damaged png": (damaged_png, w, "input: expected an image"),  # libpng printed its own line beside ours
         "zero bytes": (empty, w, "input: expected an image, got an empty file"),
         "unknown input extension": (text, w, "input: expected an image"),
         "unknown output extension": (PHOTO, w, "output: expected one of"),
@@ -204,7 +221,7 @@ def bad_runs(weights, other_weights, tmp_path_factory) -> dict[str, tuple[Path, 
         return dict(pool.map(one, cases))
 
 
-BAD = ["missing file", "not an image", "truncated jpeg", "zero bytes", "unknown input extension",
+BAD = ["missing file", "not an image", "truncated jpeg", "damaged png", "zero bytes", "unknown input extension",
        "unknown output extension", "cols 0", "cols 100000", "tile 100000", "negative still threshold",
        "stability nan", "set of other weights",
        "weights of another set", "weights not safetensors", "missing weights", "device NOPE"]

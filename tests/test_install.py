@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, need_tool, run_cli
 from media import decoded_frames, ffmpeg, make_clip
 
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"
@@ -133,8 +133,8 @@ def python_for_everyone() -> str:
     if all(p.stat().st_mode & 0o001 for p in here.parents) and here.stat().st_mode & 0o001:
         return sys.executable
     system = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}", path="/usr/bin:/usr/local/bin")
-    if system is None:
-        pytest.skip(f"no Python {sys.version_info.major}.{sys.version_info.minor} an unprivileged user can run")
+    need_tool(f"python{sys.version_info.major}.{sys.version_info.minor}", "the install is also run as an "
+              "unprivileged user, who needs a Python of this version in a folder open to everyone", system is not None)
     return system
 
 
@@ -160,9 +160,14 @@ def installed(tmp_path_factory) -> Iterator[Path]:
 
 def outside_env(**extra: str) -> dict[str, str]:
     """The environment of a user outside the checkout: no PYTHONPATH or venv of ours, and (unless given) the
-    caches where their HOME puts them, not where the test suite keeps its own."""
+    caches where their HOME puts them, not where the test suite keeps its own. Nor anything that points into the
+    checkout or our venv: importing cv2 here sets LD_LIBRARY_PATH (and Qt's paths) into our venv, and tinygrad,
+    looking for its libraries along LD_LIBRARY_PATH, failed for a user who cannot enter the checkout's folder (a
+    `mktemp -d` checkout is 0700)."""
     drop = ("PYTHONPATH", "VIRTUAL_ENV", "EMOJICAM_CACHE", "CACHEDB", "XDG_CACHE_HOME", "POCL_CACHE_DIR")
-    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
+    ours = (str(ROOT), sys.prefix)
+    return {**{k: v for k, v in os.environ.items()
+               if k not in drop and (k == "PATH" or not any(p in v for p in ours))}, **extra}
 
 
 def test_wheel_installs_and_runs_outside_the_checkout(installed, clip, tmp_path):
@@ -224,8 +229,8 @@ def test_a_read_only_install_runs_for_root_and_for_a_user_without_a_home(install
     """The installed package on a read-only mount (a container image, a system-wide or Nix install): its weights,
     set and samples load without a file of the package opened for writing; with ~/.cache read-only, or no home at
     all, the caches are skipped with one warning line and the photo and the video still convert."""
-    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
-        pytest.skip("a read-only install is simulated in a private mount namespace, and `unshare --mount` failed")
+    need_tool("unshare --mount", "a read-only install is simulated in a private mount namespace (as root)",
+              subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0)
     base = Path(tempfile.mkdtemp(prefix="emojicam-ro-"))
     try:
         base.chmod(0o755)

@@ -403,3 +403,16 @@ def test_a_first_start_shows_the_source_while_its_grid_compiles(xvfb, atlas, wei
     assert max(cell_corr(shown, cv2.resize(f, CANVAS[::-1], interpolation=cv2.INTER_AREA)) for f in source) > 0.95
     recorded = read_frames(out)
     assert recorded and max(emoji_misfit(f, atlas) for f in recorded) < 25, "no preparation frame was recorded"
+
+
+def test_running_line_every_30_s_in_a_log(capsys):
+    """A log (not a terminal) gets the frames so far and the rate since the line before, every 30 s."""
+    from emojicam.live import RunningLine
+
+    line = RunningLine(every_s=30, on=True)
+    said = [line(frames, now) for frames, now in ((0, 0.0), (1, 1.0), (100, 20.0), (301, 31.0), (500, 50.0),
+                                                  (901, 61.0))]
+    assert said == ["", "", "", "running: 301 frames, 10.0 fps over the last 30 s", "",
+                    "running: 901 frames, 20.0 fps over the last 30 s"]
+    assert capsys.readouterr().out.splitlines() == [s for s in said if s]
+    assert RunningLine(every_s=30, on=False)(1000, 1e6) == ""  # a terminal: the heads-up display says it

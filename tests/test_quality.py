@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli
@@ -12,9 +13,12 @@ from emojicam.emoji_set import EmojiSet
 from emojicam.evaluate import (
     baseline_indices,
     colour_error,
+    colour_fidelity,
     draw_on,
     edge_agreement,
     emoji_coverage,
+    emoji_lab,
+    lab,
     wallpaper,
 )
 from emojicam.grid import Grid
@@ -54,6 +58,18 @@ def test_a_picture_made_of_set_tiles_is_rebuilt_exactly_by_the_baseline(emoji_se
     rebuilt = draw_on(emoji_set, baseline_indices(emoji_set, frame, grid), grid)
     assert colour_error(frame, rebuilt, TILE) == pytest.approx(0, abs=1e-4)
     assert edge_agreement(frame, rebuilt, TILE) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_colour_fidelity_is_zero_for_an_emoji_of_the_cells_own_colour_and_the_lab_distance_otherwise(emoji_set):
+    emoji = emoji_lab(emoji_set)
+    grid = Grid(3, 2, TILE)
+    chosen = int(np.argmin(np.abs(emoji[:, 0] - 50)))  # a mid-grey-lightness emoji: its colour is drawable in BGR
+    bgr = cv2.cvtColor(emoji[chosen].reshape(1, 1, 3).astype(np.float32), cv2.COLOR_Lab2BGR) * 255
+    frame = np.full((2 * 40, 3 * 40, 3), bgr.round().clip(0, 255).reshape(3), np.uint8)
+    same, other = np.full(grid.count, chosen), np.full(grid.count, (chosen + 1) % len(emoji))
+    assert colour_fidelity(frame, same, grid, emoji) < 1.0, "within one level's rounding"
+    expected = np.linalg.norm(emoji[other[0]] - lab(frame[:1, :1])[0, 0])
+    assert expected > 5 and colour_fidelity(frame, other, grid, emoji) == pytest.approx(expected, abs=1e-3)
 
 
 def test_coverage_is_the_mean_opacity_of_the_chosen_emoji(emoji_set):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,29 @@ def test_non_root_without_sudo_gets_the_one_command_to_run(tmp_path: Path) -> No
 def test_unknown_job_is_refused(tmp_path: Path) -> None:
     done, _ = run_setup(fake_machine(tmp_path, "Linux", ("apt-get",)), "deploy")
     assert done.returncode == 2 and "usage" in done.stderr
+
+
+MISSING_TOOL = """
+import sys
+sys.path.insert(0, {tests!r})
+from conftest import need_tool
+
+def test_needs_a_tool_nobody_has():
+    need_tool("no-such-tool-emojicam", "to show what a missing tool does")
+"""
+
+
+@pytest.mark.parametrize("ci", [None, "1"])
+def test_a_missing_tool_skips_on_a_developers_machine_and_fails_under_ci(tmp_path: Path, ci: str | None) -> None:
+    """conftest.need_tool, which every test whose program or system facility may be missing goes through: a skip
+    that says why, or under CI (.ci/run sets it) a failure, so a green CI run has run every test."""
+    (tmp_path / "test_missing.py").write_text(MISSING_TOOL.format(tests=str(ROOT / "tests")))
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | ({"CI": ci} if ci else {})
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rsf", "-p", "no:cacheprovider", "-c", os.devnull,
+                           str(tmp_path / "test_missing.py")], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=tmp_path)
+    assert "no-such-tool-emojicam is missing: to show what a missing tool does" in done.stdout, done.stdout
+    if ci:
+        assert done.returncode == 1 and "1 failed" in done.stdout, done.stdout
+    else:
+        assert done.returncode == 0 and "1 skipped" in done.stdout, done.stdout

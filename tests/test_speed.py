@@ -4,7 +4,6 @@ device's batch split across cores."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,12 +12,14 @@ import cv2
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli
+from tinygrad import Tensor
 
 from emojicam import jit_cache, kernels
 from emojicam import model as model_io
+from emojicam.device_frame import area_resize, resize_weights
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
-from emojicam.grid import cut_patches
+from emojicam.grid import Grid, cut_patches
 from emojicam.lanes import batch_sizes, lane_devices
 
 DEVICE = "CPU"
@@ -162,6 +163,39 @@ def test_a_second_engine_loads_the_captured_jit_and_picks_the_same_emoji(parts, 
     assert not other.lanes.loaded(cells)
 
 
+@pytest.mark.parametrize("composite", ["host", "device"])
+def test_engines_that_load_the_same_cache_entry_share_no_buffer(composite, tmp_path, monkeypatch):
+    """Two engines with the same settings in one process, the second loading what the first stored: each keeps
+    its own buffers (tinygrad rebuilds a pickled buffer through its table of live ones: the second engine used to
+    share every buffer of the first one's captured function, its stability state too), and each picks on its own
+    frames what an engine alone picks on them, while the other runs in between."""
+    monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
+    frames = clip_frames((181, 321))
+    ckpt = model_io.load(model_io.shipped_weights(model_name="fast"), DEVICE)
+    settings = Settings(cols=12, tile_px=8, device=DEVICE, stability=1.0, cpu_threads=1, composite=composite)
+    first = Emojifier(ckpt, EmojiSet.load(), settings)
+    alone = [first(frame).indices for frame in frames]
+    second = Emojifier(ckpt, EmojiSet.load(), settings)
+    second(frames[0])
+    assert list(tmp_path.glob("*.jit.pkl")) and (composite == "device" or second.lanes.loaded(84))
+    shared = captured_buffers(first) & captured_buffers(second)
+    assert not shared, f"{len(shared)} buffers shared"
+    for n in range(1, len(frames)):
+        first(frames[-n])  # another engine's frame in between
+        np.testing.assert_array_equal(second(frames[n]).indices, alone[n], err_msg=f"frame {n}")
+
+
+def captured_buffers(engine: Emojifier) -> set[int]:
+    """The ids of the device buffers in an engine's captured functions."""
+    from tinygrad.uop.ops import Ops, buffers
+
+    path = engine._path
+    jits = ([f.jit for f in path._frames.values()] if engine.on_device else
+            [jit for lane in engine.lanes._lanes for jit in lane.jits.values()])
+    return {id(buffers[u]) for jit in jits for u in jit.captured.linear.toposort()
+            if u.op is Ops.BUFFER and u in buffers}
+
+
 def test_a_broken_cache_entry_is_ignored(parts, photo, tmp_path, monkeypatch):
     monkeypatch.setenv("EMOJICAM_CACHE", str(tmp_path))
     reference = engine(parts)(photo).image
@@ -238,56 +272,64 @@ def test_tune_bad_options_get_one_line_and_status_2(options, message):
     assert message in lines[0]
 
 
-DEVICE_AGAINST_HOST = """
-import json, sys
-import cv2
-import numpy as np
-from emojicam import model as model_io
-from emojicam.emoji_set import EmojiSet
-from emojicam.engine import Emojifier, Settings
+def clip_frames(size: tuple[int, int]) -> list[np.ndarray]:
+    """The sample clip's frames 0, 10, 20 and 30, resized to size (h, w) by area: real frames of an odd size."""
+    cap = cv2.VideoCapture(str(ROOT / "samples" / "sample.mp4"))
+    clip = [cap.read()[1] for _ in range(31)][::10]
+    return [cv2.resize(f, size[::-1], interpolation=cv2.INTER_AREA) for f in clip]
 
-root, (h, w), cols, device, still, model = sys.argv[1], *json.loads(sys.argv[2])
-cap = cv2.VideoCapture(root + "/samples/sample.mp4")
-clip = [cap.read()[1] for _ in range(31)][::10]
-frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in clip]
-ckpt = model_io.load(model_io.shipped_weights(model_name=model), device)
-settings = dict(cols=cols, tile_px=8, device=device, stability=1.0, still_threshold=still, cpu_threads=1)
-out = {"same": [], "diff": [], "skipped": [], "shapes_agree": True}
-with (Emojifier(ckpt, EmojiSet.load(), Settings(**settings, composite="host")) as host,
-      Emojifier(ckpt, EmojiSet.load(), Settings(**settings, composite="device")) as on_device):
-    assert on_device.on_device and not host.on_device
-    for frame in [*frames, frames[-1]]:
-        a, b = host(frame), on_device(frame)
-        out["shapes_agree"] &= b.image.shape == a.image.shape and a.grid == b.grid
-        out["same"].append(float((a.indices == b.indices).mean()))
-        out["diff"].append(float(np.abs(a.image.astype(int) - b.image).mean()))
-        out["skipped"].append((a.skipped, b.skipped))
-print(json.dumps(out))
-"""
+
+def device_patches(frame: np.ndarray, grid, px: int, device: str) -> np.ndarray:
+    """The device path's patches of frame (device_frame.area_resize, as its frame function cuts them), on the host."""
+    size = (grid.rows * px, grid.cols * px)
+    small = area_resize(Tensor(frame, device=device), size, resize_weights(frame.shape[:2], size, device)).numpy()
+    cells = small[..., ::-1].reshape(grid.rows, px, grid.cols, px, 3).transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(cells).reshape(grid.count, px, px, 3).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("size", "cols", "px"), [
+    ((181, 321), 12, 36), ((30, 40), 5, 36), ((181, 321), 12, 18), ((90, 160), 8, 36), ((30, 400), 10, 36)])
+def test_the_device_paths_resize_is_opencvs(size, cols, px):
+    """The device path's area resize against cv2.resize (INTER_AREA) on the host path, on its own: bit for bit on
+    the comparison's frames below (shrinking in float, enlarging in OpenCV's fixed point), and where one side grows
+    and the other shrinks (400x30 to 10x1 cells of 36 px). device_frame.py says where the two may part by a level;
+    none of these frames meets it."""
+    for frame in clip_frames(size):
+        grid = Grid.for_frame(frame.shape, cols, 8)
+        np.testing.assert_array_equal(device_patches(frame, grid, px, "CPU"), cut_patches(frame, grid, px))
 
 
 @pytest.mark.parametrize(("size", "cols", "device", "still", "model"), [
     ((181, 321), 12, "CPU", 0.0, "default"), ((30, 40), 5, "CPU", 0.0, "default"),
     ((90, 160), 8, "CPU", 4.0, "default"), ((181, 321), 12, "CL", 0.0, "default"),
     ((181, 321), 12, "CPU", 0.0, "fast")])
-def test_the_device_path_draws_what_the_host_path_draws(size, cols, device, still, model):
+def test_the_device_path_draws_what_the_host_path_draws(parts, size, cols, device, still, model):
     """--composite device (the whole frame in one compiled function) against the host path on real frames of the
     sample clip, on the CPU device and on OpenCL (PoCL here): an odd frame size, one smaller than the patch grid
-    (40x30 px for 5x4 cells of 36 px), the still-cell threshold and the fast model's 18 px patches; the same emoji
-    on at least 99.5% of cells and output pixels within one level on average (see device_frame.py for how the resize
-    is defined), and the same share of cells kept on a repeated frame.
-    In a process of its own, as a command runs: in the suite's process, after some 200 other tests, the fast model's
-    case twice picked differently on 5 of 420 cells (never in a fresh process; not explained yet)."""
-    done = subprocess.run([sys.executable, "-c", DEVICE_AGAINST_HOST, str(ROOT),
-                           json.dumps([size, cols, device, still, model])], capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout)
-    assert got["shapes_agree"]
-    assert all(a == pytest.approx(b) for a, b in got["skipped"]), got["skipped"]
-    assert got["skipped"][-1][0] == 1.0, "the repeated frame keeps every emoji"
-    assert np.mean(got["same"]) >= 0.995, got["same"]
-    assert np.mean(got["diff"]) <= 1.0, got["diff"]
+    (40x30 px for 5x4 cells of 36 px), the still-cell threshold and the fast model's 18 px patches. Both paths cut
+    the same patches here (test above), so the network must pick the same emoji on every cell of every frame; the
+    pictures within one level on average (the device path redoes the `auto` background), and the same share of
+    cells kept on a repeated frame. In the suite's process, after whatever ran before: a pick that depends on that
+    is a bug (benchmarks/results/2026-12-07-device-host-difference.md)."""
+    frames = clip_frames(size)
+    ckpt = (parts[0] if device == DEVICE and model == "default"
+            else model_io.load(model_io.shipped_weights(model_name=model), device))
+    settings = dict(cols=cols, tile_px=8, device=device, stability=1.0, still_threshold=still, cpu_threads=1)
+    with (Emojifier(ckpt, parts[1], Settings(**settings, composite="host")) as host,
+          Emojifier(ckpt, parts[1], Settings(**settings, composite="device")) as on_device):
+        assert on_device.on_device and not host.on_device
+        for n, frame in enumerate([*frames, frames[-1]]):
+            a, b = host(frame), on_device(frame)
+            assert b.image.shape == a.image.shape and a.grid == b.grid
+            if (differ := np.flatnonzero(a.indices != b.indices)).size:
+                score = host.lanes.scorer.scores(Tensor(cut_patches(frame, a.grid, host.patch_px),
+                                                        device=host.device)).numpy()
+                top2 = np.sort(score[differ], 1)[:, -2:]
+                pytest.fail(f"frame {n}: cells {differ.tolist()} differ (host {a.indices[differ].tolist()}, device "
+                            f"{b.indices[differ].tolist()}); top-2 scores on the host's patches {top2.tolist()}")
+            assert np.abs(a.image.astype(int) - b.image).mean() <= 1.0, f"frame {n}"
+            assert b.skipped == pytest.approx(a.skipped), f"frame {n}"
+    assert a.skipped == 1.0, "the repeated frame keeps every emoji"
 
 
 CHILD_CHECK = """

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, need_tool, run_cli
 from media import make_clip
 
 from emojicam.emoji_set import EmojiSet
@@ -150,8 +150,8 @@ def moving_clip(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tmux():
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed (apt-get install tmux; ./setup.sh test installs it)")
+    need_tool("tmux", "the terminal mirror is tested in a real terminal (apt-get install tmux; ./setup.sh test "
+              "installs it)")
     sessions = []
 
     def start(size: tuple[int, int]) -> Tmux:

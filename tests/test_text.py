@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from browser import Chromium, chromium_binary
+from browser import Chromium, need_chromium
 from conftest import ROOT, run_cli
 from media import make_clip
 
@@ -178,8 +178,7 @@ def test_the_page_is_self_contained(page):
 
 
 def test_the_page_in_chromium_shows_the_grid_aligned_and_copies_the_text(page):
-    if chromium_binary() is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; ./setup.sh test installs it)")
+    need_chromium()
     path, text = page
     lines = text.split("\n")[:-1]
     rows, cols = len(lines), len(read_back(text)[0])

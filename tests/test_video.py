@@ -16,6 +16,8 @@ from conftest import ROOT, digest, one_line, run_cli
 from media import (
     beep_s,
     beeps_s,
+    damaged_clusters,
+    damaged_pts,
     decoded_frames,
     ffmpeg,
     ffmpeg_count,
@@ -434,6 +436,56 @@ def test_without_ffmpeg_opencv_stamps_are_joined_too(joined, weights, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "(50 frames written, 2.00 s at 25 fps; 1 time-stamp jump joined end to end" in done.stdout, done.stdout
     assert len(decoded_frames(out)) == 50
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory, weights) -> tuple[dict[str, tuple[Path, Path]], subprocess.CompletedProcess]:
+    """2 s recordings (flash and beep at 0.5 s) whose clocks were damaged, and one paused for 20 s, converted in one
+    CLI call."""
+    d = tmp_path_factory.mktemp("damaged")
+    part = flash_and_beep(d / "part.mp4", at_s=0.5, seconds=2.0)
+    ffmpeg("-i", part, "-c", "copy", "-f", "mpegts", d / "clean.ts")
+    ffmpeg("-i", part, "-c", "copy", "-output_ts_offset", "20000", "-cluster_time_limit", "300", d / "clean.mkv")
+    pause = "setpts='PTS+gte(T,1)*20/TB'"
+    sources = {"ts_ahead": damaged_pts(d / "clean.ts", d / "ts_ahead.ts", 20, 36000),  # one frame's stamp: +10 h
+               "mkv_ahead": damaged_clusters(d / "clean.mkv", d / "mkv_ahead.mkv", 3, 36000),  # +10 h, for good
+               "mkv_back": damaged_clusters(d / "clean.mkv", d / "mkv_back.mkv", 3, -10000),  # 2 h 47 min back
+               "paused": d / "paused.mkv"}  # 20 s without frames or sound, in a file that says it lasts 22 s
+    ffmpeg("-i", part, "-vf", pause, "-af", f"a{pause}", "-fps_mode", "passthrough", "-c:v", "libx264", "-c:a", "aac",
+           sources["paused"])
+    out = d / "out"
+    done = run_cli("convert", *sources.values(), "-o", out, "--cols", COLS, "--tile", TILE, "--weights", weights)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {name: (src, out / f"{name}_emoji.mp4") for name, src in sources.items()}, done
+
+
+@pytest.mark.parametrize("name, says", [("ts_ahead", "jump ahead by 10 h 0 min at 1.00 s (1 more such jump)"),
+                                        ("mkv_ahead", "jump ahead by 10 h 0 min at 0.52 s, more than"),
+                                        ("mkv_back", "jump back by 2 h 46 min at 0.52 s, more than"),
+                                        ("paused", None)])
+def test_a_damaged_clock_is_a_break_and_a_pause_keeps_its_length(damaged, name, says):
+    """A jump longer than the file (a damaged clock) is one frame on, as many frames written as FFmpeg decodes, with
+    one warning naming it, instead of hours of copies (1,080,000 for the +10 h stamp); a pause the file's length
+    holds is kept; the sound stays with the picture either way."""
+    (src, out), done = damaged[0][name], damaged[1]
+    decoded = ffmpeg_count(src)
+    warned = [line for line in done.stderr.splitlines() if f"{src.name}:" in line]
+    if says is None:
+        assert ffmpeg_count(out) == ffmpeg_count(src, 25) == 550 and not warned, warned
+        assert flashes_s(out) == pytest.approx([0.5], abs=0.04)
+        return
+    assert decoded == 50 and ffmpeg_count(out) == decoded, (ffmpeg_count(out), decoded)
+    assert len(warned) == 1 and says in warned[0] and "damaged clock" in warned[0], warned
+    assert stream_seconds(out, "a") == pytest.approx(2.0, abs=0.03)
+    assert flashes_s(out) == pytest.approx([0.5], abs=0.04)
+    assert beeps_s(sound(out)) == pytest.approx([0.5], abs=0.06)
+
+
+def test_a_broken_clock_is_named_by_its_longest_step():
+    assert Retiming().broken_clock() == ""
+    said = Retiming(breaks=((-100.0, 1.0), (5000.0, 2.0), (20.0, 3.0))).broken_clock()
+    assert said.startswith("its time stamps jump ahead by 1 h 23 min at 2.00 s (2 more such jumps), "), said
+    assert Retiming(breaks=((-59.5, 0.5),)).broken_clock().startswith("its time stamps jump back by 59.5 s at 0.50 s,")
 
 
 def test_frame_clock_holds_gaps_and_joins_jumps():

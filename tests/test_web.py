@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from browser import Chromium, chromium_binary, fake_camera_flags
+from browser import Chromium, fake_camera_flags, need_chromium
 from conftest import ROOT, run_cli
 from media import ffmpeg
 from test_text import SEQUENCES, read_back  # the set's emoji as text, independently of emojicam.text
@@ -41,8 +41,11 @@ GRIDS = "16x9,32x18"
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"
 TILE = 16
 
-needs_chromium = pytest.mark.skipif(chromium_binary() is None,
-                                    reason="chromium is not installed (apt-get install chromium; ./setup.sh test)")
+
+
+@pytest.fixture
+def needs_chromium() -> None:
+    need_chromium()
 
 
 @dataclass(frozen=True)
@@ -199,8 +202,7 @@ def test_the_site_holds_its_own_files_and_kernels_within_webgpu_limits(sites):
 @pytest.fixture(scope="module")
 def mirror(sites, camera_clip):
     """One page of the default site with the fake camera, started on 16x9, having shown two frames."""
-    if chromium_binary() is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; ./setup.sh test)")
+    need_chromium()
     served = sites("default")
     with Chromium(timeout=180, webgpu=True, flags=fake_camera_flags(camera_clip)) as browser:
         tab = browser.open(served.url + "#grid=16x9", watch=True)
@@ -290,7 +292,7 @@ def test_the_mirror_asked_nothing_of_other_origins_and_logged_no_error(mirror):
     assert errors == [], errors
 
 
-@needs_chromium
+@pytest.mark.usefixtures("needs_chromium")
 def test_the_site_runs_opened_from_a_folder(sites, still_clip):
     """No server: index.html opened as a file (a USB stick) loads its scripts beside it, which fetch() could not."""
     with Chromium(timeout=180, webgpu=True, flags=fake_camera_flags(still_clip)) as browser:
@@ -301,7 +303,7 @@ def test_the_site_runs_opened_from_a_folder(sites, still_clip):
         assert all(u.startswith(("file://", "data:", "blob:")) for u in urls), urls
 
 
-@needs_chromium
+@pytest.mark.usefixtures("needs_chromium")
 def test_a_still_picture_keeps_its_emoji(sites, still_clip):
     """No flicker: on a still picture with noise, each cell keeps its emoji (hysteresis, as in Python)."""
     with Chromium(timeout=180, webgpu=True, flags=fake_camera_flags(still_clip)) as browser:
@@ -314,7 +316,7 @@ def test_a_still_picture_keeps_its_emoji(sites, still_clip):
 
 # --- the same emoji as Python ---------------------------------------------------------------------------------------
 
-@needs_chromium
+@pytest.mark.usefixtures("needs_chromium")
 @pytest.mark.parametrize("model", ["default", "fast"])
 def test_the_page_picks_what_the_python_engine_picks_for_the_same_bytes(sites, model):
     """The bytes the page would classify (RGBA at the grid's patch resolution) to the page's kernels and to the
@@ -353,7 +355,7 @@ def test_the_page_picks_what_the_python_engine_picks_for_the_same_bytes(sites, m
 
 # --- the benchmark, the messages, the server ------------------------------------------------------------------------
 
-@needs_chromium
+@pytest.mark.usefixtures("needs_chromium")
 def test_the_benchmark_times_the_grids_asked_for_and_gives_json(sites, tmp_path):
     served = sites("default")
     with Chromium(timeout=300, webgpu=True) as browser:
@@ -376,7 +378,7 @@ def test_the_benchmark_times_the_grids_asked_for_and_gives_json(sites, tmp_path)
     assert "| google swiftshader | HeadlessChrome " in done.stdout and "| 16x9 | 144 |" in done.stdout
 
 
-@needs_chromium
+@pytest.mark.usefixtures("needs_chromium")
 def test_without_webgpu_the_page_says_so_in_one_sentence(sites):
     with Chromium(timeout=60) as browser:  # --disable-gpu, no --enable-unsafe-webgpu: requestAdapter() gives null
         tab = browser.open(sites("default").url, watch=True)
@@ -385,7 +387,7 @@ def test_without_webgpu_the_page_says_so_in_one_sentence(sites):
         assert browser.evaluate("getComputedStyle(document.getElementById('message')).display", tab) != "none"
 
 
-@needs_chromium
+@pytest.mark.usefixtures("needs_chromium")
 def test_without_a_camera_the_page_says_what_to_do(sites):
     with Chromium(timeout=60, webgpu=True) as browser:  # no fake camera: there is none
         tab = browser.open(sites("default").url, watch=True)
