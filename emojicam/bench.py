@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from emojicam.errors import EmojicamError
+from emojicam.ffmpeg import ffmpeg_exe, h264_writer
 from emojicam.resources import shipped
 from emojicam.settings import PATHS
 from emojicam.timing import median_ms, timed_loop
@@ -90,12 +91,10 @@ def synthetic_scene(frames: int, size: tuple[int, int] = SOURCE_SIZE, seed: int 
 
 def make_clip(dst: Path, frames: int, source: Path | None = None) -> str:
     """Write a 1280x720 H.264 clip of up to `frames` frames to dst; returns what it was made from."""
-    import imageio_ffmpeg
-
     w, h = SOURCE_SIZE
     source = source or (SAMPLE if SAMPLE.is_file() else None)
     if source is not None:
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(source), "-frames:v", str(frames),
+        cmd = [ffmpeg_exe() or "ffmpeg", "-v", "error", "-y", "-i", str(source), "-frames:v", str(frames),
                "-vf", f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h}", "-an",
                "-c:v", "libx264", "-pix_fmt", "yuv420p", str(dst)]
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -103,8 +102,7 @@ def make_clip(dst: Path, frames: int, source: Path | None = None) -> str:
             msg = (done.stderr.strip().splitlines() or ["no output"])[-1][:120]
             raise EmojicamError(f"--source: expected a video FFmpeg can read, got {source} ({msg})")
         return f"{source.name} rescaled to {w}x{h}"
-    writer = imageio_ffmpeg.write_frames(str(dst), SOURCE_SIZE, fps=30, codec="libx264", pix_fmt_in="bgr24",
-                                         macro_block_size=1, ffmpeg_log_level="error")
+    writer = h264_writer(dst, SOURCE_SIZE)
     writer.send(None)
     try:
         for frame in synthetic_scene(frames):
@@ -131,17 +129,6 @@ def decode_clip(clip: Path) -> tuple[list[np.ndarray], list[float]]:
     if not frames:
         raise EmojicamError(f"clip: expected frames OpenCV can decode, got none from {clip}")
     return frames, times
-
-
-def h264_writer(dst: Path, size: tuple[int, int]):
-    """imageio-ffmpeg frame writer with emojicam.video's H.264 settings, so the encode stage matches."""
-    import imageio_ffmpeg
-
-    from emojicam.video_writer import X264
-
-    return imageio_ffmpeg.write_frames(str(dst), size, fps=30, codec="libx264", pix_fmt_in="bgr24", quality=None,
-                                       macro_block_size=1, ffmpeg_log_level="error",
-                                       output_params=list(X264))
 
 
 def encode_ms(frames: list[np.ndarray], dst: Path) -> float:

@@ -24,6 +24,7 @@ from tinygrad.nn.state import get_state_dict
 from emojicam import jit_cache, model
 from emojicam.builder import Builder, on_compile_thread
 from emojicam.caches import open_caches
+from emojicam.closing import Closing
 from emojicam.compositor import Compositor, TileArrays, tile_arrays
 from emojicam.device_frame import DeviceFrame, Tiles, frame_function
 from emojicam.devices import default_device, on_host, read_from, runs_on_cpu, write_into
@@ -223,7 +224,7 @@ class DevicePath:
         self._last = None
 
 
-class Emojifier:
+class Emojifier(Closing):
     """Turns frames into emoji frames with one TinyJit-compiled function per grid shape, on the host path or the
     device path (see the module's docstring); the network on lanes serves classify() on either."""
 
@@ -327,12 +328,6 @@ class Emojifier:
         never waits for a grid nobody will see) and the lanes' threads end. Every command closes its engine (with)."""
         self._builder.close()
         self.lanes.close()
-
-    def __enter__(self) -> Emojifier:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def classify(self, patches: np.ndarray, prev: np.ndarray | None = None,
                  cells: np.ndarray | None = None) -> np.ndarray:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from emojicam.capture import Capture
+from emojicam.closing import Closing
 from emojicam.errors import EmojicamError
 from emojicam.grid import Grid
 from emojicam.images import write_image
@@ -216,7 +217,7 @@ def import_pyvirtualcam():
     return pyvirtualcam
 
 
-class VirtualCamera:
+class VirtualCamera(Closing):
     """The emoji feed as a webcam other programs can pick (pyvirtualcam: v4l2loopback on Linux, OBS elsewhere)."""
 
     def __init__(self, size: tuple[int, int], fps: float):
@@ -236,12 +237,6 @@ class VirtualCamera:
 
     def close(self) -> None:
         self.cam.close()
-
-    def __enter__(self) -> VirtualCamera:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def check_display() -> None:
