@@ -5,13 +5,14 @@ through WebGPU (the live mirror and a GPU benchmark), and a small local server f
             app.js       its code: camera, WebGPU, keys, HUD, benchmark (emojicam/webpage/app.js)
             manifest.js  the grids, each with its buffers and the dispatches of its programs; the model, the
                          settings and each emoji's text
-            kernels.js   the WGSL kernels tinygrad generated (web_kernels.py) and the page's render shader
-                         (emojicam/webpage/render.wgsl)
+            kernels.js   the WGSL kernels tinygrad generated (web_kernels.py) and the page's own two shaders:
+                         the cut (emojicam/webpage/cut.wgsl) and the render pass (emojicam/webpage/render.wgsl)
             weights.js   the bytes of every buffer the kernels hold (weights, scorer constants, cell indices)
             atlas.js     the emoji tiles at the tile size, one PNG
 
-A frame: the browser draws the camera into a canvas at the grid's patch resolution (the resize, and the crop to
-the grid's aspect ratio), WebGPU copies it into the frame function's input buffer, tinygrad's kernels cut patches,
+A frame: WebGPU copies the camera's picture into a texture (copyExternalImageToTexture: on the GPU), a render pass
+crops it to the grid's aspect ratio, mirrors it and area-resizes it to the grid's patch resolution (cut.wgsl), a
+copy puts that into the frame function's input buffer, tinygrad's kernels cut patches,
 run the network, score and pick each cell's emoji with hysteresis, and a render pass draws the tiles from the atlas
 over each cell's background. Nothing comes back to JavaScript per frame.
 
@@ -188,7 +189,8 @@ def export_site(out_dir: Path, weights: Path, set_dir: Path, grids: tuple[tuple[
         contents = {
             "manifest.js": script("manifest", manifest).encode(),
             "kernels.js": (script("kernels", programs["kernels"])
-                           + script("render", template("render.wgsl").decode())).encode(),
+                           + script("render", template("render.wgsl").decode())
+                           + script("cut", template("cut.wgsl").decode())).encode(),
             "weights.js": script("weights", data).encode(),
             "atlas.js": script("atlas", base64.b64encode(png).decode()).encode(),
             **{name: template(name) for name in TEMPLATES}}

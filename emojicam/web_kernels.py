@@ -1,6 +1,9 @@
-"""The browser page's kernels: per grid, the frame function and the network alone, built on tinygrad's NULL device
-with its WGSL renderer and captured, then written out as WGSL sources, dispatches and buffer bindings, with the
-bytes of every buffer the functions hold (weights, the scorer's per-emoji constants, cell indices).
+"""The browser page's kernels: per grid, the frame function, built on tinygrad's NULL device with its WGSL renderer
+and captured, then written out as WGSL sources, dispatches and buffer bindings, with the bytes of every buffer it
+holds (weights, the scorer's per-emoji constants, cell indices). A grid's `network` counts the frame's leading
+dispatches up to the last that reads a weight of the network: the benchmark's `forward` times those dispatches of
+the frame itself (tinygrad fuses the last layer with the colour score, so a network captured alone would run
+other kernels than a frame does).
 
 The frame function takes what the page copies from its canvas, RGBA bytes (rows*P, width, 4) with P the model's
 patch size and width cols*P padded to a multiple of 64 pixels (WebGPU copies a texture into a buffer in rows of a
@@ -64,13 +67,6 @@ def frame_function(scorer: Scorer, grid: Grid, patch_px: int, background: str, c
         back = back.contiguous()
         Tensor.realize(picks, back)
         return picks, back
-    return run
-
-
-def forward_function(scorer: Scorer, grid: Grid, patch_px: int):
-    """rgba -> (N, K) logits: the network alone, for the benchmark's forward time."""
-    def run(rgba: Tensor) -> Tensor:
-        return scorer.net.logits(cut(rgba, grid, patch_px)).realize()
     return run
 
 
@@ -182,6 +178,7 @@ def export(spec: dict) -> None:
     consts |= {id(getattr(scorer, a).uop.base): getattr(on_cpu, a).numpy() for a in ("emoji", "emoji_keys")}
     out = Path(spec["out"])
     exporter, grids = Exporter(out), []
+    weight_keys = {exporter.blob(array) for array in params.values()}
     p = ckpt.model.config.patch_px
     for cols, rows in spec["grids"]:
         grid = Grid(cols, rows, settings.tile_px)
@@ -193,12 +190,12 @@ def export(spec: dict) -> None:
         prev = Tensor.zeros(grid.count, dtype=dtypes.int32, device=DEVICE).contiguous().realize()
         margin = Tensor([-np.inf], device=DEVICE).realize()
         pick = capture(frame_function(scorer, grid, p, settings.background, cells), rgba, prev, margin)
-        forward = capture(forward_function(scorer, grid, p), rgba)
         buffers = Buffers()
-        programs = {"pick": exporter.program(pick, INPUTS, OUTPUTS, grid_consts, buffers),
-                    "forward": exporter.program(forward, INPUTS[:1], ("logits",), grid_consts, buffers)}
+        programs = {"pick": exporter.program(pick, INPUTS, OUTPUTS, grid_consts, buffers)}
+        weight_buffers = {i for i, b in enumerate(buffers.entries) if b.get("data") in weight_keys}
+        network = 1 + max(i for i, d in enumerate(programs["pick"]) if weight_buffers & set(d["bindings"]))
         grids.append({"name": f"{cols}x{rows}", "cols": cols, "rows": rows, "input": [rows * p, width],
-                      "buffers": buffers.entries, "programs": programs})
+                      "buffers": buffers.entries, "programs": programs, "network": network})
     (out / "programs.json").write_text(json.dumps({"grids": grids, "kernels": exporter.kernels,
                                                    "data": exporter.data}))
 

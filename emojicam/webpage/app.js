@@ -1,17 +1,22 @@
 // emojicam in the browser: the live emoji mirror and a GPU benchmark, on WebGPU.
 //
-// A frame: the browser draws the camera (or a video file) into a canvas at the grid's patch resolution, cropped to
-// the grid's aspect ratio (drawImage: the one step not on the GPU's compute queue). WebGPU copies that canvas
-// into a texture and the texture into the input buffer of the frame function `emojicam web` captured from
-// tinygrad (kernels.js: the cut into patches, the network, the scores, the pick with hysteresis against the
-// previous picks, each cell's background). The picks become the next frame's previous picks, and a render pass
-// (render.wgsl) draws each cell's tile from the atlas. JavaScript encodes and submits; nothing is read back.
+// A frame: WebGPU copies the camera's picture (or a video file's) into a texture (copyExternalImageToTexture, a
+// copy on the GPU), a render pass crops, mirrors and area-resizes it to the grid's patch resolution (cut.wgsl), a
+// copy puts that into the input buffer of the frame function `emojicam web` captured from tinygrad (kernels.js:
+// the cut into patches, the network, the scores, the pick with hysteresis against the previous picks, each cell's
+// background), the picks become the next frame's previous picks, and a render pass (render.wgsl) draws each
+// cell's tile from the atlas. JavaScript encodes and submits one command buffer a frame; nothing is read back.
+// Up to IN_FLIGHT frames are on the GPU at once: the loop waits for the oldest only when that many are, so the
+// CPU encodes the next frame while the GPU runs this one. GPU timestamps are read every TIMER_EVERY-th frame,
+// without waiting for them.
 "use strict";
 
 const SITE = globalThis.EMOJICAM_SITE ?? {};
 const VIEWS = ["emoji", "side-by-side", "original"];
 const KEYS_HELP = "+/- grid  m mirror  o view  s snapshot  space pause  c copy text";
 const BENCH_FRAME = [1280, 720];  // the benchmark's built-in frame
+const IN_FLIGHT = 2;  // frames submitted and not yet done, at most
+const TIMER_EVERY = 15;  // frames between two GPU timestamp readings
 const SAY = {
   incomplete: "This page's files are incomplete (manifest.js, kernels.js, weights.js or atlas.js did not load): " +
     "write the site again with `emojicam web OUT_DIR` and copy the whole folder.",
@@ -121,11 +126,17 @@ class Gpu {
   }
 }
 
-class Timer {  // GPU timestamps at the start and end of the classify and draw passes, where the adapter has them
+class Timer {  // GPU timestamps around the classify and draw passes of one frame in TIMER_EVERY, never waited for
   constructor(device) {
     this.querySet = device.createQuerySet({type: "timestamp", count: 4});
     this.resolved = device.createBuffer({size: 32, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC});
     this.readable = device.createBuffer({size: 32, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST});
+    Object.assign(this, {count: 0, reading: false, ms: null});  // ms: [classify, draw] of the last frame read
+  }
+
+  // whether this frame writes timestamps: one in TIMER_EVERY, and only once the last reading is in
+  due() {
+    return this.count++ % TIMER_EVERY === 0 && !this.reading;
   }
 
   writes(pass) {
@@ -137,12 +148,13 @@ class Timer {  // GPU timestamps at the start and end of the classify and draw p
     encoder.copyBufferToBuffer(this.resolved, 0, this.readable, 0, 32);
   }
 
-  async read() {  // milliseconds of [classify, draw]
-    await this.readable.mapAsync(GPUMapMode.READ);
-    const t = new BigUint64Array(this.readable.getMappedRange());
-    const ms = [Number(t[1] - t[0]) / 1e6, Number(t[3] - t[2]) / 1e6];
-    this.readable.unmap();
-    return ms;
+  collect() {  // after the frame's submit: the reading arrives when the GPU is done with it; nobody waits for it
+    this.reading = true;
+    this.readable.mapAsync(GPUMapMode.READ).then(() => {
+      const t = new BigUint64Array(this.readable.getMappedRange());
+      this.ms = [Number(t[1] - t[0]) / 1e6, Number(t[3] - t[2]) / 1e6];
+      this.readable.unmap();
+    }).catch(() => {}).finally(() => { this.reading = false; });
   }
 }
 
@@ -198,9 +210,10 @@ class GridRun {
                                 [this.width, this.height]);
   }
 
-  encodeProgram(encoder, name, timestampWrites) {
+  // the program's dispatches, or its first `count` (the benchmark's forward: the network's share of a frame)
+  encodeProgram(encoder, name, timestampWrites, count = undefined) {
     const pass = encoder.beginComputePass(timestampWrites ? {timestampWrites} : {});
-    for (const d of this.programs[name]) {
+    for (const d of this.programs[name].slice(0, count)) {
       pass.setPipeline(d.pipeline);
       pass.setBindGroup(0, d.group);
       pass.dispatchWorkgroups(...d.workgroups);
@@ -292,34 +305,54 @@ async function atlasTexture(device) {  // the PNG's bytes as they are: no premul
   return texture;
 }
 
-// --- the cut: the browser resizes the picture to the grid's patch resolution, centre-cropped to its aspect
+// --- the cut: the picture onto the GPU as it is, then cropped to the grid's aspect ratio, mirrored and resized to
+// its patch resolution there (cut.wgsl: the exact area average, as the Python engine resizes)
 
 class Cutter {
-  constructor() {
-    this.canvas = document.createElement("canvas");
-    this.context = this.canvas.getContext("2d", {alpha: false});
+  constructor(gpu) {
+    const device = gpu.device, module = device.createShaderModule({code: SITE.cut, label: "cut.wgsl"});
+    Object.assign(this, {device, source: null, group: null});
+    this.pipeline = device.createRenderPipeline({layout: "auto", vertex: {module, entryPoint: "vs"},
+                                                 fragment: {module, entryPoint: "fs", targets: [{format: "rgba8unorm"}]}});
+    this.params = device.createBuffer({size: 32, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST});
   }
 
-  draw(device, source, sourceWidth, sourceHeight, run, mirror) {
-    if (this.canvas.width !== run.width || this.canvas.height !== run.height) {
-      [this.canvas.width, this.canvas.height] = [run.width, run.height];
+  // a video, canvas or image into the source texture: a copy the browser does on the GPU, no pixel loop here
+  upload(image, width, height) {
+    if (this.source?.width !== width || this.source?.height !== height) {
+      this.source?.destroy();
+      this.source = this.device.createTexture({
+        size: [width, height], format: "rgba8unorm",
+        usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST | GPUTextureUsage.RENDER_ATTACHMENT});
+      this.group = this.device.createBindGroup({layout: this.pipeline.getBindGroupLayout(0), entries: [
+        {binding: 0, resource: {buffer: this.params}}, {binding: 1, resource: this.source.createView()}]});
     }
-    const c = this.context, aspect = run.width / run.height;
-    const w = Math.min(sourceWidth, sourceHeight * aspect), h = w / aspect;
-    c.imageSmoothingEnabled = true;
-    c.imageSmoothingQuality = "high";
-    c.setTransform(mirror ? -1 : 1, 0, 0, 1, mirror ? run.width : 0, 0);
-    c.drawImage(source, (sourceWidth - w) / 2, (sourceHeight - h) / 2, w, h, 0, 0, run.width, run.height);
-    device.queue.copyExternalImageToTexture({source: this.canvas}, {texture: run.texture}, [run.width, run.height]);
+    this.device.queue.copyExternalImageToTexture({source: image}, {texture: this.source}, [width, height]);
+  }
+
+  encode(encoder, run, mirror) {  // the source texture, centre-cropped to the grid's aspect, into run.texture
+    const {width, height} = this.source, aspect = run.width / run.height;
+    const w = Math.min(width, height * aspect), h = w / aspect;
+    const params = new ArrayBuffer(32);
+    new Float32Array(params, 0, 4).set([(width - w) / 2, (height - h) / 2, w / run.width, h / run.height]);
+    new Uint32Array(params, 16, 2).set([run.width, mirror ? 1 : 0]);
+    this.device.queue.writeBuffer(this.params, 0, params);
+    const pass = encoder.beginRenderPass({colorAttachments: [{view: run.texture.createView(), loadOp: "clear",
+                                                              storeOp: "store", clearValue: [0, 0, 0, 1]}]});
+    pass.setPipeline(this.pipeline);
+    pass.setBindGroup(0, this.group);
+    pass.draw(3);
+    pass.end();
   }
 }
 
 // --- the page's state and its one queue of GPU work
 
 const app = {
-  gpu: null, renderer: null, cutter: new Cutter(), video: document.createElement("video"),
+  gpu: null, renderer: null, cutter: null, video: document.createElement("video"),
   grids: [], runs: new Map(), run: null, wanted: null, view: "emoji", mirror: true, paused: false,
   benchmarking: false, looping: false, frames: 0, firstFrameMs: null, recent: [], stages: {}, snapshots: 0,
+  inFlight: [], inFlightMost: 0,  // a promise per frame submitted and not yet done, oldest first; the most seen
   capture: null,  // a test's request for the next frame's pixels and picks
 };
 let turn = Promise.resolve();
@@ -357,46 +390,57 @@ function fps() {
 
 function updateHud() {
   const run = app.run, s = app.stages;
-  if (!run) return;
+  if (!run || s.main === undefined) return;
   const preparing = app.wanted !== run.name ? `  preparing ${app.wanted}` : "";
-  const gpu = s.classify !== undefined ? `classify ${s.classify.toFixed(1)}  draw ${s.draw.toFixed(1)}` : `gpu ${s.gpu.toFixed(1)}`;
+  const gpu = s.classify != null ? `GPU classify ${s.classify.toFixed(1)}  draw ${s.draw.toFixed(1)}  ` : "";
   const first = app.firstFrameMs === null ? "" : `first frame ${(app.firstFrameMs / 1000).toFixed(1)} s  `;
   dom.hud.textContent = [
     `${fps().toFixed(1)} fps  grid ${run.name} (${run.cols * run.rows} tiles)${preparing}`,
-    `cut ${s.cut.toFixed(1)}  ${gpu}  frame ${s.frame.toFixed(1)} ms  (${run.kernelsPerFrame} kernels)`,
+    `main thread ${s.main.toFixed(1)} ms  ${gpu}submit to done ${s.latency.toFixed(1)} ms  (${run.kernelsPerFrame} kernels)`,
     `GPU: ${app.gpu.name}`,
     `${first}${app.view}, mirror ${app.mirror ? "on" : "off"}${app.paused ? ", PAUSED" : ""}`,
     KEYS_HELP].join("\n");
 }
 
-// one mirror frame: cut, classify, draw; the GPU's part waits for nothing from JavaScript
-async function step() {
-  const run = await currentRun(), device = app.gpu.device, timer = app.gpu.timer;
-  const t0 = performance.now();
-  app.cutter.draw(device, app.video, app.video.videoWidth, app.video.videoHeight, run, app.mirror);
-  const t1 = performance.now();
+// one frame's commands: the picture's upload, the cut, the pick and the drawing, in one command buffer
+function encodeFrame(run, image, width, height, mirror, view, timer = null) {
+  const device = app.gpu.device;
+  app.cutter.upload(image, width, height);
   const encoder = device.createCommandEncoder();
+  app.cutter.encode(encoder, run, mirror);
   run.encodePick(encoder, timer?.writes(0));
-  app.renderer.encode(encoder, run, app.view, timer?.writes(1));
+  app.renderer.encode(encoder, run, view, timer?.writes(1));
   timer?.resolve(encoder);
+  return encoder;
+}
+
+// a mirror frame: encoded and submitted without waiting; its bookkeeping runs once the GPU is done with it
+function step(run) {
+  const device = app.gpu.device, t0 = performance.now();
+  const timer = app.gpu.timer?.due() ? app.gpu.timer : null;
+  const encoder = encodeFrame(run, app.video, app.video.videoWidth, app.video.videoHeight, app.mirror, app.view, timer);
   const capture = app.capture, copies = capture ? run.encodeRead(encoder, ["picks", "back"]) : null;
   device.queue.submit([encoder.finish()]);
+  timer?.collect();
   const pixels = capture ? canvasPixels() : null;  // now, in this task: the canvas holds this frame until it ends
-  await device.queue.onSubmittedWorkDone();
-  const t2 = performance.now();
-  const [classify, draw] = timer ? await timer.read() : [undefined, undefined];
-  app.stages = {cut: t1 - t0, gpu: t2 - t1, classify, draw, frame: t2 - t0};
-  app.frames += 1;
-  app.recent.push(t2);
-  while (app.recent.length > 2 && t2 - app.recent[0] > 1000) app.recent.shift();
-  if (app.firstFrameMs === null) app.firstFrameMs = t2;  // since the page started loading
+  const main = performance.now() - t0;  // what this frame cost the page's one thread
   if (capture) {
     app.capture = null;
-    const [picks, back] = await readCopies(copies);
-    capture({grid: run.name, picks: Array.from(new Int32Array(picks)), back: Array.from(new Float32Array(back)),
-             ...pixels});
+    readCopies(copies).then(([picks, back]) => capture({
+      grid: run.name, picks: Array.from(new Int32Array(picks)), back: Array.from(new Float32Array(back)), ...pixels}));
   }
-  updateHud();
+  const done = device.queue.onSubmittedWorkDone().then(() => {
+    const t = performance.now(), [classify, draw] = app.gpu.timer?.ms ?? [null, null];
+    app.stages = {main, latency: t - t0, classify, draw};
+    app.frames += 1;
+    app.recent.push(t);
+    while (app.recent.length > 2 && t - app.recent[0] > 1000) app.recent.shift();
+    if (app.firstFrameMs === null) app.firstFrameMs = t;  // since the page started loading
+    app.inFlight.shift();
+    updateHud();
+  });
+  app.inFlight.push(done);
+  app.inFlightMost = Math.max(app.inFlightMost, app.inFlight.length);
 }
 
 function canvasPixels() {
@@ -420,7 +464,8 @@ async function mirrorLoop() {
     if (video.srcObject === null && video.currentTime === shown && app.run?.name === app.wanted) continue;
     shown = video.currentTime;
     try {
-      await gpuTurn(step);
+      if (app.inFlight.length >= IN_FLIGHT) await app.inFlight[0];  // the frame's one wait on the GPU
+      await gpuTurn(async () => step(await currentRun()));
     } catch (error) {
       app.looping = false;
       return fail(error);
@@ -560,39 +605,40 @@ function builtInFrame() {  // a fixed test card: gradients, soft discs and text,
   return canvas;
 }
 
-async function timeIt(work) {  // ms per call: 2 calls to warm up, then at least 3, up to 30 or 2 s
-  for (let i = 0; i < 2; i++) await work();
-  const times = [], start = performance.now();
-  while (times.length < 30 && (times.length < 3 || performance.now() - start < 2000)) {
-    const t = performance.now();
-    await work();
-    times.push(performance.now() - t);
+// ms a frame as the mirror runs them (up to IN_FLIGHT in flight: the GPU's rate where it is the bottleneck), and
+// the main thread's median ms a frame to encode and submit: 2 frames to warm up, then at least 3, up to 30 or 2 s
+async function timeFrames(encode) {
+  const device = app.gpu.device, inFlight = [], main = [];
+  const one = () => {
+    const t = performance.now(), encoder = encode();
+    device.queue.submit([encoder.finish()]);
+    main.push(performance.now() - t);
+    inFlight.push(device.queue.onSubmittedWorkDone());
+  };
+  for (let i = 0; i < 2; i++) one();
+  await Promise.all(inFlight.splice(0));
+  main.length = 0;
+  const start = performance.now();
+  while (main.length < 30 && (main.length < 3 || performance.now() - start < 2000)) {
+    if (inFlight.length >= IN_FLIGHT) await inFlight.shift();
+    one();
   }
-  return {ms: median(times), frames: times.length};
+  await Promise.all(inFlight);
+  return {ms: (performance.now() - start) / main.length, main_ms: median(main), frames: main.length};
 }
 
 async function benchGrid(run, frame) {
-  const device = app.gpu.device;
-  const submit = async encode => {
-    const encoder = device.createCommandEncoder();
-    encode(encoder);
-    device.queue.submit([encoder.finish()]);
-    await device.queue.onSubmittedWorkDone();
-  };
-  const cut = () => app.cutter.draw(device, frame, frame.width, frame.height, run, false);
-  cut();
-  await submit(encoder => run.encodeInput(encoder));
-  const forward = await timeIt(() => submit(encoder => run.encodeProgram(encoder, "forward")));
-  const classify = await timeIt(() => submit(encoder => run.encodePick(encoder)));
-  const e2e = await timeIt(() => {
-    cut();
-    return submit(encoder => { run.encodePick(encoder); app.renderer.encode(encoder, run, "emoji"); });
-  });
+  const device = app.gpu.device, commands = work => () => { const encoder = device.createCommandEncoder(); work(encoder); return encoder; };
+  const e2e = await timeFrames(() => encodeFrame(run, frame, frame.width, frame.height, false, "emoji"));
+  // the frame's own network dispatches (up to the last that reads a weight), on the input the frames left
+  const forward = await timeFrames(commands(encoder => run.encodeProgram(encoder, "pick", undefined, run.spec.network)));
+  const classify = await timeFrames(commands(encoder => run.encodePick(encoder)));
   const m = SITE.manifest, patches = run.cols * run.rows, gflop = m.model.flops_per_patch * patches / 1e9;
   return {system: "emojicam-web", device: app.gpu.name, grid: run.name, cols: run.cols, rows: run.rows, patches,
           frames: e2e.frames, flops_per_patch: m.model.flops_per_patch, gflop_per_frame: gflop,
-          kernels_per_frame: run.kernelsPerFrame, warmup_s: run.prepareMs / 1000,
-          ms: {forward: forward.ms, classify: classify.ms, e2e: e2e.ms},
+          kernels_per_frame: run.kernelsPerFrame, warmup_s: run.prepareMs / 1000, frames_in_flight: IN_FLIGHT,
+          forward_dispatches: run.spec.network, main_ms_per_frame: e2e.main_ms,
+          ms: {forward: forward.ms, classify: classify.ms, e2e: e2e.ms, main: e2e.main_ms},
           forward_fps: 1000 / forward.ms, classify_fps: 1000 / classify.ms, e2e_fps: 1000 / e2e.ms,
           achieved_gflops: gflop / (forward.ms / 1000)};
 }
@@ -653,7 +699,7 @@ function parseHash() {
 }
 
 async function main() {
-  if (!SITE.manifest || !SITE.kernels || !SITE.weights || !SITE.atlas || !SITE.render) return show(SAY.incomplete);
+  if (!SITE.manifest || !SITE.kernels || !SITE.weights || !SITE.atlas || !SITE.render || !SITE.cut) return show(SAY.incomplete);
   dom.hud.textContent = "starting ...";
   app.gpu = await Gpu.open();
   app.grids = SITE.manifest.grids.filter(spec => GridRun.fits(spec, app.gpu.device.limits));
@@ -661,6 +707,7 @@ async function main() {
   const skipped = SITE.manifest.grids.length - app.grids.length;
   if (skipped) status(`${skipped} grid(s) of this site need more than this GPU's limits: left out`);
   app.renderer = new Renderer(app.gpu, dom.view, await atlasTexture(app.gpu.device));
+  app.cutter = new Cutter(app.gpu);
   const hash = parseHash(), names = app.grids.map(g => g.name);
   app.wanted = names.includes(hash.grid) ? hash.grid : names.includes(SITE.manifest.start) ? SITE.manifest.start : names[0];
   runFor(app.wanted);  // compiles while the camera opens
@@ -676,7 +723,7 @@ async function main() {
 // what the tests drive (tests/test_web.py); nothing on the page uses it
 window.emojicam = {
   state: () => ({grid: app.run?.name ?? null, wanted: app.wanted, view: app.view, mirror: app.mirror,
-                 paused: app.paused, frames: app.frames, fps: fps(), firstFrameMs: app.firstFrameMs,
+                 paused: app.paused, frames: app.frames, inFlight: app.inFlight.length, inFlightMost: app.inFlightMost, fps: fps(), firstFrameMs: app.firstFrameMs,
                  stages: app.stages, adapter: app.gpu ? {name: app.gpu.name, ...pick(app.gpu.info)} : null,
                  message: dom.message.hidden ? "" : dom.message.textContent, snapshots: app.snapshots,
                  grids: app.grids.map(g => g.name)}),
