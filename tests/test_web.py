@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -28,7 +29,7 @@ import numpy as np
 import pytest
 from browser import Chromium, chromium_binary, fake_camera_flags
 from conftest import ROOT, run_cli
-from media import ffmpeg
+from media import FFMPEG, ffmpeg
 from test_text import SEQUENCES, read_back  # the set's emoji as text, independently of emojicam.text
 
 from emojicam import model as model_io
@@ -266,6 +267,95 @@ def test_the_mirror_keys(mirror):
     browser.wait_for("document.getElementById('status').textContent.startsWith('copied')", tab)
     copied = browser.evaluate("navigator.clipboard.readText()", tab, gesture=True)
     assert [len(row) for row in read_back(copied)] == [16] * 9 and copied.endswith("\n"), copied
+
+
+def webm_frames(path: Path) -> tuple[list[np.ndarray], str]:
+    """Every frame FFmpeg decodes from a recording (RGB float32, at its own size), and what FFmpeg says it holds."""
+    about = subprocess.run([FFMPEG, "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, text=True,
+                           errors="replace").stderr
+    w, h = map(int, re.search(r"Video: \w+.*?, (\d+)x(\d+)", about).groups())
+    raw = subprocess.run([FFMPEG, "-v", "error", "-nostdin", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24",
+                          "-"], capture_output=True, timeout=120, check=True).stdout
+    frames = np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3).astype(np.float32)
+    return list(frames), about
+
+
+def test_record_snapshot_and_copy_buttons_give_files_and_text(mirror, tmp_path):
+    """Record (the button, then the key r to stop) a few seconds of the fake camera's mirror to a WebM the browser
+    downloads, with the fake microphone's sound; FFmpeg decodes it into frames whose cells are tiles of the set.
+    The photo button downloads a PNG of the emoji frame."""
+    browser, tab, _ = mirror
+    browser.call("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    browser.evaluate("document.getElementById('record').click()", tab, gesture=True)
+    browser.wait_for("window.emojicam.state().recording", tab)
+    start = state(browser, tab)["frames"]
+    browser.wait_for(f"window.emojicam.state().frames >= {start + 6}", tab, timeout=120)
+    indicator = browser.evaluate("[getComputedStyle(document.getElementById('recording')).display, "
+                                 "document.getElementById('recording').textContent]", tab)
+    assert indicator[0] != "none" and re.fullmatch(r"\u25cf REC 0:\d\d", indicator[1]), indicator
+    assert browser.evaluate("document.getElementById('record').textContent", tab) == "Stop"
+    time.sleep(max(0.0, 3 - int(indicator[1][-2:])))  # at least 3 s recorded
+    browser.press("r", tab)
+    browser.wait_for("window.emojicam.state().recordings === 1", tab)
+    deadline = time.monotonic() + 60
+    while not (videos := [p for p in tmp_path.glob("*.webm") if p.stat().st_size > 0]):
+        assert time.monotonic() < deadline, list(tmp_path.iterdir())
+        time.sleep(0.2)
+    assert not browser.evaluate("window.emojicam.state().recording", tab)
+    said = browser.evaluate("document.getElementById('status').textContent", tab)
+    assert said.startswith("recorded emojicam-") and "silent" not in said, said
+    frames, about = webm_frames(videos[0])
+    assert "Audio: opus" in about, "the fake microphone's sound is in the recording"
+    assert len(frames) >= 4 and frames[0].shape == (9 * TILE, 16 * TILE, 3), (len(frames), frames[0].shape)
+    premult, uncovered = tiles_rgb(EmojiSet.load())
+    errors = np.concatenate([nearest_tiles(cells_of(f, 16, 9), premult, uncovered)[1] for f in frames[-3:]])
+    # VP8/VP9 at 256x144 blurs a 16 px tile's edges and colours (measured: median 7 levels from the nearest drawn
+    # tile); a photo, cut the same way, is far from every tile (26): the check tells emoji from a picture
+    camera = cv2.resize(cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB), (16 * TILE, 9 * TILE),
+                        interpolation=cv2.INTER_AREA).astype(np.float32)
+    control = nearest_tiles(cells_of(camera, 16, 9), premult, uncovered)[1]
+    assert np.median(errors) < 10 and np.median(control) > 2 * np.median(errors), (np.median(errors),
+                                                                                   np.median(control))
+    shots = state(browser, tab)["snapshots"]
+    browser.evaluate("document.getElementById('snapshot').click()", tab, gesture=True)
+    browser.wait_for(f"window.emojicam.state().snapshots === {shots + 1}", tab)
+    deadline = time.monotonic() + 60
+    while not (pngs := [p for p in tmp_path.glob("*.png") if p.stat().st_size > 0]):
+        assert time.monotonic() < deadline, list(tmp_path.iterdir())
+        time.sleep(0.2)
+    photo = cv2.imread(str(pngs[0]))
+    assert photo.shape == (9 * TILE, 16 * TILE, 3)
+    assert np.median(nearest_tiles(cells_of(photo[..., ::-1].astype(np.float32), 16, 9), premult, uncovered)[1]) < 1
+
+
+ACTIONS = ("grid-down", "grid-up", "mirror", "view-mode", "facing", "record", "snapshot", "copy", "bench")
+
+
+@needs_chromium
+def test_on_a_phone_the_page_fits_and_every_action_has_a_button_a_thumb_reaches(sites, camera_clip, tmp_path):
+    """390x844 CSS px, touch, portrait: no sideways scroll, the mirror as wide as the screen, a button of at least
+    44 px for every action in the lower half of the screen, and a tap on the camera button asks for the back one."""
+    width, height = 390, 844
+    with Chromium(timeout=180, webgpu=True, flags=fake_camera_flags(camera_clip)) as browser:
+        tab = browser.open(sites("default").url + "#grid=16x9", size=(width, height), phone=True, watch=True)
+        frames_after(browser, tab, 1)
+        page = browser.evaluate("({scroll: document.documentElement.scrollWidth, inner: innerWidth, "
+                                "touch: navigator.maxTouchPoints, "
+                                "view: document.getElementById('view').getBoundingClientRect().toJSON()})", tab)
+        assert page["inner"] == width and page["scroll"] <= width and page["touch"] > 0, page
+        assert page["view"]["width"] >= width - 1 and page["view"]["left"] <= 1, page["view"]
+        boxes = browser.evaluate(f"{json.dumps(ACTIONS)}.map(id => document.getElementById(id)"
+                                 ".getBoundingClientRect().toJSON())", tab)
+        for name, box in zip(ACTIONS, boxes, strict=True):
+            assert box["width"] >= 44 and box["height"] >= 44, (name, box)
+            inside = box["left"] >= 0 and box["right"] <= width and box["bottom"] <= height
+            assert inside and box["top"] >= height / 2, (name, box)
+        cv2.imwrite(str(tmp_path / "web-phone.png"), browser.screenshot(tab))
+        facing = boxes[ACTIONS.index("facing")]
+        browser.tap(facing["left"] + facing["width"] / 2, facing["top"] + facing["height"] / 2, tab)
+        browser.wait_for("window.emojicam.state().cameraFacing === 'environment'", tab)
+        now = frames_after(browser, tab, 1)
+        assert now["facing"] == "environment" and now["mirror"] is False and now["message"] == "", now
 
 
 def test_plus_and_minus_change_the_grid(mirror):

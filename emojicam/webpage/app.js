@@ -13,7 +13,9 @@
 
 const SITE = globalThis.EMOJICAM_SITE ?? {};
 const VIEWS = ["emoji", "side-by-side", "original"];
-const KEYS_HELP = "+/- grid  m mirror  o view  s snapshot  space pause  c copy text";
+const KEYS_HELP = "+/- grid  m mirror  o view  r record  s snapshot  c copy text  space pause";
+// what MediaRecorder is asked for, best first: WebM, with the microphone's sound where the user allows it
+const RECORD_TYPES = ["video/webm;codecs=vp9,opus", "video/webm;codecs=vp8,opus", "video/webm"];
 const BENCH_FRAME = [1280, 720];  // the benchmark's built-in frame
 const IN_FLIGHT = 2;  // frames submitted and not yet done, at most
 const TIMER_EVERY = 15;  // frames between two GPU timestamp readings
@@ -33,7 +35,9 @@ const SAY = {
 class UserError extends Error {}
 
 const dom = Object.fromEntries(["camera", "file", "bench", "status", "message", "view", "hud", "results", "about",
-                                "table", "copy-json", "json"].map(id => [id, document.getElementById(id)]));
+                                "table", "copy-json", "json", "recording", "grid-down", "grid-up", "model", "mirror",
+                                "view-mode", "facing", "record", "snapshot", "copy"]
+                               .map(id => [id, document.getElementById(id)]));
 
 function show(message) {  // one sentence instead of the picture: what went wrong and what to do
   dom.message.textContent = message;
@@ -352,6 +356,7 @@ const app = {
   gpu: null, renderer: null, cutter: null, video: document.createElement("video"),
   grids: [], runs: new Map(), run: null, wanted: null, view: "emoji", mirror: true, paused: false,
   benchmarking: false, looping: false, frames: 0, firstFrameMs: null, recent: [], stages: {}, snapshots: 0,
+  facing: "user", recorder: null, recordings: 0,  // the camera asked for (front: user, back: environment)
   inFlight: [], inFlightMost: 0,  // a promise per frame submitted and not yet done, oldest first; the most seen
   capture: null,  // a test's request for the next frame's pixels and picks
 };
@@ -494,11 +499,69 @@ async function useVideo(source) {
 async function openCamera() {
   let stream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({video: {width: {ideal: 1280}, height: {ideal: 720}}, audio: false});
+    stream = await navigator.mediaDevices.getUserMedia({
+      video: {width: {ideal: 1280}, height: {ideal: 720}, facingMode: {ideal: app.facing}}, audio: false});
   } catch (error) {
     throw new UserError(window.isSecureContext ? SAY.camera : SAY.insecure);
   }
   await useVideo(stream);
+  app.mirror = app.facing === "user";  // the front camera as a mirror, the back one as the world is
+}
+
+async function flipCamera() {
+  app.facing = app.facing === "user" ? "environment" : "user";
+  status(`camera: ${app.facing === "user" ? "front" : "back"}`);
+  await openCamera();
+}
+
+// --- record and share: a WebM of the emoji canvas (MediaRecorder), a PNG, the frame as emoji text
+
+function download(blob, extension) {
+  const link = Object.assign(document.createElement("a"), {href: URL.createObjectURL(blob),
+    download: `emojicam-${new Date().toISOString().replace(/[:.]/g, "-")}.${extension}`});
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+  return link.download;
+}
+
+function recordingShown() {
+  const recording = app.recorder !== null;
+  dom.recording.hidden = !recording;
+  dom.record.setAttribute("aria-pressed", String(recording));
+  dom.record.textContent = recording ? "Stop" : "Record";
+  if (!recording) return;
+  const s = Math.floor((performance.now() - app.recordStart) / 1000);
+  dom.recording.textContent = `\u25CF REC ${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+async function toggleRecording() {
+  if (app.recorder) return app.recorder.stop();
+  if (!app.run) return status("nothing to record yet");
+  const type = RECORD_TYPES.find(t => MediaRecorder.isTypeSupported(t));
+  if (!type) return status("this browser cannot record WebM video");
+  const stream = dom.view.captureStream(30);
+  let mic = null;
+  try {  // the sound is the user's choice: refused or absent, the video is silent
+    mic = await navigator.mediaDevices.getUserMedia({audio: true, video: false});
+    mic.getAudioTracks().forEach(track => stream.addTrack(track));
+  } catch (error) {
+    mic = null;
+  }
+  const recorder = new MediaRecorder(stream, {mimeType: type}), chunks = [];
+  recorder.ondataavailable = event => event.data.size && chunks.push(event.data);
+  recorder.onstop = () => {
+    mic?.getTracks().forEach(track => track.stop());
+    clearInterval(app.recordClock);
+    app.recorder = null;
+    recordingShown();
+    const name = download(new Blob(chunks, {type: "video/webm"}), "webm");
+    app.recordings += 1;
+    status(`recorded ${name}${mic ? "" : " (silent: no microphone allowed)"}`);
+  };
+  recorder.start(1000);
+  Object.assign(app, {recorder, recordStart: performance.now(), recordClock: setInterval(recordingShown, 500)});
+  recordingShown();
+  status(`recording${mic ? " with sound" : ", silent (no microphone allowed)"}: r or Stop ends it`);
 }
 
 // --- keys, as `live`'s
@@ -528,12 +591,9 @@ function snapshot() {
     app.renderer.encode(encoder, app.run, app.view);
     app.gpu.device.queue.submit([encoder.finish()]);
     const blob = await new Promise(done => app.renderer.canvas.toBlob(done, "image/png"));  // asked in this task
-    const link = Object.assign(document.createElement("a"), {href: URL.createObjectURL(blob),
-      download: `emojicam-${new Date().toISOString().replace(/[:.]/g, "-")}.png`});
-    link.click();
-    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    const name = download(blob, "png");
     app.snapshots += 1;
-    status(`snapshot: ${link.download}`);
+    status(`snapshot: ${name}`);
   }).catch(fail);
 }
 
@@ -566,19 +626,26 @@ async function copyText() {
   status(`copied ${app.run.name} emoji as text`);
 }
 
+const actions = {  // each a key and a button (wired in main)
+  gridUp: () => changeGrid(1),
+  gridDown: () => changeGrid(-1),
+  mirror: () => { app.mirror = !app.mirror; if (app.run) app.run.first = true; status(`mirror: ${app.mirror ? "on" : "off"}`); },
+  view: () => { app.view = VIEWS[(VIEWS.indexOf(app.view) + 1) % VIEWS.length]; status(`view: ${app.view}`); redraw(); },
+  pause: () => { app.paused = !app.paused; status(app.paused ? "paused" : "resumed"); updateHud(); },
+  record: () => toggleRecording().catch(fail),
+  snapshot,
+  copy: () => copyText().catch(fail),
+  facing: () => flipCamera().catch(fail),
+};
+
+const KEYS = {"+": "gridUp", "=": "gridUp", "-": "gridDown", "_": "gridDown", "m": "mirror", "o": "view", " ": "pause",
+              "r": "record", "s": "snapshot", "c": "copy"};
+
 document.addEventListener("keydown", event => {
   if (event.ctrlKey || event.metaKey || event.altKey || ["INPUT", "TEXTAREA"].includes(event.target.tagName)) return;
-  const actions = {
-    "+": () => changeGrid(1), "=": () => changeGrid(1), "-": () => changeGrid(-1), "_": () => changeGrid(-1),
-    "m": () => { app.mirror = !app.mirror; if (app.run) app.run.first = true; status(`mirror: ${app.mirror ? "on" : "off"}`); },
-    "o": () => { app.view = VIEWS[(VIEWS.indexOf(app.view) + 1) % VIEWS.length]; status(`view: ${app.view}`); redraw(); },
-    " ": () => { app.paused = !app.paused; status(app.paused ? "paused" : "resumed"); updateHud(); },
-    "s": snapshot,
-    "c": () => copyText().catch(fail),
-  };
-  if (!(event.key in actions)) return;
+  if (!(event.key in KEYS)) return;
   event.preventDefault();
-  actions[event.key]();
+  actions[KEYS[event.key]]();
 });
 
 // --- the benchmark: every grid of the site on one built-in frame
@@ -714,10 +781,19 @@ async function main() {
   dom.camera.onclick = () => openCamera().catch(fail);
   dom.file.onchange = () => dom.file.files[0] && useVideo(URL.createObjectURL(dom.file.files[0])).catch(fail);
   dom.bench.onclick = () => benchmark().catch(fail);
+  for (const [id, action] of [["grid-down", "gridDown"], ["grid-up", "gridUp"], ["mirror", "mirror"],
+                              ["view-mode", "view"], ["facing", "facing"], ["record", "record"],
+                              ["snapshot", "snapshot"], ["copy", "copy"]]) dom[id].onclick = actions[action];
+  dom.model.hidden = true;  // one network on this site
   dom["copy-json"].onclick = () => navigator.clipboard.writeText(dom.json.value).then(() => status("JSON copied"), fail);
   if (hash.bench) return benchmark(hash.benchGrids);
   dom.hud.textContent = "opening the camera ...";
   await openCamera();
+}
+
+function cameraFacing() {  // the facingMode the open camera was asked for (a string, or {ideal: ...} as it was asked)
+  const asked = app.video.srcObject?.getVideoTracks()[0]?.getConstraints().facingMode;
+  return asked?.ideal ?? asked ?? null;
 }
 
 // what the tests drive (tests/test_web.py); nothing on the page uses it
@@ -726,7 +802,9 @@ window.emojicam = {
                  paused: app.paused, frames: app.frames, inFlight: app.inFlight.length, inFlightMost: app.inFlightMost, fps: fps(), firstFrameMs: app.firstFrameMs,
                  stages: app.stages, adapter: app.gpu ? {name: app.gpu.name, ...pick(app.gpu.info)} : null,
                  message: dom.message.hidden ? "" : dom.message.textContent, snapshots: app.snapshots,
-                 grids: app.grids.map(g => g.name)}),
+                 grids: app.grids.map(g => g.name), facing: app.facing, recording: app.recorder !== null,
+                 recordings: app.recordings,
+                 cameraFacing: cameraFacing()}),
   // the picks for RGBA bytes (rows*P, cols*P, 4) as base64, through the same texture, copy and kernels as a frame
   classify: (grid, rgba, prev = null) => gpuTurn(async () => {
     const run = runFor(grid), device = app.gpu.device;
