@@ -136,7 +136,7 @@ def main() -> int:
     note = ("SwiftShader: software WebGPU on this machine's CPU cores (2 here), not a GPU figure"
             if mirror[0]["adapter"]["architecture"] == "swiftshader" else f"WebGPU adapter: {mirror[0]['adapter']}")
     report = {"date": date, "machine": machine, "chromium": version, "note": note, "export_s": export_s,
-              "site_bytes": sizes, "kernels_per_frame": kernels, "model": manifest["model"],
+              "site_bytes": sizes, "kernels_per_frame": kernels, "models": manifest["models"],
               "settings": manifest["settings"], "mirror": mirror, "benchmark": bench}
     stem = args.out / f"{date}-web-{args.label}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
@@ -147,7 +147,8 @@ def main() -> int:
 
 def results_markdown(report: dict, name: str) -> str:
     """The results file's Markdown, from its JSON (--markdown-from regenerates it)."""
-    mirror, sizes, kernels, model = report["mirror"], report["site_bytes"], report["kernels_per_frame"], report["model"]
+    mirror, sizes, kernels = report["mirror"], report["site_bytes"], report["kernels_per_frame"]
+    model = report["models"][-1]  # the mirror's grids run the largest network (#grid= alone)
     lines = [f"# The browser page on {mirror[0]['adapter']['name']}, {report['date']}", "",
              f"**{report['note']}.** Machine: {report['machine']} (when the run began: shared with other work). "
              f"Browser: {report['chromium']}, headless, tests/browser.py's WebGPU flags. Model: {model['weights']} "

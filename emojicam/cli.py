@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -224,12 +225,17 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     grids = parse_grids(args.grids)
     check_port(args.port)
-    set_dir, weights = model_files(model_choice(args), on_cpu=False)  # the page runs on the visitor's GPU
+    choice = model_choice(args)
+    set_dir, weights = model_files(choice, on_cpu=False)  # the page runs on the visitor's GPU
+    models = ((choice.model, weights),)
+    if choice.model == "auto" and choice.weights is None and choice.emoji_set is None:  # both: the page picks
+        models = tuple((name, model_files(replace(choice, model=name), on_cpu=False)[1])
+                       for name in ("fast", "default"))
     settings = Settings(tile_px=args.tile, background=args.background, stability=args.stability,
                         variety=args.variety)
-    site = export_site(args.out_dir, weights, set_dir, grids, settings,
+    site = export_site(args.out_dir, models, set_dir, grids, settings,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
-    print(f"wrote {site.path}: {len(site.file_bytes)} files, {site.bytes / 1e6:.1f} MB, grids "
+    print(f"wrote {site.path}: {len(site.file_bytes)} files, {site.bytes / 1e6:.1f} MB, networks and grids "
           f"{', '.join(site.kernels_per_frame)}", flush=True)
     if args.serve:
         serve(site.path, args.port, lambda url: print(f"serving {site.path} at {url} (Ctrl-C stops)", flush=True))

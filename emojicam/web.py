@@ -3,8 +3,9 @@ through WebGPU (the live mirror and a GPU benchmark), and a small local server f
 
     OUT_DIR/index.html   the page                                     (emojicam/webpage/index.html)
             app.js       its code: camera, WebGPU, keys, HUD, benchmark (emojicam/webpage/app.js)
-            manifest.js  the grids, each with its buffers and the dispatches of its programs; the model, the
-                         settings and each emoji's text
+            manifest.js  the networks (the fast 18 px and the default 36 px one, or the one asked for), their
+                         grids, each with its buffers and the dispatches of its frame function; the settings
+                         and each emoji's text
             kernels.js   the WGSL kernels tinygrad generated (web_kernels.py) and the page's own two shaders:
                          the cut (emojicam/webpage/cut.wgsl) and the render pass (emojicam/webpage/render.wgsl)
             weights.js   the bytes of every buffer the kernels hold (weights, scorer constants, cell indices)
@@ -70,7 +71,7 @@ class Site:
 
     path: Path
     file_bytes: dict[str, int]
-    kernels_per_frame: dict[str, int]  # grid -> compute dispatches of the frame function + the render pass's draw
+    kernels_per_frame: dict[str, int]  # "model grid" -> the frame function's compute dispatches + the 2 draws
 
     @property
     def bytes(self) -> int:
@@ -99,10 +100,11 @@ def check_out_dir(out_dir: Path) -> None:
                                 f"{out_dir} with other files in it ({', '.join(others[:3])})")
 
 
-def build_kernels(weights: Path, set_dir: Path, grids: tuple[tuple[int, int], ...], settings: Settings,
-                  out: Path) -> dict:
+def build_kernels(models: tuple[tuple[str, Path], ...], set_dir: Path, grids: tuple[tuple[int, int], ...],
+                  settings: Settings, out: Path) -> dict:
     """Run web_kernels in a child process on tinygrad's NULL device with the WGSL renderer; its programs.json."""
-    spec = {"weights": str(weights), "emoji_set": str(set_dir), "grids": grids, "out": str(out),
+    spec = {"models": [(name, str(weights)) for name, weights in models], "emoji_set": str(set_dir),
+            "grids": grids, "out": str(out),
             "settings": {k: v for k, v in asdict(settings).items() if k != "device"}}
     env = {**os.environ, "DEV": "NULL:WGSL", "NO_MEMORY_PLANNER": "1"}
     done = subprocess.run([sys.executable, "-m", "emojicam.web_kernels", json.dumps(spec)], env=env,
@@ -137,9 +139,10 @@ def check_grids(grids: tuple[tuple[int, int], ...], patch_px: int, tile_px: int)
                                 f"WebGPU's {MAX_TEXTURE_PX} px textures, got {cols}x{rows} ({side} px)")
 
 
-def export_site(out_dir: Path, weights: Path, set_dir: Path, grids: tuple[tuple[int, int], ...],
-                settings: Settings, log=print) -> Site:
-    """Write the site into a hidden folder beside out_dir and rename it into place once complete."""
+def export_site(out_dir: Path, models: tuple[tuple[str, Path], ...], set_dir: Path,
+                grids: tuple[tuple[int, int], ...], settings: Settings, log=print) -> Site:
+    """Write the site into a hidden folder beside out_dir and rename it into place once complete. models: (name,
+    weights) of each network the page carries, smallest first (the page picks one by the device's speed)."""
     from emojicam import model
     from emojicam.emoji_set import EmojiSet
 
@@ -148,26 +151,32 @@ def export_site(out_dir: Path, weights: Path, set_dir: Path, grids: tuple[tuple[
     if not settings.stability >= 0:
         raise EmojicamError(f"--stability: expected a number >= 0, got {settings.stability}")
     emoji_set = EmojiSet.load(set_dir)
-    meta = model.read_metadata(weights)
-    if meta["set_fingerprint"] != emoji_set.fingerprint or json.loads(meta["class_names"]) != emoji_set.names:
-        raise EmojicamError(f"weights: expected weights trained on this emoji set (fingerprint "
-                            f"{emoji_set.fingerprint}), got weights for set {meta['set_fingerprint']}")
-    config = json.loads(meta["config"])
-    patch_px = config["patch_px"]
-    check_grids(grids, patch_px, settings.tile_px)
+    networks = []
+    for name, weights in models:
+        meta = model.read_metadata(weights)
+        if meta["set_fingerprint"] != emoji_set.fingerprint or json.loads(meta["class_names"]) != emoji_set.names:
+            raise EmojicamError(f"weights: expected weights trained on this emoji set (fingerprint "
+                                f"{emoji_set.fingerprint}), got weights for set {meta['set_fingerprint']}")
+        config = json.loads(meta["config"])
+        check_grids(grids, config["patch_px"], settings.tile_px)
+        networks.append({"name": name, "weights": weights.name, "patch_px": config["patch_px"],
+                         "channels": config["channels"], "classes": config["classes"],
+                         "flops_per_patch": model.ModelConfig(config["classes"], tuple(config["channels"]),
+                                                              config["patch_px"]).flops_per_patch()})
     check_writable(out_dir)  # now, not after the kernels are built
-    log(f"web: tinygrad renders the kernels of {len(grids)} grid(s) as WGSL (about 10 s a grid)")
+    log(f"web: tinygrad renders the kernels of {len(grids)} grid(s) of {len(models)} network(s) as WGSL "
+        f"(about 10 s each)")
     staging = hidden_temp(out_dir, "site")
     try:
         with tempfile.TemporaryDirectory(prefix="emojicam-web-") as work:
-            programs = build_kernels(weights, set_dir, grids, settings, Path(work))
+            programs = build_kernels(models, set_dir, grids, settings, Path(work))
             data = {key: base64.b64encode((Path(work) / "data" / f"{key}.bin").read_bytes()).decode()
                     for key in programs["data"]}
         for grid in programs["grids"]:
             biggest = max(b["bytes"] for b in grid["buffers"])
             if biggest > MAX_BINDING_BYTES:  # the page leaves such a grid out where the adapter allows less
-                log(f"web: grid {grid['name']} needs a {biggest / 2**20:.0f} MiB buffer, more than the 128 MiB "
-                    f"every WebGPU device binds: it runs only on GPUs that allow more")
+                log(f"web: grid {grid['name']} of the {grid['model']} network needs a {biggest / 2**20:.0f} MiB "
+                    f"buffer, more than the 128 MiB every WebGPU device binds: it runs only on GPUs that allow more")
         png, atlas_cols = atlas_png(emoji_set, settings.tile_px)
         start = min(programs["grids"], key=lambda g: (abs(g["cols"] - START_COLS), g["cols"]))["name"]
         strings = None
@@ -177,10 +186,7 @@ def export_site(out_dir: Path, weights: Path, set_dir: Path, grids: tuple[tuple[
             strings = emoji_strings(emoji_set)
         manifest = {
             "emojicam": __version__,
-            "model": {"weights": weights.name, "patch_px": patch_px, "channels": config["channels"],
-                      "classes": config["classes"],
-                      "flops_per_patch": model.ModelConfig(config["classes"], tuple(config["channels"]),
-                                                           patch_px).flops_per_patch()},
+            "models": networks,
             "set": {"fingerprint": emoji_set.fingerprint, "size": len(emoji_set)},
             "settings": {k: getattr(settings, k) for k in ("tile_px", "background", "stability", "variety",
                                                              "colour_weight", "coverage_weight")},
@@ -203,7 +209,7 @@ def export_site(out_dir: Path, weights: Path, set_dir: Path, grids: tuple[tuple[
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Site(out_dir, {name: len(blob) for name, blob in contents.items()},
-                {g["name"]: len(g["programs"]["pick"]) + 1 for g in programs["grids"]})
+                {f"{g['model']} {g['name']}": len(g["programs"]["pick"]) + 2 for g in programs["grids"]})
 
 
 def replace_folder(new: Path, out_dir: Path) -> None:

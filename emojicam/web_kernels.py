@@ -157,30 +157,39 @@ class Exporter:
 
 
 def export(spec: dict) -> None:
-    """Build and capture every grid's functions; write programs.json and the data files into spec['out']."""
-    from emojicam import model
+    """Build and capture every network's grids; write programs.json and the data files into spec['out']."""
     from emojicam.compositor import tile_arrays
     from emojicam.emoji_set import EmojiSet
-    from emojicam.kernels import InferenceNet
     from emojicam.settings import Settings
 
-    ckpt = model.load(spec["weights"], "CPU")
-    params = {name: t.numpy() for name, t in get_state_dict(ckpt.model).items()}
-    net = model.TinyConvNet(ckpt.model.config)
-    for name, t in get_state_dict(net).items():  # on NULL the data is gone: it is kept here, by buffer
-        t.replace(Tensor(params[name], device=DEVICE)).realize()
     settings = Settings(**spec["settings"])
     tiles = tile_arrays(EmojiSet.load(spec["emoji_set"]), settings.tile_px, settings.background)
+    exporter, grids = Exporter(Path(spec["out"])), []
+    for name, weights in spec["models"]:
+        grids += export_model(exporter, name, weights, tiles, settings, spec["grids"])
+    (exporter.out / "programs.json").write_text(json.dumps({"grids": grids, "kernels": exporter.kernels,
+                                                            "data": exporter.data}))
+
+
+def export_model(exporter: Exporter, name: str, weights: str, tiles, settings, grid_sizes) -> list[dict]:
+    """One network's grids: each its buffers, its frame function's dispatches, and how many of them are the
+    network's (up to the last that reads a weight)."""
+    from emojicam import model
+    from emojicam.kernels import InferenceNet
+
+    ckpt = model.load(weights, "CPU")
+    params = {key: t.numpy() for key, t in get_state_dict(ckpt.model).items()}
+    net = model.TinyConvNet(ckpt.model.config)
+    for key, t in get_state_dict(net).items():  # on NULL the data is gone: it is kept here, by buffer
+        t.replace(Tensor(params[key], device=DEVICE)).realize()
     scorer = Scorer(InferenceNet(net, DEVICE, scheduled=False), tiles.bgr, tiles.cover, settings)
     # the same constants on the CPU device, for their bytes
     on_cpu = Scorer(InferenceNet(ckpt.model, "CPU", scheduled=False), tiles.bgr, tiles.cover, settings)
-    consts = {id(t.uop.base): params[name] for name, t in get_state_dict(net).items()}
+    consts = {id(t.uop.base): params[key] for key, t in get_state_dict(net).items()}
     consts |= {id(getattr(scorer, a).uop.base): getattr(on_cpu, a).numpy() for a in ("emoji", "emoji_keys")}
-    out = Path(spec["out"])
-    exporter, grids = Exporter(out), []
     weight_keys = {exporter.blob(array) for array in params.values()}
-    p = ckpt.model.config.patch_px
-    for cols, rows in spec["grids"]:
+    p, grids = ckpt.model.config.patch_px, []
+    for cols, rows in grid_sizes:
         grid = Grid(cols, rows, settings.tile_px)
         cells_np = np.arange(grid.count, dtype=np.int32)
         cells = Tensor(cells_np, device=DEVICE).realize()
@@ -194,10 +203,10 @@ def export(spec: dict) -> None:
         programs = {"pick": exporter.program(pick, INPUTS, OUTPUTS, grid_consts, buffers)}
         weight_buffers = {i for i, b in enumerate(buffers.entries) if b.get("data") in weight_keys}
         network = 1 + max(i for i, d in enumerate(programs["pick"]) if weight_buffers & set(d["bindings"]))
-        grids.append({"name": f"{cols}x{rows}", "cols": cols, "rows": rows, "input": [rows * p, width],
-                      "buffers": buffers.entries, "programs": programs, "network": network})
-    (out / "programs.json").write_text(json.dumps({"grids": grids, "kernels": exporter.kernels,
-                                                   "data": exporter.data}))
+        grids.append({"name": f"{cols}x{rows}", "model": name, "patch_px": p, "cols": cols, "rows": rows,
+                      "input": [rows * p, width], "buffers": buffers.entries, "programs": programs,
+                      "network": network})
+    return grids
 
 
 if __name__ == "__main__":

@@ -412,8 +412,9 @@ def test_a_still_picture_keeps_its_emoji(sites, still_clip):
 def test_the_page_picks_what_the_python_engine_picks_for_the_same_bytes(sites, model):
     """The bytes the page would classify (RGBA at the grid's patch resolution) to the page's kernels and to the
     Python engine on the CPU device, at two grids: a first frame, then a changed one against its picks
-    (hysteresis). Measured on SwiftShader: 100% of cells agree at both grids with both models."""
-    served = sites(model)
+    (hysteresis). Both networks of one site (`--model auto`). Measured on SwiftShader: 100% of cells agree at both
+    grids with both models."""
+    served = sites("auto")
     weights_path = model_io.shipped_weights("default", model)
     emoji_set = EmojiSet.load()
     engine = Emojifier(model_io.load(weights_path, "CPU"), emoji_set,
@@ -436,12 +437,77 @@ def test_the_page_picks_what_the_python_engine_picks_for_the_same_bytes(sites, m
                     rgba[..., :3].reshape(rows, p, cols, p, 3).transpose(0, 2, 1, 3, 4).reshape(-1, p, p, 3))
                 b64 = base64.b64encode(rgba.tobytes()).decode()
                 page = np.array(browser.evaluate(
-                    f"window.emojicam.classify('{name}', '{b64}', {json.dumps(prev)})", tab))
+                    f"window.emojicam.classify('{name}', '{b64}', {json.dumps(prev)}, '{model}')", tab))
                 python = engine.classify(patches, None if prev is None else np.array(prev))
                 agree = float((page == python).mean())
                 assert agree >= 0.995, f"{model} {name}: {agree:.2%} of cells agree"
                 prev = page.tolist()
     engine.close()
+
+
+@needs_chromium
+def test_the_camera_path_gives_what_convert_gives_for_the_same_still(sites, tmp_path):
+    """The page's own cut (the camera picture copied to the GPU, cropped, mirrored or not, area-resized there)
+    against `emojicam convert` of the same picture: a still through the fake camera (mirror off: convert does not
+    mirror) and FFmpeg's decoding of that clip's frame (BT.709, bilinear chroma: as Chromium converts the fake
+    camera's I420; measured 0.02 levels from the page's cut) through convert --cols 16, the same network. Each
+    cell's emoji is read back from both pictures as the set's tile it is drawn as."""
+    still = tmp_path / "still.png"
+    ffmpeg("-i", PHOTO, "-vf", "scale=640:360", still)
+    clip = tmp_path / "still.y4m"
+    ffmpeg("-loop", "1", "-i", still, "-pix_fmt", "yuv420p", "-r", "15", "-t", "1", clip)
+    seen = tmp_path / "seen.png"  # what the camera shows
+    ffmpeg("-i", clip, "-frames:v", "1", "-vf",
+           "scale=in_color_matrix=bt709:flags=bilinear+accurate_rnd+full_chroma_int+full_chroma_inp", seen)
+    done = run_cli("convert", seen, tmp_path / "emoji.png", "--cols", "16", "--tile", str(TILE), "--model", "default",
+                   "--device", "CPU")
+    assert done.returncode == 0, done.stderr
+    converted = cv2.imread(str(tmp_path / "emoji.png"))[..., ::-1].astype(np.float32)
+    assert converted.shape == (9 * TILE, 16 * TILE, 3)
+    with Chromium(timeout=180, webgpu=True, flags=fake_camera_flags(clip)) as browser:
+        tab = browser.open(sites("auto").url + "#model=default&grid=16x9", watch=True)
+        frames_after(browser, tab, 1)
+        browser.press("m", tab)
+        frames_after(browser, tab, 3)
+        frame, image = captured(browser, tab)
+        mirrored = browser.evaluate("window.emojicam.state().mirror", tab)
+        browser.press("m", tab)
+        frames_after(browser, tab, 3)
+        _, flipped = captured(browser, tab)
+    assert frame["model"] == "default" and frame["grid"] == "16x9" and mirrored is False
+    premult, uncovered = tiles_rgb(EmojiSet.load())
+    drawn = {name: nearest_tiles(cells_of(picture, 16, 9), premult, uncovered)
+             for name, picture in (("convert", converted), ("page", image), ("mirrored", flipped))}
+    assert max(error.max() for _, error in drawn.values()) < 1.0, {k: float(e.max()) for k, (_, e) in drawn.items()}
+    agree = float((drawn["page"][0] == drawn["convert"][0]).mean())
+    assert agree >= 0.97, f"{agree:.1%} of cells agree with convert"
+    # mirrored, most emoji differ from convert's: a wrong flip would not pass the check above
+    assert float((drawn["mirrored"][0] == drawn["convert"][0]).mean()) < 0.5
+
+
+@needs_chromium
+def test_the_page_chooses_the_grid_and_network_by_the_device_speed_and_the_address_overrides(sites, camera_clip):
+    """Both networks on the site; on SwiftShader (about 1 fps, far below 24) the automatic choice stays on the
+    cheapest rung, the fast network at the smallest grid, and says so; #model= and #grid= choose instead, and the
+    network button switches."""
+    served = sites("auto")
+    with Chromium(timeout=180, webgpu=True, flags=fake_camera_flags(camera_clip)) as browser:
+        tab = browser.open(served.url, watch=True)
+        assert browser.evaluate("window.emojicam.ladder()", tab) == ["fast 16x9", "default 16x9", "fast 32x18",
+                                                                     "default 32x18"]
+        browser.wait_for("window.emojicam.state().choice.includes('the smallest')", tab, timeout=300)
+        now = state(browser, tab)
+        assert now["model"] == "fast" and now["grid"] == "16x9" and now["wantedKey"] == "fast 16x9", now
+        hud = browser.evaluate("document.getElementById('hud').textContent", tab)
+        assert "auto: fast 16x9, the smallest" in hud and "fast network (18 px)" in hud, hud
+        assert not browser.evaluate("document.getElementById('model').hidden", tab)
+        browser.evaluate("document.getElementById('model').click()", tab, gesture=True)
+        browser.wait_for("window.emojicam.state().model === 'default'", tab, timeout=120)
+        assert state(browser, tab)["choice"] == "chosen: default 16x9"
+        tab = browser.open(served.url + "#model=default&grid=32x18", watch=True)
+        frames_after(browser, tab, 1)
+        now = state(browser, tab)
+        assert now["model"] == "default" and now["grid"] == "32x18" and now["choice"].startswith("chosen"), now
 
 
 # --- the benchmark, the messages, the server ------------------------------------------------------------------------

@@ -13,12 +13,14 @@
 
 const SITE = globalThis.EMOJICAM_SITE ?? {};
 const VIEWS = ["emoji", "side-by-side", "original"];
-const KEYS_HELP = "+/- grid  m mirror  o view  r record  s snapshot  c copy text  space pause";
+const KEYS_HELP = "+/- grid  n network  m mirror  o view  r record  s snapshot  c copy text  space pause";
 // what MediaRecorder is asked for, best first: WebM, with the microphone's sound where the user allows it
 const RECORD_TYPES = ["video/webm;codecs=vp9,opus", "video/webm;codecs=vp8,opus", "video/webm"];
 const BENCH_FRAME = [1280, 720];  // the benchmark's built-in frame
 const IN_FLIGHT = 2;  // frames submitted and not yet done, at most
 const TIMER_EVERY = 15;  // frames between two GPU timestamp readings
+const TARGET_FPS = 24;  // the automatic choice keeps the largest grid and network that hold this (or the camera's rate)
+const TRY_S = 2;  // seconds each rung of the automatic choice is measured
 const SAY = {
   incomplete: "This page's files are incomplete (manifest.js, kernels.js, weights.js or atlas.js did not load): " +
     "write the site again with `emojicam web OUT_DIR` and copy the whole folder.",
@@ -166,8 +168,8 @@ class Timer {  // GPU timestamps around the classify and draw passes of one fram
 
 class GridRun {
   constructor(gpu, spec) {
-    const p = SITE.manifest.model.patch_px;
-    Object.assign(this, {gpu, spec, name: spec.name, cols: spec.cols, rows: spec.rows, width: spec.cols * p,
+    const p = spec.patch_px;
+    Object.assign(this, {gpu, spec, name: spec.name, key: keyOf(spec), model: spec.model, cols: spec.cols, rows: spec.rows, width: spec.cols * p,
                          height: spec.rows * p, first: true, prepared: false});
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     this.buffers = spec.buffers.map(b => b.kind === "const" ? gpu.constant(b.data)
@@ -198,7 +200,7 @@ class GridRun {
   }
 
   static fits(spec, limits) {
-    const p = SITE.manifest.model.patch_px, tile = SITE.manifest.atlas.tile_px;
+    const p = spec.patch_px, tile = SITE.manifest.atlas.tile_px;
     const most = Math.max(...spec.buffers.map(b => b.bytes));
     const side = Math.max(spec.cols * Math.max(p, 2 * tile), spec.rows * Math.max(p, tile));
     return most <= limits.maxStorageBufferBindingSize && most <= limits.maxBufferSize &&
@@ -356,6 +358,7 @@ const app = {
   gpu: null, renderer: null, cutter: null, video: document.createElement("video"),
   grids: [], runs: new Map(), run: null, wanted: null, view: "emoji", mirror: true, paused: false,
   benchmarking: false, looping: false, frames: 0, firstFrameMs: null, recent: [], stages: {}, snapshots: 0,
+  auto: null, ladder: [], choice: "", cameraFps: null,  // the automatic choice of grid and network (autoChoose)
   facing: "user", recorder: null, recordings: 0,  // the camera asked for (front: user, back: environment)
   inFlight: [], inFlightMost: 0,  // a promise per frame submitted and not yet done, oldest first; the most seen
   capture: null,  // a test's request for the next frame's pixels and picks
@@ -368,13 +371,42 @@ function gpuTurn(work) {  // one piece of GPU work at a time: frames, key action
   return next;
 }
 
-function runFor(name) {
-  if (!app.runs.has(name)) {
-    const run = new GridRun(app.gpu, app.grids.find(g => g.name === name));
+const keyOf = spec => `${spec.model} ${spec.name}`;  // a network and a grid: "fast 32x18"
+
+function runFor(key) {
+  if (!app.runs.has(key)) {
+    const run = new GridRun(app.gpu, app.grids.find(g => keyOf(g) === key));
     run.ready.catch(fail);
-    app.runs.set(name, run);
+    app.runs.set(key, run);
   }
-  return app.runs.get(name);
+  return app.runs.get(key);
+}
+
+function want(key, why) {  // the grid and network to show next (it shows once its pipelines are ready)
+  app.wanted = key;
+  runFor(key);
+  if (why) app.choice = why;
+}
+
+// the automatic choice: from the cheapest grid and network up, each measured TRY_S seconds on the camera; the
+// first that cannot hold the target rate sends it one step back, where it stays (never below the cheapest)
+function autoChoose() {
+  const a = app.auto, run = app.run;
+  if (!a || a.done || !run || run.key !== app.wanted) return;
+  const now = performance.now();
+  if (a.key !== run.key) return Object.assign(a, {key: run.key, frames: app.frames, since: now});
+  if (now - a.since < TRY_S * 1000 || app.frames - a.frames < 2) return;
+  const rate = (app.frames - a.frames) * 1000 / (now - a.since), at = app.ladder.findIndex(g => keyOf(g) === run.key);
+  const target = Math.min(TARGET_FPS, app.cameraFps ?? TARGET_FPS) * 0.95, next = app.ladder[at + 1];
+  if (rate >= target && next) return want(keyOf(next), `auto: trying ${keyOf(next)} (${run.key} held ${rate.toFixed(0)} fps)`);
+  a.done = true;
+  if (rate >= target || at === 0) {
+    app.choice = rate >= target ? `auto: ${run.key}, the largest, holds ${rate.toFixed(0)} fps`
+                                : `auto: ${run.key}, the smallest (${rate.toFixed(1)} fps here, below ${target.toFixed(0)})`;
+    return;
+  }
+  const back = keyOf(app.ladder[at - 1]);
+  want(back, `auto: ${back} (${run.key} gave ${rate.toFixed(1)} fps, below ${target.toFixed(0)})`);
 }
 
 // the grid on screen: the one asked for once its pipelines are ready, until then the one before (as `live`)
@@ -396,11 +428,12 @@ function fps() {
 function updateHud() {
   const run = app.run, s = app.stages;
   if (!run || s.main === undefined) return;
-  const preparing = app.wanted !== run.name ? `  preparing ${app.wanted}` : "";
+  const preparing = app.wanted !== run.key ? `  preparing ${app.wanted}` : "";
   const gpu = s.classify != null ? `GPU classify ${s.classify.toFixed(1)}  draw ${s.draw.toFixed(1)}  ` : "";
   const first = app.firstFrameMs === null ? "" : `first frame ${(app.firstFrameMs / 1000).toFixed(1)} s  `;
   dom.hud.textContent = [
-    `${fps().toFixed(1)} fps  grid ${run.name} (${run.cols * run.rows} tiles)${preparing}`,
+    `${fps().toFixed(1)} fps  grid ${run.name} (${run.cols * run.rows} tiles)  ${run.model} network (${run.spec.patch_px} px)${preparing}`,
+    app.choice,
     `main thread ${s.main.toFixed(1)} ms  ${gpu}submit to done ${s.latency.toFixed(1)} ms  (${run.kernelsPerFrame} kernels)`,
     `GPU: ${app.gpu.name}`,
     `${first}${app.view}, mirror ${app.mirror ? "on" : "off"}${app.paused ? ", PAUSED" : ""}`,
@@ -432,7 +465,7 @@ function step(run) {
   if (capture) {
     app.capture = null;
     readCopies(copies).then(([picks, back]) => capture({
-      grid: run.name, picks: Array.from(new Int32Array(picks)), back: Array.from(new Float32Array(back)), ...pixels}));
+      grid: run.name, model: run.model, picks: Array.from(new Int32Array(picks)), back: Array.from(new Float32Array(back)), ...pixels}));
   }
   const done = device.queue.onSubmittedWorkDone().then(() => {
     const t = performance.now(), [classify, draw] = app.gpu.timer?.ms ?? [null, null];
@@ -442,6 +475,7 @@ function step(run) {
     while (app.recent.length > 2 && t - app.recent[0] > 1000) app.recent.shift();
     if (app.firstFrameMs === null) app.firstFrameMs = t;  // since the page started loading
     app.inFlight.shift();
+    autoChoose();
     updateHud();
   });
   app.inFlight.push(done);
@@ -466,7 +500,7 @@ async function mirrorLoop() {
     const video = app.video;
     // a new picture from the camera or the file (a paused or ended file shows nothing new)
     if (app.paused || app.benchmarking || video.readyState < 2 || !video.videoWidth) continue;
-    if (video.srcObject === null && video.currentTime === shown && app.run?.name === app.wanted) continue;
+    if (video.srcObject === null && video.currentTime === shown && app.run?.key === app.wanted) continue;
     shown = video.currentTime;
     try {
       if (app.inFlight.length >= IN_FLIGHT) await app.inFlight[0];  // the frame's one wait on the GPU
@@ -506,6 +540,7 @@ async function openCamera() {
   }
   await useVideo(stream);
   app.mirror = app.facing === "user";  // the front camera as a mirror, the back one as the world is
+  app.cameraFps = stream.getVideoTracks()[0]?.getSettings().frameRate ?? null;
 }
 
 async function flipCamera() {
@@ -567,12 +602,23 @@ async function toggleRecording() {
 // --- keys, as `live`'s
 
 function changeGrid(by) {
-  const names = app.grids.map(g => g.name), at = names.indexOf(app.wanted);
-  const next = Math.min(names.length - 1, Math.max(0, at + by));
+  const model = runFor(app.wanted).model, keys = app.grids.filter(g => g.model === model).map(keyOf);
+  const at = keys.indexOf(app.wanted), next = Math.min(keys.length - 1, Math.max(0, at + by));
   if (next === at) return status(`grid ${app.wanted}: the ${by > 0 ? "densest" : "coarsest"} this site has`);
-  app.wanted = names[next];
-  runFor(app.wanted);
-  status(`grid: ${app.wanted}`);
+  chosen(keys[next]);
+}
+
+function changeModel() {  // the other network at the same grid, where this device fits it
+  const now = runFor(app.wanted), models = [...new Set(app.grids.map(g => g.model))];
+  const model = models[(models.indexOf(now.model) + 1) % models.length];
+  const same = app.grids.find(g => g.model === model && g.name === now.name) ?? app.grids.find(g => g.model === model);
+  chosen(keyOf(same));
+}
+
+function chosen(key) {  // the user's choice: the automatic one stops
+  if (app.auto) app.auto.done = true;
+  want(key, `chosen: ${key}`);
+  status(`grid: ${key}`);
 }
 
 function redraw() {  // the last frame's picks in the view now asked for (while paused, say)
@@ -628,6 +674,7 @@ async function copyText() {
 
 const actions = {  // each a key and a button (wired in main)
   gridUp: () => changeGrid(1),
+  model: changeModel,
   gridDown: () => changeGrid(-1),
   mirror: () => { app.mirror = !app.mirror; if (app.run) app.run.first = true; status(`mirror: ${app.mirror ? "on" : "off"}`); },
   view: () => { app.view = VIEWS[(VIEWS.indexOf(app.view) + 1) % VIEWS.length]; status(`view: ${app.view}`); redraw(); },
@@ -639,7 +686,7 @@ const actions = {  // each a key and a button (wired in main)
 };
 
 const KEYS = {"+": "gridUp", "=": "gridUp", "-": "gridDown", "_": "gridDown", "m": "mirror", "o": "view", " ": "pause",
-              "r": "record", "s": "snapshot", "c": "copy"};
+              "r": "record", "s": "snapshot", "c": "copy", "n": "model"};
 
 document.addEventListener("keydown", event => {
   if (event.ctrlKey || event.metaKey || event.altKey || ["INPUT", "TEXTAREA"].includes(event.target.tagName)) return;
@@ -700,9 +747,11 @@ async function benchGrid(run, frame) {
   // the frame's own network dispatches (up to the last that reads a weight), on the input the frames left
   const forward = await timeFrames(commands(encoder => run.encodeProgram(encoder, "pick", undefined, run.spec.network)));
   const classify = await timeFrames(commands(encoder => run.encodePick(encoder)));
-  const m = SITE.manifest, patches = run.cols * run.rows, gflop = m.model.flops_per_patch * patches / 1e9;
-  return {system: "emojicam-web", device: app.gpu.name, grid: run.name, cols: run.cols, rows: run.rows, patches,
-          frames: e2e.frames, flops_per_patch: m.model.flops_per_patch, gflop_per_frame: gflop,
+  const patches = run.cols * run.rows, gflop = model.flops_per_patch * patches / 1e9;
+  const model = SITE.manifest.models.find(n => n.name === run.model);
+  return {system: "emojicam-web", device: app.gpu.name, grid: run.name, model: run.model, patch_px: run.spec.patch_px,
+          cols: run.cols, rows: run.rows, patches,
+          frames: e2e.frames, flops_per_patch: model.flops_per_patch, gflop_per_frame: gflop,
           kernels_per_frame: run.kernelsPerFrame, warmup_s: run.prepareMs / 1000, frames_in_flight: IN_FLIGHT,
           forward_dispatches: run.spec.network, main_ms_per_frame: e2e.main_ms,
           ms: {forward: forward.ms, classify: classify.ms, e2e: e2e.ms, main: e2e.main_ms},
@@ -722,7 +771,7 @@ function showResults(report) {
 
 async function benchmark(names = null) {  // names: the grids to time (default: every grid of the site)
   if (app.benchmarking) return null;
-  const grids = app.grids.filter(g => !names || names.includes(g.name));
+  const grids = app.grids.filter(g => !names || names.includes(g.name) || names.includes(keyOf(g)));
   app.benchmarking = true;
   dom.results.hidden = false;
   dom.json.value = "";
@@ -731,13 +780,13 @@ async function benchmark(names = null) {  // names: the grids to time (default: 
     const report = {
       environment: {browser: navigator.userAgent, adapter: {name: app.gpu.name, ...pick(app.gpu.info)},
                     timestamp_query: Boolean(app.gpu.timer), date: new Date().toISOString()},
-      config: {frame: `built-in ${BENCH_FRAME.join("x")} test card`, emojicam: m.emojicam, model: m.model,
+      config: {frame: `built-in ${BENCH_FRAME.join("x")} test card`, emojicam: m.emojicam, models: m.models,
                set: m.set, settings: m.settings},
       records};
     for (const [i, spec] of grids.entries()) {
-      status(`benchmark: ${spec.name} ...`);
-      dom.hud.textContent = `benchmark: grid ${spec.name} (${i + 1} of ${grids.length}) on ${app.gpu.name} ...`;
-      const run = runFor(spec.name);
+      status(`benchmark: ${keyOf(spec)} ...`);
+      dom.hud.textContent = `benchmark: ${keyOf(spec)} (${i + 1} of ${grids.length}) on ${app.gpu.name} ...`;
+      const run = runFor(keyOf(spec));
       await run.ready;
       records.push(await gpuTurn(() => benchGrid(run, frame)));
       showResults(report);
@@ -760,9 +809,10 @@ function pick(info) {
 
 function parseHash() {
   const params = new URLSearchParams(location.hash.slice(1));
-  // #bench (every grid), #bench=32x18,64x36 (those), #grid=32x18 (start the mirror there)
+  // #bench (every grid), #bench=32x18,64x36 (those), #grid=32x18 and/or #model=fast (start the mirror there,
+  // no automatic choice; a grid alone takes the largest network)
   return {bench: params.has("bench"), benchGrids: params.get("bench") ? params.get("bench").split(",") : null,
-          grid: params.get("grid")};
+          grid: params.get("grid"), model: params.get("model")};
 }
 
 async function main() {
@@ -775,16 +825,26 @@ async function main() {
   if (skipped) status(`${skipped} grid(s) of this site need more than this GPU's limits: left out`);
   app.renderer = new Renderer(app.gpu, dom.view, await atlasTexture(app.gpu.device));
   app.cutter = new Cutter(app.gpu);
-  const hash = parseHash(), names = app.grids.map(g => g.name);
-  app.wanted = names.includes(hash.grid) ? hash.grid : names.includes(SITE.manifest.start) ? SITE.manifest.start : names[0];
-  runFor(app.wanted);  // compiles while the camera opens
+  const hash = parseHash(), models = SITE.manifest.models.map(n => n.name);
+  // the ladder of the automatic choice: fewest cells first, and at the same grid the smaller network first
+  app.ladder = [...app.grids].sort((a, b) => a.cols * a.rows - b.cols * b.rows || a.patch_px - b.patch_px);
+  if (hash.grid || hash.model) {
+    const model = models.includes(hash.model) ? hash.model : models[models.length - 1];
+    const grid = app.grids.find(g => g.model === model && g.name === hash.grid) ??
+                 app.grids.find(g => g.model === model && g.name === SITE.manifest.start) ?? app.ladder[0];
+    want(keyOf(grid), `chosen: ${keyOf(grid)} (the address)`);
+  } else {
+    app.auto = {done: false, key: null};
+    want(keyOf(app.ladder[0]), "auto: measuring this device ...");  // compiles while the camera opens
+  }
   dom.camera.onclick = () => openCamera().catch(fail);
   dom.file.onchange = () => dom.file.files[0] && useVideo(URL.createObjectURL(dom.file.files[0])).catch(fail);
   dom.bench.onclick = () => benchmark().catch(fail);
   for (const [id, action] of [["grid-down", "gridDown"], ["grid-up", "gridUp"], ["mirror", "mirror"],
                               ["view-mode", "view"], ["facing", "facing"], ["record", "record"],
                               ["snapshot", "snapshot"], ["copy", "copy"]]) dom[id].onclick = actions[action];
-  dom.model.hidden = true;  // one network on this site
+  dom.model.onclick = actions.model;
+  dom.model.hidden = models.length < 2;
   dom["copy-json"].onclick = () => navigator.clipboard.writeText(dom.json.value).then(() => status("JSON copied"), fail);
   if (hash.bench) return benchmark(hash.benchGrids);
   dom.hud.textContent = "opening the camera ...";
@@ -798,7 +858,8 @@ function cameraFacing() {  // the facingMode the open camera was asked for (a st
 
 // what the tests drive (tests/test_web.py); nothing on the page uses it
 window.emojicam = {
-  state: () => ({grid: app.run?.name ?? null, wanted: app.wanted, view: app.view, mirror: app.mirror,
+  state: () => ({grid: app.run?.name ?? null, model: app.run?.model ?? null, choice: app.choice,
+                 wanted: app.wanted?.split(" ")[1] ?? null, wantedKey: app.wanted, view: app.view, mirror: app.mirror,
                  paused: app.paused, frames: app.frames, inFlight: app.inFlight.length, inFlightMost: app.inFlightMost, fps: fps(), firstFrameMs: app.firstFrameMs,
                  stages: app.stages, adapter: app.gpu ? {name: app.gpu.name, ...pick(app.gpu.info)} : null,
                  message: dom.message.hidden ? "" : dom.message.textContent, snapshots: app.snapshots,
@@ -806,8 +867,8 @@ window.emojicam = {
                  recordings: app.recordings,
                  cameraFacing: cameraFacing()}),
   // the picks for RGBA bytes (rows*P, cols*P, 4) as base64, through the same texture, copy and kernels as a frame
-  classify: (grid, rgba, prev = null) => gpuTurn(async () => {
-    const run = runFor(grid), device = app.gpu.device;
+  classify: (grid, rgba, prev = null, model = null) => gpuTurn(async () => {
+    const run = runFor(`${model ?? SITE.manifest.models.at(-1).name} ${grid}`), device = app.gpu.device;
     await run.ready;
     device.queue.writeTexture({texture: run.texture}, bytesOf(rgba), {bytesPerRow: run.width * 4},
                               [run.width, run.height]);
@@ -822,6 +883,7 @@ window.emojicam = {
     return Array.from(new Int32Array(picks));
   }),
   frame: () => new Promise(resolve => { app.capture = resolve; }),
+  ladder: () => app.ladder.map(keyOf),
   text: emojiText,
   benchmark,
 };
