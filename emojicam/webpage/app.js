@@ -207,7 +207,7 @@ class GridRun {
            side <= limits.maxTextureDimension2D;
   }
 
-  get kernelsPerFrame() { return this.spec.programs.pick.length + 1; }  // + the render pass's draw
+  get kernelsPerFrame() { return this.spec.programs.pick.length + 2; }  // + the cut's and the render pass's draws
 
   // the input texture into the input buffer, in rows of a multiple of 256 bytes (its width is padded for that)
   encodeInput(encoder) {
@@ -747,8 +747,8 @@ async function benchGrid(run, frame) {
   // the frame's own network dispatches (up to the last that reads a weight), on the input the frames left
   const forward = await timeFrames(commands(encoder => run.encodeProgram(encoder, "pick", undefined, run.spec.network)));
   const classify = await timeFrames(commands(encoder => run.encodePick(encoder)));
-  const patches = run.cols * run.rows, gflop = model.flops_per_patch * patches / 1e9;
   const model = SITE.manifest.models.find(n => n.name === run.model);
+  const patches = run.cols * run.rows, gflop = model.flops_per_patch * patches / 1e9;
   return {system: "emojicam-web", device: app.gpu.name, grid: run.name, model: run.model, patch_px: run.spec.patch_px,
           cols: run.cols, rows: run.rows, patches,
           frames: e2e.frames, flops_per_patch: model.flops_per_patch, gflop_per_frame: gflop,
