@@ -235,8 +235,10 @@ def cmd_web(args: argparse.Namespace) -> int:
                         variety=args.variety)
     site = export_site(args.out_dir, models, set_dir, grids, settings,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
-    print(f"wrote {site.path}: {len(site.file_bytes)} files, {site.bytes / 1e6:.1f} MB, networks and grids "
-          f"{', '.join(site.kernels_per_frame)}", flush=True)
+    done = ("kept" if site.kept else "wrote") + f" {site.path}: {len(site.file_bytes)} files"
+    print(f"{done}, {site.bytes / 1e6:.1f} MB, networks and grids {', '.join(site.kernels_per_frame)}"
+          f"{' (already this site: same version, networks, set, settings and grids)' if site.kept else ''}",
+          flush=True)
     if args.serve:
         serve(site.path, args.port, lambda url: print(f"serving {site.path} at {url} (Ctrl-C stops)", flush=True))
     return 0

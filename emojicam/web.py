@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import math
 import os
@@ -72,6 +73,7 @@ class Site:
     path: Path
     file_bytes: dict[str, int]
     kernels_per_frame: dict[str, int]  # "model grid" -> the frame function's compute dispatches + the 2 draws
+    kept: bool = False  # the folder already held this very site (site_key): nothing was written
 
     @property
     def bytes(self) -> int:
@@ -131,6 +133,39 @@ def atlas_png(emoji_set, tile_px: int) -> tuple[bytes, int]:
     return png.tobytes(), cols
 
 
+def site_key(networks: list[dict], models: tuple[tuple[str, Path], ...], set_fingerprint: str,
+             grids: tuple[tuple[int, int], ...], settings: dict) -> str:
+    """What a site is made of: emojicam's and tinygrad's versions, each network's weights (their bytes), the set,
+    the grids, the settings and the page's own files. A folder whose manifest holds the same key is that site."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(json.dumps({
+        "emojicam": __version__, "tinygrad": version("tinygrad"), "set": set_fingerprint, "grids": grids,
+        "settings": settings, "networks": networks,
+        "weights": [hashlib.sha256(weights.read_bytes()).hexdigest() for _, weights in models]}).encode())
+    for name in (*TEMPLATES, "render.wgsl", "cut.wgsl"):
+        digest.update(template(name))
+    return digest.hexdigest()[:32]
+
+
+def read_script(path: Path):
+    """The value a data file of the site (script()) hangs on EMOJICAM_SITE."""
+    return json.loads(path.read_text().splitlines()[1].split(" = ", 1)[1].rstrip(";"))
+
+
+def current_site(out_dir: Path, key: str) -> Site | None:
+    """The site in out_dir if it is complete and its manifest holds key, else None."""
+    try:
+        manifest = read_script(out_dir / "manifest.js")
+        sizes = {name: (out_dir / name).stat().st_size for name in SITE_FILES}
+    except (OSError, ValueError, IndexError):
+        return None
+    if manifest.get("build") != key:
+        return None
+    return Site(out_dir, sizes, {f"{g['model']} {g['name']}": len(g["programs"]["pick"]) + 2
+                                 for g in manifest["grids"]}, kept=True)
+
+
 def check_grids(grids: tuple[tuple[int, int], ...], patch_px: int, tile_px: int) -> None:
     for cols, rows in grids:
         side = max(cols * max(patch_px, 2 * tile_px), rows * max(patch_px, tile_px))
@@ -163,6 +198,11 @@ def export_site(out_dir: Path, models: tuple[tuple[str, Path], ...], set_dir: Pa
                          "channels": config["channels"], "classes": config["classes"],
                          "flops_per_patch": model.ModelConfig(config["classes"], tuple(config["channels"]),
                                                               config["patch_px"]).flops_per_patch()})
+    site_settings = {k: getattr(settings, k) for k in ("tile_px", "background", "stability", "variety",
+                                                        "colour_weight", "coverage_weight")}
+    key = site_key(networks, models, emoji_set.fingerprint, grids, site_settings)
+    if (kept := current_site(out_dir, key)) is not None:
+        return kept
     check_writable(out_dir)  # now, not after the kernels are built
     log(f"web: tinygrad renders the kernels of {len(grids)} grid(s) of {len(models)} network(s) as WGSL "
         f"(about 10 s each)")
@@ -188,8 +228,7 @@ def export_site(out_dir: Path, models: tuple[tuple[str, Path], ...], set_dir: Pa
             "emojicam": __version__,
             "models": networks,
             "set": {"fingerprint": emoji_set.fingerprint, "size": len(emoji_set)},
-            "settings": {k: getattr(settings, k) for k in ("tile_px", "background", "stability", "variety",
-                                                             "colour_weight", "coverage_weight")},
+            "settings": site_settings, "build": key,
             "atlas": {"tile_px": settings.tile_px, "cols": atlas_cols},
             "emoji": strings, "start": start, "grids": programs["grids"]}
         contents = {

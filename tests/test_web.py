@@ -56,9 +56,9 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve_site(out: Path, *args: str) -> Iterator[Served]:
-    """Run `emojicam web out --serve --port 0 ARGS` until it prints its URL; SIGTERM at the end, which must stop it
-    as Ctrl-C does (exit 128 + 15, one line)."""
+def serve_site(out: Path, *args: str, says: str = "wrote") -> Iterator[Served]:
+    """Run `emojicam web out --serve --port 0 ARGS` until it prints its URL, having said `says` (wrote, or kept an
+    unchanged site); SIGTERM at the end, which must stop it as Ctrl-C does (exit 128 + 15, one line)."""
     process = subprocess.Popen([sys.executable, "-m", "emojicam", "web", str(out), "--serve", "--port", "0", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     lines: queue.Queue = queue.Queue()
@@ -70,7 +70,7 @@ def serve_site(out: Path, *args: str) -> Iterator[Served]:
             with contextlib.suppress(queue.Empty):
                 said.append(lines.get(timeout=max(0.1, min(1.0, deadline - time.monotonic()))))
             assert time.monotonic() < deadline, f"no URL printed: {said}"
-        assert said[0].startswith(f"wrote {out}: {len(SITE_FILES)} files"), said
+        assert said[0].startswith(f"{says} {out}: {len(SITE_FILES)} files"), said
         yield Served(said[-1].split(" at ")[1].split()[0], out, process)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -555,8 +555,13 @@ def test_without_a_camera_the_page_says_what_to_do(sites):
 
 def test_serve_answers_http_stops_on_sigterm_and_replaces_an_earlier_site(sites, tmp_path):
     out = tmp_path / "site"
-    shutil.copytree(sites("default").site, out)  # an earlier site: replaced whole
-    with serve_site(out, "--grids", "8x4") as served:
+    shutil.copytree(sites("default").site, out, copy_function=shutil.copy2)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with (serve_site(out, "--grids", GRIDS, "--model", "default", says="kept") as served,  # the same site: kept
+          urllib.request.urlopen(served.url + "manifest.js", timeout=30) as answer):
+        assert answer.read() == (out / "manifest.js").read_bytes()
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before, "nothing rewritten"
+    with serve_site(out, "--grids", "8x4") as served:  # another site: replaces the earlier one whole
         with urllib.request.urlopen(served.url, timeout=30) as answer:
             assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/html")
             assert b"<script src=\"app.js\"></script>" in answer.read()
@@ -568,4 +573,24 @@ def test_serve_answers_http_stops_on_sigterm_and_replaces_an_earlier_site(sites,
                 urllib.request.urlopen(served.url + outside, timeout=30)
             assert refused.value.code == 404, outside
     grids = json.loads((out / "manifest.js").read_text().split(" = ", 1)[1].rstrip().rstrip(";"))["grids"]
-    assert [g["name"] for g in grids] == ["8x4"] and sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+    assert [(g["model"], g["name"]) for g in grids] == [("fast", "8x4"), ("default", "8x4")], "--model auto: both"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+
+
+WORKFLOW = ROOT / ".github" / "workflows" / "pages.yml"
+
+
+def test_the_pages_workflow_is_a_valid_github_actions_workflow(tmp_path):
+    """The workflow cannot run here: check-jsonschema checks it against GitHub's workflow schema (SchemaStore's, as
+    the package ships it), and the check fails on a broken copy."""
+    checker = Path(sys.executable).parent / "check-jsonschema"
+    if not checker.exists():
+        pytest.skip("check-jsonschema is not installed (pip install -e '.[dev]')")
+    lint = [str(checker), "--builtin-schema", "vendor.github-workflows"]
+    done = subprocess.run([*lint, WORKFLOW], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = WORKFLOW.read_text()
+    assert "emojicam web site" in text and "path: site" in text and "deploy-pages" in text and "release:" in text
+    broken = tmp_path / "pages.yml"
+    broken.write_text(text.replace("runs-on:", "runs_on:", 1))
+    assert subprocess.run([*lint, broken], capture_output=True, timeout=120).returncode != 0
