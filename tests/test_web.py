@@ -546,6 +546,17 @@ def test_without_webgpu_the_page_says_so_in_one_sentence(sites):
 
 
 @needs_chromium
+def test_with_webgpu_but_no_gpu_canvas_the_page_says_so_in_words_a_user_understands(sites, camera_clip):
+    """--enable-unsafe-webgpu beside --disable-gpu: an adapter (SwiftShader compute) but no GPU process to hand the
+    camera's frames or a canvas to WebGPU; the page says what to do, not a browser's internal error."""
+    with Chromium(timeout=90, flags=["--enable-unsafe-webgpu", *fake_camera_flags(camera_clip)]) as browser:
+        tab = browser.open(sites("default").url + "#grid=16x9", watch=True)
+        message = browser.wait_for("window.emojicam.state().message", tab, timeout=90)
+    assert message.startswith("This browser has WebGPU, but it could not") and "hardware acceleration" in message
+    assert "Instance" not in message and "Something failed" not in message
+
+
+@needs_chromium
 def test_without_a_camera_the_page_says_what_to_do(sites):
     with Chromium(timeout=60, webgpu=True) as browser:  # no fake camera: there is none
         tab = browser.open(sites("default").url, watch=True)

@@ -32,6 +32,9 @@ const SAY = {
     "this page and reload, or choose a video file above.",
   grids: "None of this site's grids fits this GPU's buffer and texture limits: write the site with smaller " +
     "grids (emojicam web OUT_DIR --grids 32x18).",
+  gpu: "This browser has WebGPU, but it could not give this page's picture to the GPU or draw on it (its GPU " +
+    "acceleration is off or blocked here): turn on hardware acceleration in the browser's settings and reload, or " +
+    "open the page in another browser.",
 };
 
 class UserError extends Error {}
@@ -325,6 +328,15 @@ class Cutter {
 
   // a video, canvas or image into the source texture: a copy the browser does on the GPU, no pixel loop here
   upload(image, width, height) {
+    try {
+      this.copy(image, width, height);
+    } catch (error) {  // an OperationError where the browser's GPU process is off: it cannot hand its frames over
+      console.warn(error);
+      throw new UserError(SAY.gpu);
+    }
+  }
+
+  copy(image, width, height) {
     if (this.source?.width !== width || this.source?.height !== height) {
       this.source?.destroy();
       this.source = this.device.createTexture({
@@ -823,8 +835,13 @@ async function main() {
   if (!app.grids.length) throw new UserError(SAY.grids);
   const skipped = SITE.manifest.grids.length - app.grids.length;
   if (skipped) status(`${skipped} grid(s) of this site need more than this GPU's limits: left out`);
-  app.renderer = new Renderer(app.gpu, dom.view, await atlasTexture(app.gpu.device));
-  app.cutter = new Cutter(app.gpu);
+  try {  // a browser whose GPU process is off gives an adapter but no canvas to draw on
+    app.renderer = new Renderer(app.gpu, dom.view, await atlasTexture(app.gpu.device));
+    app.cutter = new Cutter(app.gpu);
+  } catch (error) {
+    console.warn(error);
+    throw new UserError(SAY.gpu);
+  }
   const hash = parseHash(), models = SITE.manifest.models.map(n => n.name);
   // the ladder of the automatic choice: fewest cells first, and at the same grid the smaller network first
   app.ladder = [...app.grids].sort((a, b) => a.cols * a.rows - b.cols * b.rows || a.patch_px - b.patch_px);
