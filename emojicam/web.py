@@ -50,7 +50,6 @@ START_COLS = 64  # the grid the page starts on: the exported one nearest this ma
 TEMPLATES = ("index.html", "app.js")  # copied as they are
 SITE_FILES = (*TEMPLATES, "manifest.js", "kernels.js", "weights.js", "atlas.js")
 MAX_TEXTURE_PX = 8192        # WebGPU's guaranteed maxTextureDimension2D: the input and the canvas are textures
-MAX_BINDING_BYTES = 1 << 27  # WebGPU's guaranteed maxStorageBufferBindingSize (128 MiB)
 EXPORT_TIMEOUT_S = 3600
 
 
@@ -166,6 +165,20 @@ def current_site(out_dir: Path, key: str) -> Site | None:
                                  for g in manifest["grids"]}, kept=True)
 
 
+def over_webgpu_defaults(grid: dict) -> list[str]:
+    """What a grid of the site asks beyond WebGPU's default limits (gpu_kernels.LIMITS['WEBGPU']): each dispatch's
+    launch, bindings and work-group memory, each buffer's size; empty where every WebGPU device runs it."""
+    from emojicam.gpu_kernels import LIMITS
+
+    webgpu = LIMITS["WEBGPU"]
+    found = sorted({v for d in grid["programs"]["pick"] for v in d["over_webgpu_defaults"]})
+    biggest = max(b["bytes"] for b in grid["buffers"])
+    for most, what in ((webgpu.binding_bytes, "binding"), (webgpu.buffer_bytes, "buffer")):
+        if biggest > most:
+            found.append(f"a {biggest / 2**20:.0f} MiB {what} (at most {most / 2**20:.0f} MiB)")
+    return list(dict.fromkeys(found))
+
+
 def check_grids(grids: tuple[tuple[int, int], ...], patch_px: int, tile_px: int) -> None:
     for cols, rows in grids:
         side = max(cols * max(patch_px, 2 * tile_px), rows * max(patch_px, tile_px))
@@ -212,11 +225,10 @@ def export_site(out_dir: Path, models: tuple[tuple[str, Path], ...], set_dir: Pa
             programs = build_kernels(models, set_dir, grids, settings, Path(work))
             data = {key: base64.b64encode((Path(work) / "data" / f"{key}.bin").read_bytes()).decode()
                     for key in programs["data"]}
-        for grid in programs["grids"]:
-            biggest = max(b["bytes"] for b in grid["buffers"])
-            if biggest > MAX_BINDING_BYTES:  # the page leaves such a grid out where the adapter allows less
-                log(f"web: grid {grid['name']} of the {grid['model']} network needs a {biggest / 2**20:.0f} MiB "
-                    f"buffer, more than the 128 MiB every WebGPU device binds: it runs only on GPUs that allow more")
+        for grid in programs["grids"]:  # the page leaves such a grid out where the adapter allows less
+            if over := over_webgpu_defaults(grid):
+                log(f"web: grid {grid['name']} of the {grid['model']} network asks for more than every WebGPU "
+                    f"device allows ({'; '.join(over)}): it runs only on GPUs that allow more")
         png, atlas_cols = atlas_png(emoji_set, settings.tile_px)
         start = min(programs["grids"], key=lambda g: (abs(g["cols"] - START_COLS), g["cols"]))["name"]
         strings = None

@@ -30,7 +30,7 @@ from tinygrad.nn.state import get_state_dict
 from tinygrad.uop.ops import Ops
 
 from emojicam.builder import capture
-from emojicam.gpu_kernels import calls, launches
+from emojicam.gpu_kernels import LIMITS, calls, launches, violations
 from emojicam.grid import Grid
 from emojicam.scoring import Scorer, auto_background
 
@@ -152,7 +152,8 @@ class Exporter:
             dispatches.append({"kernel": self.kernel(kernel.name, kernel.source),
                                "workgroups": list(kernel.global_size), "threads": list(kernel.local_size),
                                "bindings": [buffer(args[g]) for g in call.src[0].arg.globals],
-                               "flops": kernel.ops, "bytes": kernel.bytes})
+                               "flops": kernel.ops, "bytes": kernel.bytes, "workgroup_bytes": kernel.workgroup_bytes,
+                               "over_webgpu_defaults": violations(kernel, LIMITS["WEBGPU"])})
         return dispatches
 
 

@@ -35,8 +35,8 @@ from test_text import SEQUENCES, read_back  # the set's emoji as text, independe
 from emojicam import model as model_io
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
-from emojicam.gpu_kernels import LIMITS
-from emojicam.web import SITE_FILES, parse_grids
+from emojicam.gpu_kernels import LIMITS, Kernel, violations, workgroup_bytes
+from emojicam.web import DEFAULT_GRIDS, SITE_FILES, over_webgpu_defaults, parse_grids
 
 GRIDS = "16x9,32x18"
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"
@@ -186,6 +186,7 @@ def test_the_site_holds_its_own_files_and_kernels_within_webgpu_limits(sites):
         for program in grid["programs"].values():
             for d in program:
                 assert len(d["bindings"]) <= webgpu.buffers and np.prod(d["threads"]) <= webgpu.threads_per_group
+                assert d["over_webgpu_defaults"] == [] and d["workgroup_bytes"] <= webgpu.workgroup_bytes
                 assert max(d["workgroups"]) <= webgpu.global_size[0] and d["kernel"] in kernels
                 assert all(0 <= b < len(grid["buffers"]) for b in d["bindings"])
         consts = [b["data"] for b in grid["buffers"] if b["kind"] == "const"]
@@ -508,6 +509,12 @@ def test_the_page_chooses_the_grid_and_network_by_the_device_speed_and_the_addre
         frames_after(browser, tab, 1)
         now = state(browser, tab)
         assert now["model"] == "default" and now["grid"] == "32x18" and now["choice"].startswith("chosen"), now
+        limits = ("(binding => { const l = {}; for (const k in app.gpu.device.limits) l[k] = app.gpu.device.limits[k]; "
+                  "if (binding) l.maxStorageBufferBindingSize = binding; return l; })")
+        assert now["leftOut"] == []
+        assert browser.evaluate(f"window.emojicam.unfit('default 32x18', {limits}(0))", tab) is None
+        small = browser.evaluate(f"window.emojicam.unfit('default 32x18', {limits}(2 ** 20))", tab)
+        assert small.startswith("grid default 32x18 needs a ") and "more than this GPU allows (1 MiB)" in small
 
 
 # --- the benchmark, the messages, the server ------------------------------------------------------------------------
@@ -605,3 +612,26 @@ def test_the_pages_workflow_is_a_valid_github_actions_workflow(tmp_path):
     broken = tmp_path / "pages.yml"
     broken.write_text(text.replace("runs-on:", "runs_on:", 1))
     assert subprocess.run([*lint, broken], capture_output=True, timeout=120).returncode != 0
+
+
+def test_the_launch_limit_check_covers_bindings_buffers_and_workgroup_memory():
+    webgpu = LIMITS["WEBGPU"]
+    ok = Kernel("k", (4, 1, 1), (16, 1, 1), 2, 0, 1, 1, "var<workgroup> buf2: array<f32,16>;", (1024, 2**27), 64)
+    assert violations(ok, webgpu) == [] and workgroup_bytes(ok.source) == 64
+    big = Kernel("k", (4, 1, 1), (16, 1, 1), 2, 0, 1, 1, "var<workgroup> buf2: array<f32,8192>;", (2**28 + 4,),
+                 workgroup_bytes("var<workgroup> buf2: array<f32,8192>;"))
+    assert violations(big, webgpu) == [f"a {2**28 + 4} byte binding (at most {2**27})",
+                                       f"a {2**28 + 4} byte buffer (at most {2**28})",
+                                       "32768 bytes of work-group memory (at most 16384)"]
+
+
+def test_every_grid_the_site_ships_fits_webgpu_defaults(tmp_path):
+    """`emojicam web` with its defaults (both networks, every default grid): each dispatch's launch, bindings and
+    work-group memory and each buffer within WebGPU's default limits, which every device gives."""
+    done = run_cli("web", tmp_path / "site", timeout=1800)
+    assert done.returncode == 0 and "asks for more than every WebGPU device allows" not in done.stderr, done.stderr
+    manifest = json.loads((tmp_path / "site" / "manifest.js").read_text().splitlines()[1].split(" = ", 1)[1][:-1])
+    assert {(g["model"], (g["cols"], g["rows"])) for g in manifest["grids"]} == {
+        (m, g) for m in ("fast", "default") for g in DEFAULT_GRIDS}
+    for grid in manifest["grids"]:
+        assert over_webgpu_defaults(grid) == [], (grid["model"], grid["name"])

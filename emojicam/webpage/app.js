@@ -83,6 +83,7 @@ class Gpu {
     // the adapter's own limits, not WebGPU's defaults: the scores' kernel binds 8 storage buffers, big grids need
     // big buffers, and a GPU that allows more should not be refused for less
     const names = ["maxStorageBuffersPerShaderStage", "maxStorageBufferBindingSize", "maxBufferSize",
+                   "maxComputeWorkgroupStorageSize",
                    "maxComputeInvocationsPerWorkgroup", "maxComputeWorkgroupSizeX", "maxComputeWorkgroupSizeY",
                    "maxComputeWorkgroupSizeZ", "maxComputeWorkgroupsPerDimension", "maxTextureDimension2D"];
     const requiredLimits = Object.fromEntries(names.map(name => [name, adapter.limits[name]]));
@@ -202,12 +203,28 @@ class GridRun {
     return this;
   }
 
-  static fits(spec, limits) {
-    const p = spec.patch_px, tile = SITE.manifest.atlas.tile_px;
-    const most = Math.max(...spec.buffers.map(b => b.bytes));
+  // why this device cannot run the grid (a sentence), or null where it fits every limit the grid meets: its
+  // buffers, each dispatch's bindings, launch and work-group memory, its textures
+  static unfit(spec, limits) {
+    const p = spec.patch_px, tile = SITE.manifest.atlas.tile_px, mib = bytes => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+    const most = Math.max(...spec.buffers.map(b => b.bytes)), dispatches = spec.programs.pick;
     const side = Math.max(spec.cols * Math.max(p, 2 * tile), spec.rows * Math.max(p, tile));
-    return most <= limits.maxStorageBufferBindingSize && most <= limits.maxBufferSize &&
-           side <= limits.maxTextureDimension2D;
+    const threads = Math.max(...dispatches.map(d => d.threads.reduce((a, b) => a * b)));
+    const checks = [
+      [most, limits.maxStorageBufferBindingSize, v => `a ${mib(v)} buffer binding`, mib],
+      [most, limits.maxBufferSize, v => `a ${mib(v)} buffer`, mib],
+      [Math.max(...dispatches.map(d => d.bindings.length)), limits.maxStorageBuffersPerShaderStage, v => `${v} storage buffers in one kernel`, String],
+      [Math.max(...dispatches.map(d => d.workgroup_bytes ?? 0)), limits.maxComputeWorkgroupStorageSize, v => `${v} bytes of work-group memory`, String],
+      [threads, limits.maxComputeInvocationsPerWorkgroup, v => `${v} threads a work-group`, String],
+      [Math.max(...dispatches.map(d => d.threads[0])), limits.maxComputeWorkgroupSizeX, v => `work-groups ${v} wide`, String],
+      [Math.max(...dispatches.map(d => d.threads[1])), limits.maxComputeWorkgroupSizeY, v => `work-groups ${v} high`, String],
+      [Math.max(...dispatches.map(d => d.threads[2])), limits.maxComputeWorkgroupSizeZ, v => `work-groups ${v} deep`, String],
+      [Math.max(...dispatches.flatMap(d => d.workgroups)), limits.maxComputeWorkgroupsPerDimension, v => `${v} work-groups in a row`, String],
+      [side, limits.maxTextureDimension2D, v => `a picture ${v} px wide`, v => `${v} px`]];
+    const over = checks.find(([value, most]) => value > most);
+    if (!over) return null;
+    const [value, allowed, what, unit] = over;
+    return `grid ${keyOf(spec)} needs ${what(value)}, more than this GPU allows (${unit(allowed)}): left out`;
   }
 
   get kernelsPerFrame() { return this.spec.programs.pick.length + 2; }  // + the cut's and the render pass's draws
@@ -370,7 +387,7 @@ const app = {
   gpu: null, renderer: null, cutter: null, video: document.createElement("video"),
   grids: [], runs: new Map(), run: null, wanted: null, view: "emoji", mirror: true, paused: false,
   benchmarking: false, looping: false, frames: 0, firstFrameMs: null, recent: [], stages: {}, snapshots: 0,
-  auto: null, ladder: [], choice: "", cameraFps: null,  // the automatic choice of grid and network (autoChoose)
+  auto: null, ladder: [], choice: "", cameraFps: null, leftOut: [],  // the automatic choice of grid and network (autoChoose)
   facing: "user", recorder: null, recordings: 0,  // the camera asked for (front: user, back: environment)
   inFlight: [], inFlightMost: 0,  // a promise per frame submitted and not yet done, oldest first; the most seen
   capture: null,  // a test's request for the next frame's pixels and picks
@@ -831,10 +848,10 @@ async function main() {
   if (!SITE.manifest || !SITE.kernels || !SITE.weights || !SITE.atlas || !SITE.render || !SITE.cut) return show(SAY.incomplete);
   dom.hud.textContent = "starting ...";
   app.gpu = await Gpu.open();
-  app.grids = SITE.manifest.grids.filter(spec => GridRun.fits(spec, app.gpu.device.limits));
+  app.leftOut = SITE.manifest.grids.map(spec => GridRun.unfit(spec, app.gpu.device.limits)).filter(Boolean);
+  app.grids = SITE.manifest.grids.filter(spec => !GridRun.unfit(spec, app.gpu.device.limits));
   if (!app.grids.length) throw new UserError(SAY.grids);
-  const skipped = SITE.manifest.grids.length - app.grids.length;
-  if (skipped) status(`${skipped} grid(s) of this site need more than this GPU's limits: left out`);
+  if (app.leftOut.length) status(app.leftOut.join("; "));
   try {  // a browser whose GPU process is off gives an adapter but no canvas to draw on
     app.renderer = new Renderer(app.gpu, dom.view, await atlasTexture(app.gpu.device));
     app.cutter = new Cutter(app.gpu);
@@ -881,7 +898,7 @@ window.emojicam = {
                  stages: app.stages, adapter: app.gpu ? {name: app.gpu.name, ...pick(app.gpu.info)} : null,
                  message: dom.message.hidden ? "" : dom.message.textContent, snapshots: app.snapshots,
                  grids: app.grids.map(g => g.name), facing: app.facing, recording: app.recorder !== null,
-                 recordings: app.recordings,
+                 recordings: app.recordings, leftOut: app.leftOut,
                  cameraFacing: cameraFacing()}),
   // the picks for RGBA bytes (rows*P, cols*P, 4) as base64, through the same texture, copy and kernels as a frame
   classify: (grid, rgba, prev = null, model = null) => gpuTurn(async () => {
@@ -901,6 +918,7 @@ window.emojicam = {
   }),
   frame: () => new Promise(resolve => { app.capture = resolve; }),
   ladder: () => app.ladder.map(keyOf),
+  unfit: (key, limits) => GridRun.unfit(SITE.manifest.grids.find(g => keyOf(g) === key), limits),
   text: emojiText,
   benchmark,
 };
