@@ -355,7 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "emoji mirror and a GPU benchmark on the visitor's GPU in any browser with WebGPU, "
                                    "nothing installed. Nothing is loaded from elsewhere: put it on any static host, "
                                    "open its index.html from the folder, or serve it here with --serve. Keys as in "
-                                   "live, and c copies the emoji as text; index.html#bench runs the benchmark.")
+                                   "live, and c copies the emoji as text; index.html#bench runs the benchmark. With "
+                                   "--model auto the site carries both networks and the page picks the largest "
+                                   "grid and network that hold the camera's rate. A folder that already holds the "
+                                   "same site is kept, so --serve serves it at once.")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR",
                    help="folder for the site: a new or empty one, or an earlier site, which is replaced")
     grids = ",".join(f"{c}x{r}" for c, r in DEFAULT_GRIDS)
