@@ -328,9 +328,13 @@ def test_record_snapshot_and_copy_buttons_give_files_and_text(mirror, tmp_path):
     photo = cv2.imread(str(pngs[0]))
     assert photo.shape == (9 * TILE, 16 * TILE, 3)
     assert np.median(nearest_tiles(cells_of(photo[..., ::-1].astype(np.float32), 16, 9), premult, uncovered)[1]) < 1
+    browser.evaluate("document.getElementById('copy').click()", tab, gesture=True)
+    browser.wait_for("document.getElementById('status').textContent.startsWith('copied')", tab)
+    copied = browser.evaluate("navigator.clipboard.readText()", tab, gesture=True)
+    assert [len(row) for row in read_back(copied)] == [16] * 9, copied
 
 
-ACTIONS = ("grid-down", "grid-up", "mirror", "view-mode", "facing", "record", "snapshot", "copy", "bench")
+ACTIONS = ("grid-down", "grid-up", "model", "mirror", "view-mode", "facing", "record", "snapshot", "copy", "bench")
 
 
 @needs_chromium
@@ -339,7 +343,7 @@ def test_on_a_phone_the_page_fits_and_every_action_has_a_button_a_thumb_reaches(
     44 px for every action in the lower half of the screen, and a tap on the camera button asks for the back one."""
     width, height = 390, 844
     with Chromium(timeout=180, webgpu=True, flags=fake_camera_flags(camera_clip)) as browser:
-        tab = browser.open(sites("default").url + "#grid=16x9", size=(width, height), phone=True, watch=True)
+        tab = browser.open(sites("auto").url + "#grid=16x9", size=(width, height), phone=True, watch=True)
         frames_after(browser, tab, 1)
         page = browser.evaluate("({scroll: document.documentElement.scrollWidth, inner: innerWidth, "
                                 "touch: navigator.maxTouchPoints, "
