@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -224,13 +225,20 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     grids = parse_grids(args.grids)
     check_port(args.port)
-    set_dir, weights = model_files(model_choice(args), on_cpu=False)  # the page runs on the visitor's GPU
+    choice = model_choice(args)
+    set_dir, weights = model_files(choice, on_cpu=False)  # the page runs on the visitor's GPU
+    models = ((choice.model, weights),)
+    if choice.model == "auto" and choice.weights is None and choice.emoji_set is None:  # both: the page picks
+        models = tuple((name, model_files(replace(choice, model=name), on_cpu=False)[1])
+                       for name in ("fast", "default"))
     settings = Settings(tile_px=args.tile, background=args.background, stability=args.stability,
                         variety=args.variety)
-    site = export_site(args.out_dir, weights, set_dir, grids, settings,
+    site = export_site(args.out_dir, models, set_dir, grids, settings,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
-    print(f"wrote {site.path}: {len(site.file_bytes)} files, {site.bytes / 1e6:.1f} MB, grids "
-          f"{', '.join(site.kernels_per_frame)}", flush=True)
+    done = ("kept" if site.kept else "wrote") + f" {site.path}: {len(site.file_bytes)} files"
+    print(f"{done}, {site.bytes / 1e6:.1f} MB, networks and grids {', '.join(site.kernels_per_frame)}"
+          f"{' (already this site: same version, networks, set, settings and grids)' if site.kept else ''}",
+          flush=True)
     if args.serve:
         serve(site.path, args.port, lambda url: print(f"serving {site.path} at {url} (Ctrl-C stops)", flush=True))
     return 0
@@ -347,7 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "emoji mirror and a GPU benchmark on the visitor's GPU in any browser with WebGPU, "
                                    "nothing installed. Nothing is loaded from elsewhere: put it on any static host, "
                                    "open its index.html from the folder, or serve it here with --serve. Keys as in "
-                                   "live, and c copies the emoji as text; index.html#bench runs the benchmark.")
+                                   "live, and c copies the emoji as text; index.html#bench runs the benchmark. With "
+                                   "--model auto the site carries both networks and the page picks the largest "
+                                   "grid and network that hold the camera's rate. A folder that already holds the "
+                                   "same site is kept, so --serve serves it at once.")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR",
                    help="folder for the site: a new or empty one, or an earlier site, which is replaced")
     grids = ",".join(f"{c}x{r}" for c, r in DEFAULT_GRIDS)
