@@ -112,8 +112,11 @@ def main() -> int:
             site = work / "site"
             manifest = read_js(site / "manifest.js")
             sizes = {name: (site / name).stat().st_size for name in SITE_FILES}
-            kernels = {g["name"]: {"compute": len(g["programs"]["pick"]), "draw": 1, "copies": 2,
-                                   "forward_alone": len(g["programs"]["forward"])} for g in manifest["grids"]}
+            kernels = {g["name"]: {"compute": len(g["programs"]["pick"]), "draw": 2, "copies": 3,
+                                   "forward": g["network"],
+                                   "kernel_bytes": sum(d["bytes"] for d in g["programs"]["pick"]),
+                                   "input_bytes": g["input"][0] * g["input"][1] * 4,
+                                   "read_back_bytes": 0} for g in manifest["grids"]}
             with Chromium(timeout=900, webgpu=True, flags=fake_camera_flags(camera)) as browser:
                 version = browser.call("Browser.getVersion")["product"]
                 mirror = []
@@ -133,7 +136,7 @@ def main() -> int:
     note = ("SwiftShader: software WebGPU on this machine's CPU cores (2 here), not a GPU figure"
             if mirror[0]["adapter"]["architecture"] == "swiftshader" else f"WebGPU adapter: {mirror[0]['adapter']}")
     report = {"date": date, "machine": machine, "chromium": version, "note": note, "export_s": export_s,
-              "site_bytes": sizes, "kernels_per_frame": kernels, "model": manifest["model"],
+              "site_bytes": sizes, "kernels_per_frame": kernels, "models": manifest["models"],
               "settings": manifest["settings"], "mirror": mirror, "benchmark": bench}
     stem = args.out / f"{date}-web-{args.label}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
@@ -144,7 +147,8 @@ def main() -> int:
 
 def results_markdown(report: dict, name: str) -> str:
     """The results file's Markdown, from its JSON (--markdown-from regenerates it)."""
-    mirror, sizes, kernels, model = report["mirror"], report["site_bytes"], report["kernels_per_frame"], report["model"]
+    mirror, sizes, kernels = report["mirror"], report["site_bytes"], report["kernels_per_frame"]
+    model = report["models"][-1]  # the mirror's grids run the largest network (#grid= alone)
     lines = [f"# The browser page on {mirror[0]['adapter']['name']}, {report['date']}", "",
              f"**{report['note']}.** Machine: {report['machine']} (when the run began: shared with other work). "
              f"Browser: {report['chromium']}, headless, tests/browser.py's WebGPU flags. Model: {model['weights']} "
@@ -154,19 +158,20 @@ def results_markdown(report: dict, name: str) -> str:
              + ", ".join(f"{n} {b / 1e3:.0f} kB" for n, b in sizes.items())
              + f"), written by `emojicam web` in {report['export_s']:.0f} s for {len(kernels)} grids.", "",
              "## The mirror (fake camera: a still 1280x720 photo with noise, looped)", "",
-             "| grid | first frame (s, from page load) | fps | frames | cut ms | classify ms (GPU) | draw ms (GPU) "
-             "| cells changed a frame | kernels a frame |", "|" + "---|" * 9]
+             "| grid | first frame (s, from page load) | fps | frames | main thread ms a frame | submit to done ms "
+             "| classify ms (GPU) | draw ms (GPU) | cells changed a frame | GPU work a frame |", "|" + "---|" * 10]
     for m in mirror:
         k, s = kernels[m["grid"]], m["stage_ms"]
-        lines.append(f"| {m['grid']} | {m['first_frame_s']:.1f} | {m['fps']:.3g} | {m['frames']} | {s['cut']:.0f} | "
-                     f"{s.get('classify') or 0:.0f} | {s.get('draw') or 0:.1f} | "
-                     f"{m['cells_changed_per_frame']:.2%} | {k['compute']} compute + {k['draw']} draw + "
-                     f"{k['copies']} copies |")
+        lines.append(f"| {m['grid']} | {m['first_frame_s']:.1f} | {m['fps']:.3g} | {m['frames']} | {s['main']:.1f} | "
+                     f"{s['latency']:.0f} | {s.get('classify') or 0:.0f} | {s.get('draw') or 0:.1f} | "
+                     f"{m['cells_changed_per_frame']:.2%} | {k['compute']} dispatches + {k['draw']} draws + "
+                     f"{k['copies']} copies, {k['kernel_bytes'] / 1e6:.1f} MB in kernels, no read-back |")
     lines += ["", "First frame: from the start of the page's loading to its first emoji frame (the site's scripts, "
               "the weights, the pipelines of the grid, the camera). Kernels a frame: the frame function's compute "
-              "dispatches (tinygrad's WGSL), the render pass's draw, and two buffer copies (the canvas texture into "
-              "the input buffer, the picks into the previous picks); the browser's drawImage and "
-              "copyExternalImageToTexture come before. Cells changed a frame: the share of cells whose emoji "
+              "dispatches (tinygrad's WGSL), two draws (the cut and the render pass) and three copies (the camera "
+              "picture into a texture, the cut into the input buffer, the picks into the previous picks); at most "
+              "2 frames in flight, one wait a frame only when 2 are. Main thread: what encoding and submitting a "
+              "frame cost JavaScript. Cells changed a frame: the share of cells whose emoji "
               "changed between consecutive frames of the still picture.", "",
               "## The benchmark mode (index.html#bench, the built-in 1280x720 frame)", "",
               table([(name, report["benchmark"])]).rstrip(), "",

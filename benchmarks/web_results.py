@@ -17,8 +17,8 @@ import re
 import sys
 from pathlib import Path
 
-COLUMNS = ("GPU (WebGPU adapter)", "browser", "grid", "cells", "forward fps", "classify fps", "end-to-end fps",
-           "GFLOP/s", "kernels", "file")
+COLUMNS = ("GPU (WebGPU adapter)", "browser", "network and grid", "cells", "forward fps", "classify fps",
+           "end-to-end fps", "GFLOP/s", "kernels", "file")
 
 
 def browser_name(agent: str) -> str:
@@ -33,8 +33,9 @@ def browser_name(agent: str) -> str:
 def rows(name: str, report: dict) -> list[list[str]]:
     env = report["environment"]
     adapter, browser = env["adapter"]["name"], browser_name(env.get("browser", ""))
-    return [[adapter, browser, r["grid"], str(r["patches"]), *(f"{r[k]:.3g}" for k in (
-             "forward_fps", "classify_fps", "e2e_fps", "achieved_gflops")), str(r["kernels_per_frame"]), name]
+    return [[adapter, browser, f"{r.get('model', '')} {r['grid']}".strip(), str(r["patches"]),
+             *(f"{r[k]:.3g}" for k in ("forward_fps", "classify_fps", "e2e_fps", "achieved_gflops")),
+             str(r["kernels_per_frame"]), name]
             for r in report["records"]]
 
 

@@ -183,18 +183,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from emojicam.engine import model_files
-    from emojicam.web import check_port, export_site, parse_grids, serve
+    from emojicam.web import check_port, export_site, parse_grids, serve, site_models
 
     grids = parse_grids(args.grids)
     check_port(args.port)
-    set_dir, weights = model_files(model_choice(args), on_cpu=False)  # the page runs on the visitor's GPU
+    set_dir, models = site_models(model_choice(args))
     settings = Settings(tile_px=args.tile, background=args.background, stability=args.stability,
                         variety=args.variety)
-    site = export_site(args.out_dir, weights, set_dir, grids, settings,
+    site = export_site(args.out_dir, models, set_dir, grids, settings,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
-    print(f"wrote {site.path}: {len(site.file_bytes)} files, {site.bytes / 1e6:.1f} MB, grids "
-          f"{', '.join(site.kernels_per_frame)}", flush=True)
+    done = ("kept" if site.kept else "wrote") + f" {site.path}: {len(site.file_bytes)} files"
+    print(f"{done}, {site.bytes / 1e6:.1f} MB, networks and grids {', '.join(site.kernels_per_frame)}"
+          f"{' (already this site: same version, networks, set, settings and grids)' if site.kept else ''}",
+          flush=True)
     if args.serve:
         serve(site.path, args.port, lambda url: print(f"serving {site.path} at {url} (Ctrl-C stops)", flush=True))
     return 0
@@ -376,7 +377,10 @@ def add_web_parser(sub: argparse._SubParsersAction) -> None:
                                    "emoji mirror and a GPU benchmark on the visitor's GPU in any browser with WebGPU, "
                                    "nothing installed. Nothing is loaded from elsewhere: put it on any static host, "
                                    "open its index.html from the folder, or serve it here with --serve. Keys as in "
-                                   "live, and c copies the emoji as text; index.html#bench runs the benchmark.")
+                                   "live, and c copies the emoji as text; index.html#bench runs the benchmark. With "
+                                   "--model auto the site carries both networks and the page picks the largest "
+                                   "grid and network that hold the camera's rate. A folder that already holds the "
+                                   "same site is kept, so --serve serves it at once.")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR",
                    help="folder for the site: a new or empty one, or an earlier site, which is replaced")
     grids = ",".join(f"{c}x{r}" for c, r in DEFAULT_GRIDS)

@@ -29,6 +29,8 @@ class Kernel:
     ops: int       # tinygrad's estimate of its arithmetic operations
     bytes: int     # tinygrad's estimate of the bytes it reads and writes (each byte once)
     source: str    # the rendered code (empty where the target has none, such as the AMD assembler)
+    binding_bytes: tuple[int, ...] = ()  # each buffer argument's size in bytes
+    workgroup_bytes: int = 0             # the work-group's shared memory its source declares
 
     @property
     def threads_per_group(self) -> int:
@@ -61,17 +63,22 @@ class Limits:
     local_size: tuple[int, int, int]    # threads per work-group, per dimension
     global_size: tuple[int, int, int]   # work-groups per dimension
     buffers: int | None = None          # buffer (and scalar) arguments per kernel
+    binding_bytes: int | None = None    # bytes one buffer argument may bind
+    buffer_bytes: int | None = None     # bytes one buffer may hold
+    workgroup_bytes: int | None = None  # shared memory a work-group may declare
 
 
 # CUDA: 1024 threads a block, blockDim (1024, 1024, 64), gridDim (2^31-1, 65535, 65535). Metal: 1024 threads a
 # threadgroup on every Apple GPU since A11, 31 buffer arguments (scalars are passed as buffers too). WebGPU: the
 # limits every adapter guarantees (maxComputeInvocationsPerWorkgroup 256, maxComputeWorkgroupSize (256, 256, 64),
-# maxComputeWorkgroupsPerDimension 65535, maxStorageBuffersPerShaderStage 8). AMD (HIP/KFD): 1024 threads a
+# maxComputeWorkgroupsPerDimension 65535, maxStorageBuffersPerShaderStage 8, maxStorageBufferBindingSize 128 MiB,
+# maxBufferSize 256 MiB, maxComputeWorkgroupStorageSize 16 KiB). AMD (HIP/KFD): 1024 threads a
 # work-group, 2^32-1 threads per grid dimension. OpenCL: 256 threads a work-group is what GPUs of every vendor allow.
 LIMITS = {
     "CUDA": Limits("CUDA", 1024, (1024, 1024, 64), (2**31 - 1, 65535, 65535)),
     "METAL": Limits("METAL", 1024, (1024, 1024, 1024), (2**32 - 1,) * 3, buffers=31),
-    "WEBGPU": Limits("WEBGPU", 256, (256, 256, 64), (65535,) * 3, buffers=8),
+    "WEBGPU": Limits("WEBGPU", 256, (256, 256, 64), (65535,) * 3, buffers=8, binding_bytes=1 << 27,
+                     buffer_bytes=1 << 28, workgroup_bytes=1 << 14),
     "AMD": Limits("AMD", 1024, (1024, 1024, 1024), (2**32 - 1,) * 3),
     "OPENCL": Limits("OPENCL", 256, (256, 256, 256), (2**32 - 1,) * 3),
 }
@@ -85,6 +92,19 @@ def calls(linear: UOp) -> Iterator[UOp]:
             yield from calls(ast.src[0])
         else:
             yield call
+
+
+TYPE_BYTES = {"f32": 4, "i32": 4, "u32": 4, "f16": 2, "float": 4, "int": 4, "uint": 4, "half": 2, "double": 8,
+              "char": 1, "uchar": 1, "short": 2, "ushort": 2, "long": 8, "ulong": 8, "bool": 1}
+# shared memory as the renderers declare it: WGSL `var<workgroup> buf2: array<f32,16>;`, C-style
+# `__shared__ __align__(16) float buf2[16];` (CUDA), `threadgroup ... float buf2[16];` (Metal), `__local float ...`
+SHARED = (re.compile(r"var<workgroup>\s+\w+\s*:\s*array<(\w+),\s*(\d+)>"),
+          re.compile(r"(?:__shared__|threadgroup|__local)\b[^;{]*?\b(\w+)\s+\w+\[(\d+)\];"))
+
+
+def workgroup_bytes(source: str) -> int:
+    """The bytes of shared memory a kernel's source declares (an unknown element type counts 8 bytes)."""
+    return sum(TYPE_BYTES.get(kind, 8) * int(count) for pattern in SHARED for kind, count in pattern.findall(source))
 
 
 def _padded(size: tuple | None) -> tuple[int, int, int]:
@@ -104,9 +124,11 @@ def launches(jit: TinyJit) -> Launches:
         elif ast.op is Ops.PROGRAM:
             info, estimates = ast.arg, ast.src[0].arg.estimates
             source = next((str(u.arg) for u in ast.src if u.op is Ops.SOURCE), "")
+            args = call.src[1:]
+            sizes = tuple(math.prod(args[g].shape) * args[g].dtype.itemsize for g in info.globals)
             kernels.append(Kernel(re.sub(r"\x1b\[[0-9;]*m", "", info.name), _padded(info.global_size),
                                   _padded(info.local_size), len(info.globals), len(info.vars),
-                                  int(estimates.ops), int(estimates.mem), source))
+                                  int(estimates.ops), int(estimates.mem), source, sizes, workgroup_bytes(source)))
     return Launches(tuple(kernels), tuple(copies))
 
 
@@ -123,4 +145,9 @@ def violations(kernel: Kernel, limits: Limits) -> list[str]:
             found.append(f"{got} groups on axis {axis} (at most {most})")
     if limits.buffers is not None and kernel.buffers + kernel.scalars > limits.buffers:
         found.append(f"{kernel.buffers + kernel.scalars} buffer arguments (at most {limits.buffers})")
+    for most, what in ((limits.binding_bytes, "binding"), (limits.buffer_bytes, "buffer")):
+        if most is not None and kernel.binding_bytes and max(kernel.binding_bytes) > most:
+            found.append(f"a {max(kernel.binding_bytes)} byte {what} (at most {most})")
+    if limits.workgroup_bytes is not None and kernel.workgroup_bytes > limits.workgroup_bytes:
+        found.append(f"{kernel.workgroup_bytes} bytes of work-group memory (at most {limits.workgroup_bytes})")
     return found

@@ -1,6 +1,9 @@
-"""The browser page's kernels: per grid, the frame function and the network alone, built on tinygrad's NULL device
-with its WGSL renderer and captured, then written out as WGSL sources, dispatches and buffer bindings, with the
-bytes of every buffer the functions hold (weights, the scorer's per-emoji constants, cell indices).
+"""The browser page's kernels: per grid, the frame function, built on tinygrad's NULL device with its WGSL renderer
+and captured, then written out as WGSL sources, dispatches and buffer bindings, with the bytes of every buffer it
+holds (weights, the scorer's per-emoji constants, cell indices). A grid's `network` counts the frame's leading
+dispatches up to the last that reads a weight of the network: the benchmark's `forward` times those dispatches of
+the frame itself (tinygrad fuses the last layer with the colour score, so a network captured alone would run
+other kernels than a frame does).
 
 The frame function takes what the page copies from its canvas, RGBA bytes (rows*P, width, 4) with P the model's
 patch size and width cols*P padded to a multiple of 64 pixels (WebGPU copies a texture into a buffer in rows of a
@@ -27,7 +30,7 @@ from tinygrad.nn.state import get_state_dict
 from tinygrad.uop.ops import Ops
 
 from emojicam.builder import capture
-from emojicam.gpu_kernels import calls, launches
+from emojicam.gpu_kernels import LIMITS, calls, launches, violations
 from emojicam.grid import Grid
 from emojicam.scoring import Scorer, auto_background
 
@@ -64,13 +67,6 @@ def frame_function(scorer: Scorer, grid: Grid, patch_px: int, background: str, c
         back = back.contiguous()
         Tensor.realize(picks, back)
         return picks, back
-    return run
-
-
-def forward_function(scorer: Scorer, grid: Grid, patch_px: int):
-    """rgba -> (N, K) logits: the network alone, for the benchmark's forward time."""
-    def run(rgba: Tensor) -> Tensor:
-        return scorer.net.logits(cut(rgba, grid, patch_px)).realize()
     return run
 
 
@@ -156,34 +152,45 @@ class Exporter:
             dispatches.append({"kernel": self.kernel(kernel.name, kernel.source),
                                "workgroups": list(kernel.global_size), "threads": list(kernel.local_size),
                                "bindings": [buffer(args[g]) for g in call.src[0].arg.globals],
-                               "flops": kernel.ops, "bytes": kernel.bytes})
+                               "flops": kernel.ops, "bytes": kernel.bytes, "workgroup_bytes": kernel.workgroup_bytes,
+                               "over_webgpu_defaults": violations(kernel, LIMITS["WEBGPU"])})
         return dispatches
 
 
 def export(spec: dict) -> None:
-    """Build and capture every grid's functions; write programs.json and the data files into spec['out']."""
-    from emojicam import model
+    """Build and capture every network's grids; write programs.json and the data files into spec['out']."""
     from emojicam.compositor import tile_arrays
     from emojicam.emoji_set import EmojiSet
-    from emojicam.kernels import InferenceNet
     from emojicam.settings import Settings
 
-    ckpt = model.load(spec["weights"], "CPU")
-    params = {name: t.numpy() for name, t in get_state_dict(ckpt.model).items()}
-    net = model.TinyConvNet(ckpt.model.config)
-    for name, t in get_state_dict(net).items():  # on NULL the data is gone: it is kept here, by buffer
-        t.replace(Tensor(params[name], device=DEVICE)).realize()
     settings = Settings(**spec["settings"])
     tiles = tile_arrays(EmojiSet.load(spec["emoji_set"]), settings.tile_px, settings.background)
+    exporter, grids = Exporter(Path(spec["out"])), []
+    for name, weights in spec["models"]:
+        grids += export_model(exporter, name, weights, tiles, settings, spec["grids"])
+    (exporter.out / "programs.json").write_text(json.dumps({"grids": grids, "kernels": exporter.kernels,
+                                                            "data": exporter.data}))
+
+
+def export_model(exporter: Exporter, name: str, weights: str, tiles, settings, grid_sizes) -> list[dict]:
+    """One network's grids: each its buffers, its frame function's dispatches, and how many of them are the
+    network's (up to the last that reads a weight)."""
+    from emojicam import model
+    from emojicam.kernels import InferenceNet
+
+    ckpt = model.load(weights, "CPU")
+    params = {key: t.numpy() for key, t in get_state_dict(ckpt.model).items()}
+    net = model.TinyConvNet(ckpt.model.config)
+    for key, t in get_state_dict(net).items():  # on NULL the data is gone: it is kept here, by buffer
+        t.replace(Tensor(params[key], device=DEVICE)).realize()
     scorer = Scorer(InferenceNet(net, DEVICE, scheduled=False), tiles.bgr, tiles.cover, settings)
     # the same constants on the CPU device, for their bytes
     on_cpu = Scorer(InferenceNet(ckpt.model, "CPU", scheduled=False), tiles.bgr, tiles.cover, settings)
-    consts = {id(t.uop.base): params[name] for name, t in get_state_dict(net).items()}
+    consts = {id(t.uop.base): params[key] for key, t in get_state_dict(net).items()}
     consts |= {id(getattr(scorer, a).uop.base): getattr(on_cpu, a).numpy() for a in ("emoji", "emoji_keys")}
-    out = Path(spec["out"])
-    exporter, grids = Exporter(out), []
-    p = ckpt.model.config.patch_px
-    for cols, rows in spec["grids"]:
+    weight_keys = {exporter.blob(array) for array in params.values()}
+    p, grids = ckpt.model.config.patch_px, []
+    for cols, rows in grid_sizes:
         grid = Grid(cols, rows, settings.tile_px)
         cells_np = np.arange(grid.count, dtype=np.int32)
         cells = Tensor(cells_np, device=DEVICE).realize()
@@ -193,14 +200,14 @@ def export(spec: dict) -> None:
         prev = Tensor.zeros(grid.count, dtype=dtypes.int32, device=DEVICE).contiguous().realize()
         margin = Tensor([-np.inf], device=DEVICE).realize()
         pick = capture(frame_function(scorer, grid, p, settings.background, cells), rgba, prev, margin)
-        forward = capture(forward_function(scorer, grid, p), rgba)
         buffers = Buffers()
-        programs = {"pick": exporter.program(pick, INPUTS, OUTPUTS, grid_consts, buffers),
-                    "forward": exporter.program(forward, INPUTS[:1], ("logits",), grid_consts, buffers)}
-        grids.append({"name": f"{cols}x{rows}", "cols": cols, "rows": rows, "input": [rows * p, width],
-                      "buffers": buffers.entries, "programs": programs})
-    (out / "programs.json").write_text(json.dumps({"grids": grids, "kernels": exporter.kernels,
-                                                   "data": exporter.data}))
+        programs = {"pick": exporter.program(pick, INPUTS, OUTPUTS, grid_consts, buffers)}
+        weight_buffers = {i for i, b in enumerate(buffers.entries) if b.get("data") in weight_keys}
+        network = 1 + max(i for i, d in enumerate(programs["pick"]) if weight_buffers & set(d["bindings"]))
+        grids.append({"name": f"{cols}x{rows}", "model": name, "patch_px": p, "cols": cols, "rows": rows,
+                      "input": [rows * p, width], "buffers": buffers.entries, "programs": programs,
+                      "network": network})
+    return grids
 
 
 if __name__ == "__main__":

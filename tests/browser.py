@@ -92,15 +92,18 @@ class Chromium:
                 raise RuntimeError(f"chromium exited (rc {self.proc.poll()}) during {method}")
             self._buf += chunk
 
-    def open(self, url: str, size: tuple[int, int] = (1400, 1100), watch: bool = False) -> str:
+    def open(self, url: str, size: tuple[int, int] = (1400, 1100), watch: bool = False, phone: bool = False) -> str:
         """A page with url loaded (load event fired), at size (width, height) CSS pixels; returns its session.
-        watch: record its requests, console messages, log entries and exceptions from the start (events())."""
+        watch: record its requests, console messages, log entries and exceptions from the start (events());
+        phone: a mobile viewport with touch, as a phone's browser (taps by tap())."""
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Network", "Runtime", "Log") if watch else ():
             self.call(f"{domain}.enable", {}, session)
         self.call("Emulation.setDeviceMetricsOverride", {"width": size[0], "height": size[1], "deviceScaleFactor": 1,
-                                                         "mobile": False}, session)
+                                                         "mobile": phone}, session)
+        if phone:
+            self.call("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5}, session)
         self.call("Page.navigate", {"url": url}, session)
         deadline = time.monotonic() + self.timeout
         while self.evaluate("document.readyState", session) != "complete":
@@ -125,6 +128,11 @@ class Chromium:
         """One key typed into the page (down, then up), as a user types it: `+`, `m`, ` `, ..."""
         self.call("Input.dispatchKeyEvent", {"type": "keyDown", "key": key, "text": key}, session)
         self.call("Input.dispatchKeyEvent", {"type": "keyUp", "key": key}, session)
+
+    def tap(self, x: float, y: float, session: str) -> None:
+        """A finger's tap at (x, y) CSS pixels of the viewport (on a phone page: the browser makes it a click)."""
+        for kind, points in (("touchStart", [{"x": x, "y": y}]), ("touchEnd", [])):
+            self.call("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points}, session)
 
     def wait_for(self, expression: str, session: str, timeout: float | None = None, every: float = 0.1):
         """Evaluate expression until it is truthy; its value, or TimeoutError with the last one."""
