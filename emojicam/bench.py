@@ -20,11 +20,16 @@ import cv2
 import numpy as np
 
 from emojicam.errors import EmojicamError
+from emojicam.ffmpeg import ffmpeg_exe, h264_writer
 from emojicam.resources import shipped
 from emojicam.settings import PATHS
+from emojicam.timing import median_ms, timed_loop
 
 if TYPE_CHECKING:
+    from emojicam.bench_peers import Peer
     from emojicam.engine import Emojifier
+    from emojicam.model import TinyConvNet
+    from emojicam.settings import ModelChoice
 
 SOURCE_SIZE = (1280, 720)                # (width, height) of the source frames
 LADDER_COLS = (32, 64, 80, 128)          # 32x18, 64x36, 80x45, 128x72 tiles on a 16:9 frame
@@ -62,22 +67,6 @@ def paths_for(device: str, cfg: BenchConfig) -> tuple[str, ...]:
 QUICK = {"cols": (32,), "frames": 4, "clip_frames": 8, "max_seconds": 5.0}
 
 
-def median_ms(samples: list[float]) -> float:
-    return statistics.median(samples) * 1e3
-
-
-def timed_loop(step: Callable[[int], object], frames: int, max_seconds: float) -> list[float]:
-    """Seconds per call of step(i) for i = 0, 1, ...: up to `frames` calls, fewer once max_seconds have passed
-    (but never fewer than 3 unless `frames` is)."""
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < frames and (len(times) < 3 or time.perf_counter() - start < max_seconds):
-        t0 = time.perf_counter()
-        step(len(times))
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 # --- the source clip -------------------------------------------------------------------------------------------
 
 def synthetic_scene(frames: int, size: tuple[int, int] = SOURCE_SIZE, seed: int = 0) -> list[np.ndarray]:
@@ -102,12 +91,10 @@ def synthetic_scene(frames: int, size: tuple[int, int] = SOURCE_SIZE, seed: int 
 
 def make_clip(dst: Path, frames: int, source: Path | None = None) -> str:
     """Write a 1280x720 H.264 clip of up to `frames` frames to dst; returns what it was made from."""
-    import imageio_ffmpeg
-
     w, h = SOURCE_SIZE
     source = source or (SAMPLE if SAMPLE.is_file() else None)
     if source is not None:
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(source), "-frames:v", str(frames),
+        cmd = [ffmpeg_exe() or "ffmpeg", "-v", "error", "-y", "-i", str(source), "-frames:v", str(frames),
                "-vf", f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h}", "-an",
                "-c:v", "libx264", "-pix_fmt", "yuv420p", str(dst)]
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -115,8 +102,7 @@ def make_clip(dst: Path, frames: int, source: Path | None = None) -> str:
             msg = (done.stderr.strip().splitlines() or ["no output"])[-1][:120]
             raise EmojicamError(f"--source: expected a video FFmpeg can read, got {source} ({msg})")
         return f"{source.name} rescaled to {w}x{h}"
-    writer = imageio_ffmpeg.write_frames(str(dst), SOURCE_SIZE, fps=30, codec="libx264", pix_fmt_in="bgr24",
-                                         macro_block_size=1, ffmpeg_log_level="error")
+    writer = h264_writer(dst, SOURCE_SIZE)
     writer.send(None)
     try:
         for frame in synthetic_scene(frames):
@@ -143,17 +129,6 @@ def decode_clip(clip: Path) -> tuple[list[np.ndarray], list[float]]:
     if not frames:
         raise EmojicamError(f"clip: expected frames OpenCV can decode, got none from {clip}")
     return frames, times
-
-
-def h264_writer(dst: Path, size: tuple[int, int]):
-    """imageio-ffmpeg frame writer with emojicam.video's H.264 settings, so the encode stage matches."""
-    import imageio_ffmpeg
-
-    from emojicam.video_writer import X264
-
-    return imageio_ffmpeg.write_frames(str(dst), size, fps=30, codec="libx264", pix_fmt_in="bgr24", quality=None,
-                                       macro_block_size=1, ffmpeg_log_level="error",
-                                       output_params=list(X264))
 
 
 def encode_ms(frames: list[np.ndarray], dst: Path) -> float:
@@ -259,6 +234,20 @@ def measure_peer(peer, patch_sets: list[np.ndarray], reference: np.ndarray, grid
             "agreement": float((np.asarray(picked).reshape(-1) == reference).mean())}
 
 
+def measure_peers(net: TinyConvNet, device: str, patch_sets: list[np.ndarray], grid_record: dict, cfg: BenchConfig,
+                  host_peers: list[Peer]) -> list[dict]:
+    """The row-by-row reference design on the same device and the host peers, on the same patches; every peer must
+    agree with our network's own argmax (the engine's colour and coverage terms re-rank it, and no peer has those)."""
+    from tinygrad import Tensor
+
+    from emojicam.bench_peers import Peer, rowwise
+
+    picks = net(Tensor(patch_sets[0], device=device)).argmax(1).numpy()
+    row_peer = Peer("rowwise", device, "tinygrad, same device", rowwise(net, device, grid_record["cols"]),
+                    "reference design: one TinyJit forward per grid row")
+    return [measure_peer(peer, patch_sets, picks, grid_record, cfg) for peer in [row_peer, *host_peers]]
+
+
 def measure_grid(emojifier: Emojifier, frames: list[np.ndarray], clip: Path, workdir: Path, decode_ms: float,
                  encode_cache: dict[int, float], peak: tuple[float | None, str], cfg: BenchConfig) -> dict:
     """The emojicam record of one device x grid: engine figures, the stages around it and end to end."""
@@ -283,13 +272,21 @@ def measure_grid(emojifier: Emojifier, frames: list[np.ndarray], clip: Path, wor
     return rec
 
 
+def add_ratios(records: list[dict]) -> None:
+    """Each peer's classify fps over emojicam's on the same grid (the host path), per device."""
+    for rec in records:
+        if rec["system"] != "emojicam" and rec.get("status") == "ok":
+            rec["vs_emojicam"] = {r["device"]: rec["classify_fps"] / r["classify_fps"] for r in records
+                                  if r["system"] == "emojicam" and r["grid"] == rec["grid"]
+                                  and r["composite"] == "host"
+                                  and (rec["system"] != "rowwise" or r["device"] == rec["device"])}
+
+
 def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str], None] = print) -> dict:
     """Measure every device x grid (and the peers); returns the report: environment, settings, records."""
-    from tinygrad import Tensor
-
     from emojicam import model
     from emojicam.bench_machine import environment, peak_gflops
-    from emojicam.bench_peers import Peer, rowwise, runtime_peers
+    from emojicam.bench_peers import runtime_peers
     from emojicam.builder import wait_idle
     from emojicam.emoji_set import EmojiSet
     from emojicam.engine import Emojifier, Settings
@@ -326,20 +323,10 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
                 if not cfg.peers or composite != "host":  # the peers classify the host path's patches
                     continue
                 patch_sets = [cut_patches(f, grid, patch_px) for f in frames[:6]]
-                # what every peer must agree with: our network's own argmax (the engine's colour and coverage
-                # terms re-rank it, and no peer has those)
-                picks = ckpt.model(Tensor(patch_sets[0], device=device)).argmax(1).numpy()
-                row_peer = Peer("rowwise", device, "tinygrad, same device", rowwise(ckpt.model, device, cols),
-                                "reference design: one TinyJit forward per grid row")
                 # host peers run once per grid, next to the first device
-                for peer in [row_peer, *(host_peers if device == cfg.devices[0] else [])]:
-                    records.append(measure_peer(peer, patch_sets, picks, rec, cfg))
-    for rec in records:
-        if rec["system"] != "emojicam" and rec.get("status") == "ok":
-            rec["vs_emojicam"] = {r["device"]: rec["classify_fps"] / r["classify_fps"] for r in records
-                                  if r["system"] == "emojicam" and r["grid"] == rec["grid"]
-                                  and r["composite"] == "host"
-                                  and (rec["system"] != "rowwise" or r["device"] == rec["device"])}
+                records += measure_peers(ckpt.model, device, patch_sets, rec, cfg,
+                                         host_peers if device == cfg.devices[0] else [])
+    add_ratios(records)
     return {"environment": env, "reference": REFERENCE, "clip": made_from,
             "config": {"devices": list(cfg.devices), "cols": list(cfg.cols), "frames": cfg.frames,
                        "clip_frames": len(frames), "max_seconds": cfg.max_seconds, "tile_px": cfg.tile_px,
@@ -351,72 +338,30 @@ def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str
 
 # --- the command -----------------------------------------------------------------------------------------------
 
-def split_list(values: list[str] | None) -> list[str]:
-    """Repeatable flags that also take comma lists: ["CPU,CL", "METAL"] -> ["CPU", "CL", "METAL"]."""
-    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+@dataclass(frozen=True)
+class BenchOutputs:
+    """The files `emojicam bench` writes besides its tables on standard output (None: not asked for)."""
+
+    json: Path | None = None
+    markdown: Path | None = None
+    plot: Path | None = None
 
 
-def parse_peaks(values: list[str] | None) -> dict[str, float]:
-    """--peak-gflops N (every device) or DEVICE=N -> {"*" or DEVICE: N}."""
-    peaks = {}
-    for value in split_list(values):
-        device, _, number = value.rpartition("=")
-        try:
-            peak = float(number)
-        except ValueError:
-            peak = -1.0
-        if peak <= 0:
-            raise EmojicamError(f"--peak-gflops: expected N or DEVICE=N with N > 0 GFLOP/s, got {value}")
-        peaks[device.upper() or "*"] = peak
-    return peaks
-
-
-def config_from_args(args) -> BenchConfig:
-    """BenchConfig from parsed `emojicam bench` arguments; checks what a user can get wrong."""
-    from emojicam.devices import working_devices
-    from emojicam.engine import resolve_device
-
-    names = split_list(args.device) or working_devices()
-    devices = tuple(dict.fromkeys(resolve_device(name) for name in names))
-    if not devices:
-        raise EmojicamError("--device: expected a working tinygrad device (see `emojicam devices`), got none here")
-    try:
-        cols = tuple(int(c) for c in split_list(args.cols)) or (QUICK["cols"] if args.quick else LADDER_COLS)
-    except ValueError:
-        raise EmojicamError(f"--cols: expected whole numbers such as 32,64,80,128, got {','.join(args.cols)}") from None
-    for flag, value in (("--frames", args.frames), ("--clip-frames", args.clip_frames)):
-        if value is not None and value < 1:
-            raise EmojicamError(f"{flag}: expected at least 1, got {value}")
-    if args.source is not None and not args.source.is_file():
-        raise EmojicamError(f"--source: expected a video file, got no file at {args.source}")
-    sizes = {**(QUICK if args.quick else {}), "cols": cols}
-    sizes |= {k: v for k, v in (("frames", args.frames), ("clip_frames", args.clip_frames)) if v is not None}
-    composites = tuple(dict.fromkeys(split_list(getattr(args, "composite", None))))
-    if bad := [c for c in composites if c not in PATHS]:
-        raise EmojicamError(f"--composite: expected host, device or both (host,device), got {','.join(bad)}")
-    return BenchConfig(devices=devices, tile_px=args.tile, peers=not args.no_peers, source=args.source,
-                       peak_gflops=parse_peaks(args.peak_gflops), composites=composites, **sizes)
-
-
-def bench_command(args) -> int:
+def bench_command(cfg: BenchConfig, choice: ModelChoice, outputs: BenchOutputs) -> None:
     """`emojicam bench`: measure, print the tables, write the files asked for."""
     from emojicam.bench_report import check_outputs, format_text, write_outputs
     from emojicam.devices import runs_on_cpu
     from emojicam.engine import model_files, resolve_device
     from emojicam.grid import Grid
-    from emojicam.settings import ModelChoice
 
-    check_outputs(args.json, args.markdown, args.plot)
-    cfg = config_from_args(args)
+    check_outputs(outputs.json, outputs.markdown, outputs.plot)
     for cols in cfg.cols:
         Grid.for_frame((SOURCE_SIZE[1], SOURCE_SIZE[0]), cols, cfg.tile_px)  # bad --cols/--tile fail now
     # --model auto: what convert runs on the first device measured (the 36 px network, see model.auto_model)
-    choice = ModelChoice(args.set_name, args.model, args.weights, args.emoji_set)
     set_dir, weights = model_files(choice, runs_on_cpu(resolve_device(cfg.devices[0])))
     report = run(cfg, weights, set_dir, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_text(report), end="")
-    write_outputs(report, args.json, args.markdown, args.plot)
-    for path in (args.json, args.markdown, args.plot):
+    write_outputs(report, outputs.json, outputs.markdown, outputs.plot)
+    for path in (outputs.json, outputs.markdown, outputs.plot):
         if path:
             print(f"wrote {path}")
-    return 0

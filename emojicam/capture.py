@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emojicam.closing import Closing
 from emojicam.errors import EmojicamError
 
 STALL_S = 5.0         # a camera or stream that sends nothing for this long has gone away
@@ -92,7 +93,7 @@ def _no_camera(index: int) -> EmojicamError:
                          f"{how}, or give a file or URL with --source")
 
 
-class Capture:
+class Capture(Closing):
     """A camera (index or /dev/video path), video file or stream URL read in its own thread.
 
     Iterate for frames: the newest one each time, never the same one twice; iteration ends when the source ends,
@@ -212,9 +213,3 @@ class Capture:
         self._thread.join(timeout=STALL_S)
         if not self._thread.is_alive():  # never release a capture that a stuck read() is still using
             self._cap.release()
-
-    def __enter__(self) -> Capture:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -7,17 +7,16 @@ import contextlib
 import signal
 import sys
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from emojicam import __version__, jit_cache
+from emojicam import __version__
 from emojicam.emoji_set import SETS
 from emojicam.errors import EmojicamError, Interrupted
 from emojicam.settings import BACKGROUNDS, COLS, COMPOSITES, MODELS, PATCH_PX, TILE_PX, ModelChoice, Settings
 
 if TYPE_CHECKING:
-    from emojicam.engine import Emojifier
+    from emojicam.bench import BenchConfig
 
 DEVICE_HELP = ("tinygrad device: CPU, CL, METAL, CUDA, ... (default: the first GPU backend that works, else the CPU "
                "device; `emojicam devices` says which and why)")
@@ -72,24 +71,20 @@ def model_choice(args: argparse.Namespace) -> ModelChoice:
     return ModelChoice(args.set_name, args.model, args.weights, args.emoji_set)
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def settings_from(args: argparse.Namespace, background: str = "auto") -> Settings:
+    """The engine's Settings from the shared engine flags; background: what an unset --background means."""
     return Settings(cols=COLS if args.cols is None else args.cols, tile_px=args.tile,
-                    background=args.background or "auto", device=args.device,
+                    background=args.background or background, device=args.device,
                     stability=args.stability, still_threshold=args.still_threshold, variety=args.variety,
                     composite=args.composite)
 
 
-def make_emojifier(args: argparse.Namespace, real_time: bool = False) -> Emojifier:
-    """The engine that args ask for (imports tinygrad lazily); real_time: for the live mirror (--model auto)."""
-    from emojicam.engine import open_engine
-
-    return open_engine(settings_from(args), model_choice(args), real_time)
-
-
 def cmd_convert(args: argparse.Namespace) -> int:
-    from emojicam.convert import convert_paths
+    from emojicam.convert import ConvertOptions, convert_paths
 
-    convert_paths(args.inputs, args.output_dir, args, make_emojifier)
+    opts = ConvertOptions(tuple(args.inputs), args.output_dir, args.quiet, args.max_chars, args.cols,
+                          args.background)
+    convert_paths(opts, settings_from(args), model_choice(args))
     return 0
 
 
@@ -133,13 +128,14 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from emojicam.atomic import check_writable
+    from emojicam.engine import open_engine
     from emojicam.evaluate import evaluate, format_summary
 
     for photo in args.photos:
         if not photo.is_file():
             raise EmojicamError(f"evaluate: expected a photo file, got no file at {photo}")
     check_writable(args.output_dir / "quality.json")  # now, not after the weights load and the photos
-    with make_emojifier(args) as emojifier:
+    with open_engine(settings_from(args), model_choice(args)) as emojifier:
         summary = evaluate(emojifier, args.photos, args.output_dir, cols=args.cols)
     print(format_summary(summary))
     print(f"wrote {args.output_dir / 'quality.json'} and one contact sheet per photo")
@@ -147,7 +143,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from emojicam.live import run_live
     from emojicam.mirror import LiveOptions
 
     opts = LiveOptions(camera=args.camera, source=args.source, record=args.record, window=not args.no_window,
@@ -155,10 +150,11 @@ def cmd_live(args: argparse.Namespace) -> int:
     if args.terminal:
         from emojicam.terminal import run_terminal
 
-        args.background = args.background or "white"
-        run_terminal(opts, settings_from(args), lambda: make_emojifier(args, real_time=True), max_cols=args.cols)
-        return 0
-    run_live(opts, settings_from(args), lambda: make_emojifier(args, real_time=True))
+        run_terminal(opts, settings_from(args, background="white"), model_choice(args), max_cols=args.cols)
+    else:
+        from emojicam.live import run_live
+
+        run_live(opts, settings_from(args), model_choice(args))
     return 0
 
 
@@ -174,63 +170,24 @@ def frame_size(text: str) -> tuple[int, int]:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from emojicam.engine import open_engine
+    from emojicam.tune import TuneOptions, tune
+
     width, height = frame_size(args.size)
     if args.beam < 1:
         raise EmojicamError(f"--beam: expected a search width >= 1, got {args.beam}")
-    with make_emojifier(args) as emojifier:
-        return tune(emojifier, args, (height, width, 3))
-
-
-def tune(emojifier: Emojifier, args: argparse.Namespace, frame_shape: tuple[int, ...]) -> int:
-    """Search the kernels of the grid of frames of this shape (and its moved-cell batches with --still-sizes)."""
-    import math
-    import time
-
-    import numpy as np
-
-    from emojicam.bench import median_ms, timed_loop
-    from emojicam.lanes import batch_sizes
-
-    grid = emojifier.grid_for(frame_shape)
-    sizes = batch_sizes(grid.count) if args.still_sizes else [grid.count]
-    print(f"tune: {emojifier.device} ({len(emojifier.lane_devices)} lane(s)), grid {grid.cols}x{grid.rows}, "
-          f"BEAM={args.beam}, "
-          f"batches of {', '.join(map(str, sizes))} patches; the search takes minutes", flush=True)
-    px = emojifier.patch_px
-    patches = np.random.default_rng(0).integers(0, 256, (grid.count, px, px, 3), dtype=np.uint8)
-
-    def forward_ms(batch: np.ndarray) -> tuple[float, np.ndarray]:
-        picks = emojifier.classify(batch)  # compiles or loads first
-        return median_ms(timed_loop(lambda _: emojifier.classify(batch), 5, math.inf)), picks
-
-    for size in sorted(sizes, reverse=True):
-        before, picks = forward_ms(patches[:size])
-        t0 = time.perf_counter()
-        emojifier.tune(size, args.beam)
-        searched = time.perf_counter() - t0
-        after, tuned = forward_ms(patches[:size])
-        kept = "searched kernels stored"
-        if after >= before:  # the search found nothing faster (or timing noise misled it): keep the defaults
-            emojifier.tune(size, beam=0)
-            kept = "slower, default kernels kept"
-        print(f"  {size} patches: {before:.1f} -> {after:.1f} ms per forward ({before / after:.2f}x), same emoji for "
-              f"{np.mean(picks == tuned):.2%} of patches, search {searched:.0f} s; {kept}", flush=True)
-    print(f"stored in {jit_cache.cache_dir()}; `convert` and `live` with the same grid, device and settings use it")
+    with open_engine(settings_from(args), model_choice(args)) as emojifier:
+        tune(emojifier, TuneOptions((height, width, 3), args.beam, args.still_sizes),
+             say=lambda line: print(line, flush=True))
     return 0
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from emojicam.engine import model_files
-    from emojicam.web import check_port, export_site, parse_grids, serve
+    from emojicam.web import check_port, export_site, parse_grids, serve, site_models
 
     grids = parse_grids(args.grids)
     check_port(args.port)
-    choice = model_choice(args)
-    set_dir, weights = model_files(choice, on_cpu=False)  # the page runs on the visitor's GPU
-    models = ((choice.model, weights),)
-    if choice.model == "auto" and choice.weights is None and choice.emoji_set is None:  # both: the page picks
-        models = tuple((name, model_files(replace(choice, model=name), on_cpu=False)[1])
-                       for name in ("fast", "default"))
+    set_dir, models = site_models(model_choice(args))
     settings = Settings(tile_px=args.tile, background=args.background, stability=args.stability,
                         variety=args.variety)
     site = export_site(args.out_dir, models, set_dir, grids, settings,
@@ -244,18 +201,65 @@ def cmd_web(args: argparse.Namespace) -> int:
     return 0
 
 
+def split_list(values: list[str] | None) -> list[str]:
+    """Repeatable flags that also take comma lists: ["CPU,CL", "METAL"] -> ["CPU", "CL", "METAL"]."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def parse_peaks(values: list[str] | None) -> dict[str, float]:
+    """--peak-gflops N (every device) or DEVICE=N -> {"*" or DEVICE: N}."""
+    peaks = {}
+    for value in split_list(values):
+        device, _, number = value.rpartition("=")
+        try:
+            peak = float(number)
+        except ValueError:
+            peak = -1.0
+        if peak <= 0:
+            raise EmojicamError(f"--peak-gflops: expected N or DEVICE=N with N > 0 GFLOP/s, got {value}")
+        peaks[device.upper() or "*"] = peak
+    return peaks
+
+
+def bench_config(args: argparse.Namespace) -> BenchConfig:
+    """What `emojicam bench` measures, from its flags; checks what a user can get wrong."""
+    from emojicam.bench import LADDER_COLS, QUICK, BenchConfig
+    from emojicam.devices import working_devices
+    from emojicam.engine import resolve_device
+    from emojicam.settings import PATHS
+
+    names = split_list(args.device) or working_devices()
+    devices = tuple(dict.fromkeys(resolve_device(name) for name in names))
+    if not devices:
+        raise EmojicamError("--device: expected a working tinygrad device (see `emojicam devices`), got none here")
+    try:
+        cols = tuple(int(c) for c in split_list(args.cols)) or (QUICK["cols"] if args.quick else LADDER_COLS)
+    except ValueError:
+        raise EmojicamError(f"--cols: expected whole numbers such as 32,64,80,128, got {','.join(args.cols)}") from None
+    for flag, value in (("--frames", args.frames), ("--clip-frames", args.clip_frames)):
+        if value is not None and value < 1:
+            raise EmojicamError(f"{flag}: expected at least 1, got {value}")
+    if args.source is not None and not args.source.is_file():
+        raise EmojicamError(f"--source: expected a video file, got no file at {args.source}")
+    sizes = {**(QUICK if args.quick else {}), "cols": cols}
+    sizes |= {k: v for k, v in (("frames", args.frames), ("clip_frames", args.clip_frames)) if v is not None}
+    composites = tuple(dict.fromkeys(split_list(args.composite)))
+    if bad := [c for c in composites if c not in PATHS]:
+        raise EmojicamError(f"--composite: expected host, device or both (host,device), got {','.join(bad)}")
+    return BenchConfig(devices=devices, tile_px=args.tile, peers=not args.no_peers, source=args.source,
+                       peak_gflops=parse_peaks(args.peak_gflops), composites=composites, **sizes)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from emojicam.bench import bench_command
+    from emojicam.bench import BenchOutputs, bench_command
 
-    return bench_command(args)
+    outputs = BenchOutputs(args.json, args.markdown, args.plot)
+    bench_command(bench_config(args), model_choice(args), outputs)
+    return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emojicam", description="Webcam, video and photos to emoji art.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"emojicam {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_convert_parser(sub: argparse._SubParsersAction) -> None:
+    """The convert command and its flags."""
     p = sub.add_parser("convert", help="convert photos and videos to emoji art",
                        description="Convert images (png jpg webp bmp) and videos (mp4 webm mkv mov avi gif). "
                                    "Give IN OUT, or several inputs / folders with -o DIR. A still into OUT.txt or "
@@ -276,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                     cols_help="; with --max-chars, the most columns it may try, default 512")
     p.set_defaults(func=cmd_convert)
 
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """The train command and its flags."""
     p = sub.add_parser("train", help="train TinyConvNet on a folder of emoji PNGs")
     p.add_argument("emoji_dir", type=Path, help="folder of emoji PNGs (RGBA or RGB)")
     p.add_argument("-o", "--output", type=Path, required=True, help="weights file to write (.safetensors)")
@@ -296,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     p.set_defaults(func=cmd_train)
 
+
+def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    """The evaluate command and its flags."""
     p = sub.add_parser("evaluate", help="measure emoji-art quality on photos against the classic emoji mosaic")
     p.add_argument("photos", nargs="+", type=Path, help="photos to measure on")
     p.add_argument("-o", "--output-dir", type=Path, default=Path("out/evaluate"),
@@ -303,10 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_args(p, stability=0.0)
     p.set_defaults(func=cmd_evaluate)
 
+
+def add_devices_parser(sub: argparse._SubParsersAction) -> None:
+    """The devices command and its flags."""
     p = sub.add_parser("devices", help="list the tinygrad devices (and OpenCL devices) that work here")
     p.add_argument("--verbose", action="store_true", help="also say why each missing backend is not available")
     p.set_defaults(func=cmd_devices)
 
+
+def add_live_parser(sub: argparse._SubParsersAction) -> None:
+    """The live command and its flags."""
     p = sub.add_parser("live", help="live emoji mirror of a webcam, video file or stream",
                        description="A window with the emoji feed. Keys: q/Esc quit, +/- grid density, m mirror, "
                                    "o original/emoji/side-by-side, s PNG snapshot, space pause. With --terminal, "
@@ -334,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
                     cols_help="; with --terminal, the most columns it may use, default as many as fit")
     p.set_defaults(func=cmd_live)
 
+
+def add_tune_parser(sub: argparse._SubParsersAction) -> None:
+    """The tune command and its flags."""
     p = sub.add_parser("tune", help="search faster kernels for one grid on this machine (tinygrad BEAM), once",
                        description="Runs tinygrad's kernel search (BEAM) for the frame function of one grid and "
                                    "stores the searched kernels in this machine's JIT cache (~/.cache/emojicam), "
@@ -347,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_args(p, stability=1.0)
     p.set_defaults(func=cmd_tune)
 
+
+def add_web_parser(sub: argparse._SubParsersAction) -> None:
+    """The web command and its flags."""
     from emojicam.web import DEFAULT_GRIDS
 
     p = sub.add_parser("web", help="write the browser page: the live mirror and a GPU benchmark on WebGPU",
@@ -380,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     p.set_defaults(func=cmd_web)
 
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    """The bench command and its flags."""
     p = sub.add_parser("bench", help="measure FLOPs, per-stage times and fps per device and grid, against peers",
                        description="Benchmark on a 1280x720 H.264 clip (samples/sample.mp4 rescaled, else synthetic): "
                                    "FLOPs, ms per stage, engine and end-to-end fps per device and grid, and the same "
@@ -405,6 +430,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", type=Path, default=None, help="write the tables as Markdown")
     p.add_argument("--plot", type=Path, default=None, help="write fps against tiles per frame as a .png")
     p.set_defaults(func=cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emojicam", description="Webcam, video and photos to emoji art.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"emojicam {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_convert_parser(sub)
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
+    add_devices_parser(sub)
+    add_live_parser(sub)
+    add_tune_parser(sub)
+    add_web_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 
@@ -415,7 +455,7 @@ TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if h
 def in_finaliser(frame) -> bool:
     """Whether the code a signal interrupted is a weakref callback or a __del__, which the garbage collector runs in
     the middle of any code and whose exceptions Python prints and drops (a SIGTERM raised in tinygrad's weakref
-    callbacks was lost that way, and the conversion went on to the end)."""
+    callbacks would be lost, and the conversion would go on to the end)."""
     while frame is not None:
         code = frame.f_code
         if code.co_name == "__del__" or Path(code.co_filename).name in ("weakref.py", "_weakrefset.py"):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,15 +16,15 @@ from emojicam.atomic import check_writable
 from emojicam.capture import is_url
 from emojicam.errors import EmojicamError
 from emojicam.images import IMAGE_EXTS, check_image_output, read_image, write_image
-from emojicam.text import TEXT_EXTS, check_text_background, emoji_strings, text_art, write_art
+from emojicam.settings import check_text_background
+from emojicam.text import TEXT_EXTS, text_art, write_art
 from emojicam.video import convert_video
 from emojicam.video_reader import check_video, is_still_image, probe
 from emojicam.video_writer import OUT_EXTS, check_output
 
 if TYPE_CHECKING:
-    import argparse
-
     from emojicam.engine import Emojifier
+    from emojicam.settings import ModelChoice, Settings
 
 # names that are taken as videos without a look inside; any other file is asked (FFmpeg, then OpenCV) what it holds
 VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".ts", ".mts", ".m2ts", ".3gp", ".flv",
@@ -119,23 +121,38 @@ def plan(names: list[str], output_dir: Path | None) -> list[tuple[Path | str, Pa
     return pairs
 
 
+@dataclass(frozen=True)
+class ConvertOptions:
+    """What `emojicam convert` was asked, beside the engine's Settings: the inputs (IN OUT, or inputs with
+    output_dir), text_background = --background as given (None: white for text outputs), cols = --cols as given
+    (None: the densest grid within max_chars for text)."""
+
+    inputs: tuple[str, ...]
+    output_dir: Path | None = None
+    quiet: bool = False
+    max_chars: int | None = None
+    cols: int | None = None
+    text_background: str | None = None
+
+
 def is_text(dst: Path) -> bool:
     """Whether an output is written as text (.txt, .html) rather than pixels."""
     return dst.suffix.lower() in TEXT_EXTS
 
 
-def convert_paths(inputs: list[str], output_dir: Path | None, args: argparse.Namespace,
-                  make_emojifier: Callable[[argparse.Namespace], Emojifier]) -> None:
-    """Convert every planned pair, printing one line per output (none with --quiet); stops at the first bad input."""
-    say = (lambda _: None) if args.quiet else print
-    pairs = plan(inputs, output_dir)
+def convert_paths(opts: ConvertOptions, settings: Settings, choice: ModelChoice) -> None:
+    """Convert every planned pair, printing one line per output (none with quiet); stops at the first bad input."""
+    from emojicam.engine import open_engine
+
+    say = (lambda _: None) if opts.quiet else print
+    pairs = plan(list(opts.inputs), opts.output_dir)
     text = any(is_text(dst) for _, dst in pairs)  # IN OUT only: -o DIR keeps each input's kind
-    if args.max_chars is not None and not text:
+    if opts.max_chars is not None and not text:
         raise EmojicamError(f"--max-chars: expected a text output ({' '.join(TEXT_EXTS)}), got "
                             f"{', '.join(sorted({dst.suffix or dst.name for _, dst in pairs}))}")
     if text:
-        args = type(args)(**{**vars(args), "background": args.background or "white"})
-        check_text_background(args.background)
+        settings = dataclasses.replace(settings, background=opts.text_background or "white")
+        check_text_background(settings.background)
     for src, dst in pairs:  # a bad input or an output that cannot be written fails now, not after the weights load
         if kind_of(src) == "image":
             read_image(src)
@@ -146,26 +163,26 @@ def convert_paths(inputs: list[str], output_dir: Path | None, args: argparse.Nam
                 check_video(src)
             check_output(dst)
         check_writable(dst)
-    with make_emojifier(args) as emojifier:
-        strings = emoji_strings(emojifier.emoji_set) if text else []  # a set without codepoints fails here, first
+    with open_engine(settings, choice) as emojifier:
+        strings = emojifier.emoji_set.strings() if text else []  # a set without codepoints fails here, first
         for src, dst in pairs:
-            convert_one(emojifier, src, dst, args, strings, say)
+            convert_one(emojifier, src, dst, opts, strings, say)
 
 
-def convert_one(emojifier: Emojifier, src: Path | str, dst: Path, args: argparse.Namespace, strings: list[str],
+def convert_one(emojifier: Emojifier, src: Path | str, dst: Path, opts: ConvertOptions, strings: list[str],
                 say: Callable[[str], None]) -> None:
     """One input into its output: a still as text or a picture, or a video; one line saying what was written."""
     if is_text(dst):
-        art = text_art(emojifier, read_image(src), strings, args.cols, args.max_chars)
-        write_art(dst, art, src.name, args.background)
-        limit = f" of at most {args.max_chars:,}" if args.max_chars is not None else ""
+        art = text_art(emojifier, read_image(src), strings, opts.cols, opts.max_chars)
+        write_art(dst, art, src.name, emojifier.settings.background)
+        limit = f" of at most {opts.max_chars:,}" if opts.max_chars is not None else ""
         say(f"{src} -> {dst} (grid {art.grid.cols}x{art.grid.rows}, {art.chars:,} characters{limit})")
     elif kind_of(src) == "image":
         emojifier.reset()
         write_image(dst, emojifier(read_image(src)).image)
         say(f"{src} -> {dst}")
     else:
-        stats = convert_video(emojifier, src, dst, quiet=args.quiet)
+        stats = convert_video(emojifier, src, dst, quiet=opts.quiet)
         retimed = stats.retiming.note(stats.frame_rate)
         say(f"{src} -> {dst} ({stats.frames} frames written, {stats.frames / stats.frame_rate:.2f} s at "
             f"{stats.frame_rate:g} fps{'; ' + retimed if retimed else ''}; converted at {stats.fps:.1f} frames/s; "

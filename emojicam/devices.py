@@ -8,21 +8,50 @@ import functools
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from tinygrad import Tensor
 
 KNOWN = ("CPU", "CL", "METAL", "CUDA", "NV", "AMD", "QCOM", "WEBGPU")  # PYTHON: the reference interpreter, too slow
 GPUS = ("METAL", "AMD", "NV", "CUDA", "CL")  # in tinygrad's own order of preference; CL only on a GPU
 # tinygrad's own drivers for AMD and NVIDIA GPUs talk to these device nodes: without them, opening the backend only
 # fails, after 0.3 s (AMD) and 1.3 s (NV) of looking on a machine without such a GPU
 DRIVER_NODES = {"AMD": "/dev/kfd", "NV": "/dev/nvidiactl"}
-# benchmarks/results/2026-12-06-cpu-vs-pocl.md (2 cores): the CPU device, one lane per core, 71.0 / 23.1 engine fps
-# at 32x18 / 64x36 against 65.1 / 21.7 on PoCL, end to end 50.3 / 22.3 against 45.9 / 21.2; tinygrad itself would
-# pick CL, the first backend that opens
+# measured on 2 cores, the CPU device with one lane per core is faster than PoCL at every grid, end to end too
+# (docs/benchmarks.md); tinygrad itself would pick CL, the first backend that opens
 CPU_OVER_CPU_OPENCL = "tinygrad's CPU device, one lane per core: faster than OpenCL on the CPU (PoCL) here"
 
 
 def kind(device: str) -> str:
     """The backend of a tinygrad device string: "CPU" for "CPU:1", "CL" for "CL:0"."""
     return device.split(":")[0]
+
+
+def on_host(device: str) -> bool:
+    """tinygrad's CPU device: its buffers are host memory that numpy can read and write in place (GPU backends
+    may keep theirs where the host cannot see them)."""
+    return kind(device) == "CPU"
+
+
+def write_into(tensor: Tensor, a: np.ndarray, host: bool) -> None:
+    """Copy an array into a realized tensor's buffer: in place on tinygrad's CPU device (host), else one copy.
+    Building and realizing new tensors from numpy cost tinygrad 2-3 ms per array, and would schedule work while a
+    background build captures."""
+    from tinygrad.device import Buffer
+
+    buf, data = tensor.uop.buffer, memoryview(np.ascontiguousarray(a)).cast("B")
+    if host:
+        buf.as_memoryview(force_zero_copy=True)[:] = data  # synchronizes with the device first
+    else:
+        buf.copy_from(Buffer("PYTHON", buf.size, buf.dtype, opaque=data))
+
+
+def read_from(tensor: Tensor, dtype: type, host: bool) -> np.ndarray:
+    """A finished tensor's buffer as a flat numpy copy (read in place on tinygrad's CPU device)."""
+    return np.frombuffer(tensor.uop.buffer.as_memoryview(force_zero_copy=host), dtype).copy()
 
 
 @functools.cache

@@ -72,6 +72,23 @@ class EmojiSet:
                          for im in images])
         return cls(names, bgra, digest.hexdigest()[:16], labels, codepoints)
 
+    def strings(self) -> list[str]:
+        """Each emoji as the characters a text holds: its fully qualified Unicode sequence ("1F324-FE0F" -> U+1F324
+        U+FE0F), in class order (text outputs, the terminal mirror, the page's copy); EmojicamError for a set
+        without codepoints."""
+        if self.codepoints is None:
+            raise EmojicamError("text output needs each emoji's codepoints, and this emoji set has none (a folder of "
+                                "PNGs without a manifest.json giving a \"codepoint\" per emoji, as "
+                                "emoji_set/manifest.json does); write a picture (.png) instead")
+        return ["".join(chr(int(part, 16)) for part in seq.split("-")) for seq in self.codepoints]
+
+    def check_trained_on(self, fingerprint: str, class_names: list[str], flag: str = "weights") -> None:
+        """One line (EmojicamError, naming the flag) unless weights with this fingerprint and class order were
+        trained on this set: their outputs would name the wrong emoji."""
+        if fingerprint != self.fingerprint or list(class_names) != self.names:
+            raise EmojicamError(f"{flag}: expected weights trained on this emoji set (fingerprint "
+                                f"{self.fingerprint}), got weights for set {fingerprint}")
+
     def rgba_patches(self, px: int = PATCH_PX) -> np.ndarray:
         """(K, px, px, 4) float32 RGBA in [0, 1] at the model's input size, for training."""
         small = np.stack([cv2.resize(im, (px, px), interpolation=cv2.INTER_AREA) for im in self.bgra])

@@ -24,14 +24,15 @@ from tinygrad.nn.state import get_state_dict
 from emojicam import jit_cache, model
 from emojicam.builder import Builder, on_compile_thread
 from emojicam.caches import open_caches
+from emojicam.closing import Closing
 from emojicam.compositor import Compositor, TileArrays, tile_arrays
 from emojicam.device_frame import DeviceFrame, Tiles, frame_function
-from emojicam.devices import default_device, runs_on_cpu
+from emojicam.devices import default_device, on_host, read_from, runs_on_cpu, write_into
 from emojicam.emoji_set import EmojiSet, shipped_set
 from emojicam.errors import EmojicamError
 from emojicam.gpu_kernels import Launches, launches
 from emojicam.grid import Grid, cut_patches, thumbnails
-from emojicam.lanes import Lanes, on_host, read_from, write_into
+from emojicam.lanes import Lanes
 from emojicam.model import Checkpoint
 from emojicam.scoring import Scorer, moved_cells
 from emojicam.settings import COMPOSITES, ModelChoice, Settings
@@ -223,14 +224,12 @@ class DevicePath:
         self._last = None
 
 
-class Emojifier:
+class Emojifier(Closing):
     """Turns frames into emoji frames with one TinyJit-compiled function per grid shape, on the host path or the
     device path (see the module's docstring); the network on lanes serves classify() on either."""
 
     def __init__(self, ckpt: Checkpoint, emoji_set: EmojiSet, settings: Settings):
-        if ckpt.set_fingerprint != emoji_set.fingerprint or ckpt.class_names != emoji_set.names:
-            raise EmojicamError(f"weights: expected weights trained on this emoji set (fingerprint "
-                                f"{emoji_set.fingerprint}), got weights for set {ckpt.set_fingerprint}")
+        emoji_set.check_trained_on(ckpt.set_fingerprint, ckpt.class_names)
         open_caches()
         self.model, self.emoji_set, self.settings = ckpt.model, emoji_set, settings
         self.patch_px = ckpt.model.config.patch_px
@@ -329,12 +328,6 @@ class Emojifier:
         never waits for a grid nobody will see) and the lanes' threads end. Every command closes its engine (with)."""
         self._builder.close()
         self.lanes.close()
-
-    def __enter__(self) -> Emojifier:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def classify(self, patches: np.ndarray, prev: np.ndarray | None = None,
                  cells: np.ndarray | None = None) -> np.ndarray:

@@ -155,33 +155,3 @@ def format_summary(summary: dict) -> str:
                  f"{summary['max_wallpaper']:.3f} at {summary['cols']} columns; background "
                  f"{summary['background']}, baseline and random on {summary['baseline_background']}")
     return "\n".join(lines)
-
-
-def flicker_rate(emojifier: Emojifier, frames: list[np.ndarray], cols: int) -> float:
-    """Mean share of tiles whose emoji changes from one frame to the next."""
-    emojifier.reset()
-    changes, prev = [], None
-    for frame in frames:
-        indices = emojifier.pick(frame, cols=cols).indices
-        if prev is not None:
-            changes.append(float((indices != prev).mean()))
-        prev = indices
-    return float(np.mean(changes))
-
-
-def noisy_still(frame: np.ndarray, count: int, sigma: float = 3.0, seed: int = 0) -> list[np.ndarray]:
-    """count copies of frame with fresh Gaussian pixel noise each (a still scene seen by a camera sensor)."""
-    rng = np.random.default_rng(seed)
-    return [np.clip(frame + rng.normal(0, sigma, frame.shape), 0, 255).astype(np.uint8) for _ in range(count)]
-
-
-def cut_lag(emojifier: Emojifier, before: np.ndarray, after: np.ndarray, cols: int, settle: float = 0.95) -> int:
-    """Frames after a hard cut until `settle` of the tiles show what a stability-free engine would show."""
-    target = emojifier.pick_still(after, cols).indices  # no previous frame: no hysteresis
-    emojifier.reset()
-    for _ in range(3):
-        emojifier.pick(before, cols=cols)
-    for lag in range(1, 10):
-        if (emojifier.pick(after, cols=cols).indices == target).mean() >= settle:
-            return lag
-    return 10

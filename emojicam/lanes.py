@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from tinygrad import Context, Device, Tensor, TinyJit
-from tinygrad.device import Buffer
 from tinygrad.helpers import BEAM
 
 from emojicam import jit_cache
 from emojicam.builder import Builder, capture
-from emojicam.devices import kind
+from emojicam.devices import kind, on_host, read_from, write_into
 from emojicam.gpu_kernels import Launches, launches
 from emojicam.kernels import InferenceNet
 from emojicam.scoring import Scorer, pick_inputs
@@ -64,28 +63,6 @@ def lane_devices(device: str, cpu_threads: int = 0) -> list[str]:
 def batch_sizes(cells: int) -> list[int]:
     """The batch sizes the moved cells of a frame are padded to: 1/8, 1/4, 1/2 and all of the grid's cells."""
     return sorted({-(-cells // d) for d in (8, 4, 2, 1)})
-
-
-def on_host(device: str) -> bool:
-    """tinygrad's CPU device: its buffers are host memory that numpy can read and write in place (GPU backends
-    may keep theirs where the host cannot see them)."""
-    return kind(device) == "CPU"
-
-
-def write_into(tensor: Tensor, a: np.ndarray, host: bool) -> None:
-    """Copy an array into a realized tensor's buffer: in place on tinygrad's CPU device (host), else one copy.
-    Building and realizing new tensors from numpy cost tinygrad 2-3 ms per array, and would schedule work while a
-    background build captures."""
-    buf, data = tensor.uop.buffer, memoryview(np.ascontiguousarray(a)).cast("B")
-    if host:
-        buf.as_memoryview(force_zero_copy=True)[:] = data  # synchronizes with the device first
-    else:
-        buf.copy_from(Buffer("PYTHON", buf.size, buf.dtype, opaque=data))
-
-
-def read_from(tensor: Tensor, dtype: type, host: bool) -> np.ndarray:
-    """A finished tensor's buffer as a flat numpy copy (read in place on tinygrad's CPU device)."""
-    return np.frombuffer(tensor.uop.buffer.as_memoryview(force_zero_copy=host), dtype).copy()
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,27 +21,24 @@ import cv2
 import numpy as np
 
 from emojicam.capture import Capture
+from emojicam.closing import Closing
 from emojicam.errors import EmojicamError
 from emojicam.grid import Grid
 from emojicam.images import write_image
 from emojicam.mirror import (
     LOOKS,
     LiveOptions,
-    Picker,
     Shot,
     Status,
     View,
     check_options,
-    closing_line,
-    run_mirror,
-    seconds_since_process_start,
-    source_lost,
+    run_session,
 )
 from emojicam.video_writer import OUT_EXTS, VideoWriter
 
 if TYPE_CHECKING:
     from emojicam.engine import Emojifier
-    from emojicam.settings import Settings
+    from emojicam.settings import ModelChoice, Settings
 
 WINDOW = "emojicam"
 DISPLAY_MAX = (1280, 720)  # largest window; smaller art is scaled up by a whole number so emoji stay crisp
@@ -163,12 +160,15 @@ class PictureOutput:
             return view, ""
         wait_ms = 30 if view.paused or self._shown is None or self._shown.picked is None else 1
         while (key := self.window.key(wait_ms)) != -1:
+            shown = view
             view, asked = on_key(key, view, self.steps)
             if asked == "quit":
                 return view, "q pressed"
             if asked == "snapshot":
                 name = f"emojicam-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.png"
                 print(f"snapshot: {write_image(self.snapshot_dir / name, rendered)}", flush=True)
+            if view != shown:  # the keys after it wait for the next turn: a snapshot then saves the new view
+                break
             wait_ms = 1
         return view, "window closed" if self.window.closed else ""
 
@@ -217,7 +217,7 @@ def import_pyvirtualcam():
     return pyvirtualcam
 
 
-class VirtualCamera:
+class VirtualCamera(Closing):
     """The emoji feed as a webcam other programs can pick (pyvirtualcam: v4l2loopback on Linux, OBS elsewhere)."""
 
     def __init__(self, size: tuple[int, int], fps: float):
@@ -237,12 +237,6 @@ class VirtualCamera:
 
     def close(self) -> None:
         self.cam.close()
-
-    def __enter__(self) -> VirtualCamera:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def check_display() -> None:
@@ -344,10 +338,33 @@ def report_first_frame(t_start: float, t_open: float, t_engine: float) -> float:
     return now - t_start
 
 
-def run_live(opts: LiveOptions, settings: Settings, make_engine: Callable[[], Emojifier]) -> None:
-    """Run the mirror until q/Esc, Ctrl-C, --max-frames or the end of the source; prints a one-line summary.
-    make_engine() builds the engine once the source is open."""
-    t_start = time.perf_counter() - seconds_since_process_start()
+@dataclass
+class WindowFront:
+    """The live mirror in a window (or with --no-window, only its recording and virtual camera): the sinks and
+    the window open before the engine loads, and a start-up line says where the first frame's time went."""
+
+    opts: LiveOptions
+    settings: Settings
+    every_frame: bool
+    recorded: Path | None = None
+    sinks: list[FixedSizeSink] = field(default_factory=list)
+    window: Window | None = None
+
+    def open(self, stack: ExitStack, capture: Capture) -> None:
+        size = Grid.for_frame(capture.frame_shape, self.settings.cols, self.settings.tile_px).output_size
+        self.sinks = open_sinks(stack, self.opts, capture, size)
+        self.window = stack.enter_context(Window()) if self.opts.window else None
+
+    def output(self, stack: ExitStack, capture: Capture, engine: Emojifier) -> PictureOutput:
+        steps = grid_steps(capture.frame_shape, self.settings.tile_px, self.settings.cols)
+        return PictureOutput(engine, self.window, self.sinks, self.opts.snapshot_dir, steps)
+
+    def first_frame(self, t_start: float, t_open: float, t_engine: float) -> float:
+        return report_first_frame(t_start, t_open, t_engine)
+
+
+def run_live(opts: LiveOptions, settings: Settings, choice: ModelChoice) -> None:
+    """Run the mirror until q/Esc, Ctrl-C, --max-frames or the end of the source; prints a one-line summary."""
     check_options(opts, OUT_EXTS)
     if opts.window:
         check_display()
@@ -355,24 +372,10 @@ def run_live(opts: LiveOptions, settings: Settings, make_engine: Callable[[], Em
         import_pyvirtualcam()
     # files: with --max-frames, or with nothing watching in real time, read every frame instead of pacing
     every_frame = opts.max_frames is not None or not (opts.window or opts.virtual_camera)
-    with ExitStack() as stack:
-        capture = stack.enter_context(Capture(opts.camera if opts.source is None else opts.source, every_frame))
-        t_open = time.perf_counter()
-        sinks = open_sinks(stack, opts, capture, Grid.for_frame(capture.frame_shape, settings.cols,
-                                                                settings.tile_px).output_size)
-        window = stack.enter_context(Window()) if opts.window else None
-        engine = stack.enter_context(make_engine())
-        t_engine = time.perf_counter()
-        steps = grid_steps(capture.frame_shape, settings.tile_px, settings.cols)
-        output = PictureOutput(engine, window, sinks, opts.snapshot_dir, steps)
-        picker = Picker(engine, wait_first=every_frame, say=lambda line: print(line, flush=True))
-        ending = run_mirror(capture, picker, output, View(settings.cols, mirror=capture.kind == "camera"),
-                            opts.max_frames, lambda: report_first_frame(t_start, t_open, t_engine))
-    print(closing_line(ending, engine, opts.record), flush=True)
-    if ending.error is not None:
-        raise ending.error
-    if (lost := source_lost(capture, ending, opts.record is not None)) is not None:
-        raise lost
+    from emojicam.engine import open_engine
+
+    run_session(opts, settings.cols, WindowFront(opts, settings, every_frame, opts.record),
+                lambda: open_engine(settings, choice, real_time=True), say=lambda line: print(line, flush=True))
 
 
 def open_sinks(stack: ExitStack, opts: LiveOptions, capture: Capture, size: tuple[int, int]) -> list[FixedSizeSink]:

@@ -13,6 +13,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -216,6 +217,49 @@ def run_mirror(capture: Capture, picker: Picker, output: Output, view: View, max
         return Ending("interrupted (Ctrl-C)", meter.count, meter.mean_fps, first_s, picked)
     except EmojicamError as e:  # a snapshot or the recording failed: the outputs still close properly first
         return Ending(f"failed: {e}", meter.count, meter.mean_fps, first_s, picked, e)
+
+
+class Front(Protocol):
+    """How a mirror is shown (the window with its sinks, the terminal): what it opens before the engine loads and
+    the Output it then shows through; every_frame: read a file frame by frame rather than at its fps."""
+
+    every_frame: bool
+    recorded: Path | None
+
+    def open(self, stack: ExitStack, capture: Capture) -> None:
+        """Open what needs no engine (windows, recordings), on stack."""
+
+    def output(self, stack: ExitStack, capture: Capture, engine: Emojifier) -> Output:
+        """The Output for this engine, its resources on stack."""
+
+    def first_frame(self, t_start: float, t_open: float, t_engine: float) -> float:
+        """Called at the first emoji frame (with when the process started, the source opened and the engine was
+        ready): the seconds from the start to it."""
+
+
+def run_session(opts: LiveOptions, cols: int, front: Front, open_engine: Callable[[], Emojifier],
+                say: Callable[[str], None]) -> None:
+    """One mirror session, whichever front shows it: open the source, the front and the engine, run the loop from
+    a grid of cols columns until it ends, print the closing line, and raise what ended it badly (a failed
+    recording or snapshot, a signal, a lost source). say: the Picker's lines (a terminal's screen is its own)."""
+    from emojicam.capture import Capture
+
+    t_start = time.perf_counter() - seconds_since_process_start()
+    with ExitStack() as stack:
+        capture = stack.enter_context(Capture(opts.camera if opts.source is None else opts.source, front.every_frame))
+        t_open = time.perf_counter()
+        front.open(stack, capture)
+        engine = stack.enter_context(open_engine())
+        t_engine = time.perf_counter()
+        output = front.output(stack, capture, engine)
+        picker = Picker(engine, wait_first=front.every_frame, say=say)
+        ending = run_mirror(capture, picker, output, View(cols, mirror=capture.kind == "camera"),
+                            opts.max_frames, lambda: front.first_frame(t_start, t_open, t_engine))
+    print(closing_line(ending, engine, front.recorded), flush=True)
+    if ending.error is not None:
+        raise ending.error
+    if (lost := source_lost(capture, ending, front.recorded is not None)) is not None:
+        raise lost
 
 
 def source_lost(capture: Capture, ending: Ending, recorded: bool) -> EmojicamError | None:

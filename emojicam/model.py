@@ -101,7 +101,7 @@ class TinyConvNet:
 
         Same maths as nn.Conv2d + max_pool2d (same weights), written channels-last as sums of shifted slices times
         (Cin, Cout) weight blocks: tinygrad makes 1.5x (CPU) to 1.9x (CL) faster kernels of that, with identical
-        argmax (benchmarks/results/2026-11-23-forward-variants.md)."""
+        argmax (docs/benchmarks.md)."""
         x = x.cast(dtypes.float32) * (1 / 255) - 0.5
         x = _pool2_nhwc(_conv3x3_nhwc(x, self.conv1.weight, self.conv1.bias).relu()).contiguous()
         x = _pool2_nhwc(_conv3x3_nhwc(x, self.conv2.weight, self.conv2.bias).relu()).contiguous()
@@ -110,7 +110,7 @@ class TinyConvNet:
     def planar_logits(self, x: Tensor) -> Tensor:
         """The same logits as `logits` (same weights, same input), computed as tinygrad's planar Tensor.conv2d and
         max_pool2d: the form tinygrad trains fastest (forward and backward), 4-9x the channels-last form's steps/s
-        (benchmarks/results/2026-12-02-train-speed.md). Inference keeps `logits` and the scheduled kernels."""
+        (docs/benchmarks.md). Inference keeps `logits` and the scheduled kernels."""
         x = x.permute(0, 3, 1, 2).cast(dtypes.float32) * (1 / 255) - 0.5
         x = self.conv1(x).relu().max_pool2d(2)
         x = self.conv2(x).relu().max_pool2d(2)

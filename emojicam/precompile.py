@@ -2,8 +2,8 @@
 
 On PoCL a program build (clBuildProgram) and the first run of each new kernel (PoCL compiles its work-group
 function then) happen on the one device and command queue the running grid uses too, so while the background
-thread captured a new batch size in the same process the live picture stopped for seconds
-(benchmarks/results/2026-12-02-live-grid-change.md). This child builds and runs the same kernels first, with
+thread captured a new batch size in the same process the live picture would stop for seconds
+(docs/benchmarks.md). This child builds and runs the same kernels first, with
 random weights of the same shape (the kernels' code does not depend on the weights' values), which fills
 tinygrad's kernel cache and PoCL's; the capture in the parent then only loads what was compiled.
 

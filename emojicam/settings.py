@@ -9,6 +9,7 @@ from pathlib import Path
 from emojicam.errors import EmojicamError
 
 BACKGROUNDS = ("black", "white", "auto")
+TEXT_BACKGROUNDS = ("white", "black")  # text has no background of its own: it is picked for plain white or black
 PATHS = ("host", "device")  # where a frame is cut and composited: OpenCV/numpy, or in one compiled function
 COMPOSITES = ("auto", *PATHS)  # `--composite`: auto = device on GPUs, host on CPU devices
 SHIPPED_MODELS = ("default", "fast")  # the shipped networks: default = 36 px input, fast = 18 px
@@ -54,6 +55,12 @@ class Settings:
                             ("--variety", self.variety)):
             if not value >= 0:
                 raise EmojicamError(f"{flag}: expected a number >= 0, got {value}")
+
+
+def check_text_background(background: str) -> None:
+    if background not in TEXT_BACKGROUNDS:
+        raise EmojicamError(f"--background: expected white or black for text (text has no background of its own: "
+                            f"the reader's is behind it), got {background}")
 
 
 def check_tile_px(tile_px: int) -> None:

@@ -18,6 +18,8 @@ import tty
 import unicodedata
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,22 +29,18 @@ from emojicam.errors import EmojicamError
 from emojicam.grid import MAX_COLS, Grid, cell_means
 from emojicam.mirror import (
     LiveOptions,
-    Picker,
     Shot,
     Status,
     View,
     check_options,
-    closing_line,
-    run_mirror,
-    seconds_since_process_start,
-    source_lost,
+    run_session,
 )
-from emojicam.text import check_text_background, emoji_strings
+from emojicam.settings import check_text_background
 
 if TYPE_CHECKING:
     from emojicam.emoji_set import EmojiSet
     from emojicam.engine import Emojifier
-    from emojicam.settings import Settings
+    from emojicam.settings import ModelChoice, Settings
 
 ZWJ, VS16 = "\u200d", "\ufe0f"
 # 256-colour codes for pure white and black (the 8 basic colours are themed: "white" is often light grey)
@@ -79,7 +77,7 @@ def terminal_glyphs(emoji_set: EmojiSet, background: str) -> list[str]:
     """Per emoji of the set, what the terminal shows for it: the emoji itself where it draws two columns wide,
     else the first part of a ZWJ sequence (the person without the profession or sign), else the emoji of the set
     that looks most like it on the background (nearest tile by pixels) and does draw two wide."""
-    strings, wcwidth = emoji_strings(emoji_set), _libc_wcwidth()
+    strings, wcwidth = emoji_set.strings(), _libc_wcwidth()
     safe = np.array([draws_two_wide(s, wcwidth) for s in strings])
     if not safe.any():
         raise EmojicamError("--terminal: expected emoji this terminal draws two columns wide, got none in the set")
@@ -242,26 +240,35 @@ class TerminalOutput:
         return view, "q pressed"
 
 
-def run_terminal(opts: LiveOptions, settings: Settings, make_engine: Callable[[], Emojifier],
-                 max_cols: int | None = None) -> None:
+@dataclass(frozen=True)
+class TerminalFront:
+    """The live mirror as text in this terminal: the screen opens once the engine is loaded."""
+
+    settings: Settings
+    max_cols: int | None
+    every_frame: bool
+    recorded: Path | None = None
+
+    def open(self, stack: ExitStack, capture: Capture) -> None:
+        pass
+
+    def output(self, stack: ExitStack, capture: Capture, engine: Emojifier) -> TerminalOutput:
+        screen = stack.enter_context(Screen(self.settings.background))
+        return TerminalOutput(engine, screen, self.max_cols, self.settings.background)
+
+    def first_frame(self, t_start: float, t_open: float, t_engine: float) -> float:
+        return time.perf_counter() - t_start
+
+
+def run_terminal(opts: LiveOptions, settings: Settings, choice: ModelChoice, max_cols: int | None = None) -> None:
     """Run the terminal mirror until q, Ctrl-C, --max-frames or the end of the source; then print a one-line
-    summary on the restored terminal. settings: the engine's (background white or black); max_cols: at most this
-    many emoji a row (None: as many as fit)."""
+    summary on the restored terminal. settings: the engine's (background white or black); choice: the network
+    (for real time); max_cols: at most this many emoji a row (None: as many as fit)."""
     check_text_background(settings.background)
     check_terminal(opts)
-    t_start = time.perf_counter() - seconds_since_process_start()
-    with ExitStack() as stack:
-        # a file is paced at its own fps unless --max-frames asks for every frame (as in the window mode)
-        capture = stack.enter_context(Capture(opts.camera if opts.source is None else opts.source,
-                                              every_frame=opts.max_frames is not None))
-        engine = stack.enter_context(make_engine())
-        screen = stack.enter_context(Screen(settings.background))
-        output = TerminalOutput(engine, screen, max_cols, settings.background)
-        picker = Picker(engine, wait_first=opts.max_frames is not None, say=lambda line: None)  # the screen is ours
-        ending = run_mirror(capture, picker, output, View(settings.cols, mirror=capture.kind == "camera"),
-                            opts.max_frames, lambda: time.perf_counter() - t_start)
-    print(closing_line(ending, engine), flush=True)
-    if ending.error is not None:
-        raise ending.error
-    if (lost := source_lost(capture, ending, recorded=False)) is not None:
-        raise lost
+    # a file is paced at its own fps unless --max-frames asks for every frame (as in the window mode)
+    front = TerminalFront(settings, max_cols, every_frame=opts.max_frames is not None)
+    from emojicam.engine import open_engine
+
+    run_session(opts, settings.cols, front, lambda: open_engine(settings, choice, real_time=True),
+                say=lambda line: None)  # the screen is ours

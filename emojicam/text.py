@@ -19,28 +19,9 @@ from emojicam.errors import EmojicamError
 from emojicam.grid import MAX_COLS, Grid
 
 if TYPE_CHECKING:
-    from emojicam.emoji_set import EmojiSet
     from emojicam.engine import Emojifier
 
 TEXT_EXTS = (".txt", ".html")
-TEXT_BACKGROUNDS = ("white", "black")
-NO_CODEPOINTS = ("text output needs each emoji's codepoints, and this emoji set has none (a folder of PNGs without "
-                 "a manifest.json giving a \"codepoint\" per emoji, as emoji_set/manifest.json does); write a picture "
-                 "(.png) instead")
-
-
-def emoji_strings(emoji_set: EmojiSet) -> list[str]:
-    """Each emoji of the set as the characters a text holds: its fully qualified Unicode sequence ("1F324-FE0F"
-    -> U+1F324 U+FE0F), in class order; EmojicamError for a set without codepoints."""
-    if emoji_set.codepoints is None:
-        raise EmojicamError(NO_CODEPOINTS)
-    return ["".join(chr(int(part, 16)) for part in seq.split("-")) for seq in emoji_set.codepoints]
-
-
-def check_text_background(background: str) -> None:
-    if background not in TEXT_BACKGROUNDS:
-        raise EmojicamError(f"--background: expected white or black for text (text has no background of its own: "
-                            f"the reader's is behind it), got {background}")
 
 
 def art_lines(strings: list[str], indices: np.ndarray, grid: Grid) -> list[list[str]]:

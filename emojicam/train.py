@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +44,7 @@ def accuracy(model: TinyConvNet, x: np.ndarray, y: np.ndarray, device: str, batc
 
 def _resumed(resume: str | Path, emoji_set: EmojiSet, cfg: TrainConfig, device: str) -> Checkpoint:
     ckpt = model_io.load(resume, device)
-    if ckpt.set_fingerprint != emoji_set.fingerprint or ckpt.class_names != emoji_set.names:
-        raise EmojicamError(f"--resume: expected weights trained on this emoji set (fingerprint "
-                            f"{emoji_set.fingerprint}), got weights for set {ckpt.set_fingerprint}")
+    emoji_set.check_trained_on(ckpt.set_fingerprint, ckpt.class_names, "--resume")
     if ckpt.model.config.patch_px != cfg.patch_px:
         raise EmojicamError(f"--resume: expected weights for {cfg.patch_px} px patches (--patch-px), "
                             f"got {ckpt.model.config.patch_px} px in {resume}")
@@ -57,6 +56,31 @@ def _resumed(resume: str | Path, emoji_set: EmojiSet, cfg: TrainConfig, device: 
 
 def _pair(channels: tuple[int, int]) -> str:
     return ",".join(map(str, channels))
+
+
+@dataclass
+class _Run:
+    """Where a training run stands: steps done, the latest hold-out accuracy and its curve, seconds trained."""
+
+    done: int = 0
+    acc: float = 0.0
+    curve: list = field(default_factory=list)
+    seconds_before: float = 0.0  # trained before this process (a resumed run)
+    started: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        return round(self.seconds_before + time.perf_counter() - self.started, 1)
+
+
+def _start(emoji_set: EmojiSet, cfg: TrainConfig, device: str, resume: str | Path | None) -> tuple[TinyConvNet, _Run]:
+    """A new network, or the one resumed with where its run stopped."""
+    if resume is None:
+        config = ModelConfig(classes=len(emoji_set), channels=cfg.channels, patch_px=cfg.patch_px)
+        return TinyConvNet(config).to_(device), _Run()
+    previous = _resumed(resume, emoji_set, cfg, device)
+    curve = previous.info.get("holdout_curve", [])
+    return previous.model, _Run(previous.info.get("steps_done", 0), curve[-1][1] if curve else 0.0, curve,
+                                previous.info.get("train_seconds", 0.0))
 
 
 def train(emoji_set: EmojiSet, out: str | Path, cfg: TrainConfig = TrainConfig(),
@@ -71,16 +95,42 @@ def train(emoji_set: EmojiSet, out: str | Path, cfg: TrainConfig = TrainConfig()
     rgba = emoji_set.rgba_patches(cfg.patch_px)
     hx, hy = holdout(rgba, p=perturbation)
     Tensor.manual_seed(cfg.seed)
-    start, curve, seconds = 0, [], 0.0
-    if resume is not None:
-        previous = _resumed(resume, emoji_set, cfg, device)
-        model = previous.model
-        start, curve = previous.info.get("steps_done", 0), previous.info.get("holdout_curve", [])
-        seconds = previous.info.get("train_seconds", 0.0)
+    model, run = _start(emoji_set, cfg, device, resume)
+    rng = np.random.default_rng(cfg.seed + run.done)  # a resumed run draws new batches, not the first ones again
+
+    def evaluate() -> None:
+        run.acc = accuracy(model, hx, hy, device)
+        run.curve.append([run.done, round(run.acc, 5), run.seconds()])
+
+    def checkpoint() -> Checkpoint:
+        info = {"holdout_top1": round(run.acc, 5), "holdout_size": len(hy), "steps_done": run.done,
+                "train_seconds": run.seconds(), "device": device, "holdout_curve": run.curve,
+                "train": asdict(cfg), "perturbation": perturbation.as_dict()}
+        ckpt = Checkpoint(model, list(emoji_set.names), emoji_set.fingerprint, info)
+        model_io.save(out, ckpt)
+        return ckpt
+
+    def batch() -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, len(emoji_set), cfg.batch).astype(np.int32)
+        return perturb(rgba[labels], rng, perturbation), labels
+
+    signalled = _steps(model, cfg, device, run, batch, lambda: (evaluate(), checkpoint()), quiet, out)
+    if not run.curve or run.curve[-1][0] != run.done:
+        evaluate()
     else:
-        config = ModelConfig(classes=len(emoji_set), channels=cfg.channels, patch_px=cfg.patch_px)
-        model = TinyConvNet(config).to_(device)
-    rng = np.random.default_rng(cfg.seed + start)  # a resumed run draws new batches, not the first ones again
+        run.acc = accuracy(model, hx, hy, device)
+    ckpt = checkpoint()
+    if signalled is not None:
+        raise signalled
+    return ckpt
+
+
+def _steps(model: TinyConvNet, cfg: TrainConfig, device: str, run: _Run,
+           batch: Callable[[], tuple[np.ndarray, np.ndarray]], at_eval: Callable[[], object], quiet: bool,
+           out: str | Path) -> Interrupted | None:
+    """The training steps from run.done + 1 to cfg.steps, calling at_eval (evaluate and save to out) every
+    cfg.eval_every steps; Ctrl-C (and SIGTERM, SIGHUP) ends them early: returns the Interrupted to raise once the
+    weights are saved, if any."""
     opt = nn.optim.Adam(nn.state.get_parameters(model), lr=cfg.lr)
 
     @TinyJit
@@ -90,51 +140,30 @@ def train(emoji_set: EmojiSet, out: str | Path, cfg: TrainConfig = TrainConfig()
         loss = model.planar_logits(x).sparse_categorical_crossentropy(y).backward()
         return loss.realize(*opt.schedule_step())
 
-    acc, done, started, signalled = (curve[-1][1] if curve else 0.0), start, time.perf_counter(), None
-
-    def checkpoint() -> Checkpoint:
-        info = {"holdout_top1": round(acc, 5), "holdout_size": len(hy), "steps_done": done,
-                "train_seconds": round(seconds + time.perf_counter() - started, 1), "device": device,
-                "holdout_curve": curve, "train": asdict(cfg), "perturbation": perturbation.as_dict()}
-        ckpt = Checkpoint(model, list(emoji_set.names), emoji_set.fingerprint, info)
-        model_io.save(out, ckpt)
-        return ckpt
-
-    def batch() -> tuple[np.ndarray, np.ndarray]:
-        labels = rng.integers(0, len(emoji_set), cfg.batch).astype(np.int32)
-        return perturb(rgba[labels], rng, perturbation), labels
-
     # the next batch is perturbed on the host (numpy/OpenCV, which release the GIL) while the device trains on
-    # this one: the perturbations cost 0.2-0.6x a step (benchmarks/results/2026-12-02-train-speed.md)
+    # this one: the perturbations cost 0.2-0.6x a step (see docs/benchmarks.md)
     pool = ThreadPoolExecutor(1)
     upcoming = pool.submit(batch)
     bar = progress_bar(cfg.steps, "train", "step", quiet)
-    bar.update(start)  # a resumed run's bar starts where it stopped
+    bar.update(run.done)  # a resumed run's bar starts where it stopped
     try:
-        for i in range(start + 1, cfg.steps + 1):
+        for i in range(run.done + 1, cfg.steps + 1):
             lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * (i - 1) / cfg.steps))  # cosine decay
             opt.lr.assign(Tensor([lr], device=device, dtype=dtypes.float32)).realize()
             patches, labels = upcoming.result()
             upcoming = pool.submit(batch)
             loss = step(Tensor(patches, device=device), Tensor(labels, device=device)).item()
-            done = i  # steps completed, also when a later one is interrupted
-            if done % cfg.eval_every == 0 and done < cfg.steps:
-                acc = accuracy(model, hx, hy, device)
-                curve.append([done, round(acc, 5), round(seconds + time.perf_counter() - started, 1)])
-                checkpoint()  # a killed run loses at most eval_every steps (`--resume`)
-            bar.set_postfix(loss=f"{loss:.3f}", holdout=f"{acc:.2%}", refresh=False)
+            run.done = i  # steps completed, also when a later one is interrupted
+            if run.done % cfg.eval_every == 0 and run.done < cfg.steps:
+                at_eval()  # a killed run loses at most eval_every steps (`--resume`)
+            bar.set_postfix(loss=f"{loss:.3f}", holdout=f"{run.acc:.2%}", refresh=False)
             bar.update(1)
     except KeyboardInterrupt as e:
         signalled = e if isinstance(e, Interrupted) else None
-        print(f"interrupted{f' by {e}' if signalled else ''} after {done} steps; saving what was learned to {out}",
+        print(f"interrupted{f' by {e}' if signalled else ''} after {run.done} steps; saving what was learned to {out}",
               flush=True)
+        return signalled
     finally:
         bar.close()
         pool.shutdown(cancel_futures=True)
-    acc = accuracy(model, hx, hy, device)
-    if not curve or curve[-1][0] != done:
-        curve.append([done, round(acc, 5), round(seconds + time.perf_counter() - started, 1)])
-    ckpt = checkpoint()
-    if signalled is not None:
-        raise signalled
-    return ckpt
+    return None

@@ -6,32 +6,20 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from emojicam.capture import is_url, open_source
+from emojicam.closing import Closing
 from emojicam.errors import EmojicamError, warn
-
-
-@lru_cache(maxsize=1)
-def ffmpeg_exe() -> str | None:
-    """The FFmpeg binary imageio-ffmpeg finds (honours IMAGEIO_FFMPEG_EXE), or None if there is none that runs."""
-    import imageio_ffmpeg
-
-    try:
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
-    except RuntimeError:
-        return None
-    return shutil.which(exe)
+from emojicam.ffmpeg import ffmpeg_exe
 
 
 @dataclass(frozen=True)
@@ -136,7 +124,7 @@ def clock_repair(start_s: float, rate: Fraction, limit_s: float) -> str:
             f"1/(({rate})*TB)+0*print({step}*TB,24)+0*print(PREV_OUTPTS*TB,24),{step}))")
 
 
-class VideoFile:
+class VideoFile(Closing):
     """BGR uint8 frames of a video file or stream URL, upright (rotation metadata applied), put on the constant
     rate `fps` (a frame may be repeated or dropped, see retiming); use as a context manager. A file is decoded by
     FFmpeg itself where there is one, so that it reads every file as FFmpeg does (time-stamp jumps, a size change
@@ -244,12 +232,6 @@ class VideoFile:
             self._decoder.wait()
             self._decoder.stdout.close()
             self._stderr.close()
-
-    def __enter__(self) -> VideoFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def open_video(path: str | Path) -> VideoFile:

@@ -20,14 +20,11 @@ import numpy as np
 
 from emojicam.atomic import hidden_temp, remove_temp, write_error
 from emojicam.errors import EmojicamError, warn
-from emojicam.video_reader import ffmpeg_exe
+from emojicam.ffmpeg import X264, ffmpeg_exe
 
 OUT_EXTS = (".mp4", ".webm", ".gif")
 OS_REASONS = tuple(os.strerror(code) for code in sorted(errno.errorcode))  # how FFmpeg words them too
 _DONE = object()
-# superfast: the same file size as veryfast on emoji frames at 0.70x the encode CPU and 0.3 dB PSNR less; -tune
-# animation made the file larger (benchmarks/results/2026-12-07-encoder-settings.md)
-X264 = ("-preset", "superfast", "-crf", "20")
 
 
 def check_output(path: str | Path) -> Path:

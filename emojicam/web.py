@@ -33,17 +33,21 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from emojicam import __version__
 from emojicam.atomic import check_writable, hidden_temp, write_error
 from emojicam.errors import EmojicamError
-from emojicam.grid import MAX_COLS, check_tile_px
+from emojicam.grid import MAX_COLS
 from emojicam.settings import Settings
+
+if TYPE_CHECKING:
+    from emojicam.emoji_set import EmojiSet
+    from emojicam.settings import ModelChoice
 
 DEFAULT_GRIDS = ((32, 18), (48, 27), (64, 36), (96, 54), (128, 72))  # 16:9, as laptop cameras give
 START_COLS = 64  # the grid the page starts on: the exported one nearest this many columns (as `live`'s default)
@@ -187,30 +191,48 @@ def check_grids(grids: tuple[tuple[int, int], ...], patch_px: int, tile_px: int)
                                 f"WebGPU's {MAX_TEXTURE_PX} px textures, got {cols}x{rows} ({side} px)")
 
 
-def export_site(out_dir: Path, models: tuple[tuple[str, Path], ...], set_dir: Path,
-                grids: tuple[tuple[int, int], ...], settings: Settings, log=print) -> Site:
-    """Write the site into a hidden folder beside out_dir and rename it into place once complete. models: (name,
-    weights) of each network the page carries, smallest first (the page picks one by the device's speed)."""
-    from emojicam import model
-    from emojicam.emoji_set import EmojiSet
+def site_models(choice: ModelChoice) -> tuple[Path, tuple[tuple[str, Path], ...]]:
+    """The emoji set folder and the (name, weights) of each network the page carries for choice: both shipped
+    networks, smallest first, for --model auto with the shipped weights (the page picks by the device's speed),
+    else the one named. The page runs on the visitor's GPU: auto is chosen as for a GPU."""
+    from emojicam.engine import model_files
 
-    check_out_dir(out_dir)
-    check_tile_px(settings.tile_px)
-    if not settings.stability >= 0:
-        raise EmojicamError(f"--stability: expected a number >= 0, got {settings.stability}")
-    emoji_set = EmojiSet.load(set_dir)
+    set_dir, weights = model_files(choice, on_cpu=False)
+    if choice.model == "auto" and choice.weights is None and choice.emoji_set is None:
+        return set_dir, tuple((name, model_files(replace(choice, model=name), on_cpu=False)[1])
+                              for name in ("fast", "default"))
+    return set_dir, ((choice.model, weights),)
+
+
+def describe_networks(models: tuple[tuple[str, Path], ...], emoji_set: EmojiSet, grids: tuple[tuple[int, int], ...],
+                      tile_px: int) -> list[dict]:
+    """Each network's entry in the manifest, once its weights are known to fit the set and the grids to fit
+    WebGPU's textures at its patch size."""
+    from emojicam import model
+
     networks = []
     for name, weights in models:
         meta = model.read_metadata(weights)
-        if meta["set_fingerprint"] != emoji_set.fingerprint or json.loads(meta["class_names"]) != emoji_set.names:
-            raise EmojicamError(f"weights: expected weights trained on this emoji set (fingerprint "
-                                f"{emoji_set.fingerprint}), got weights for set {meta['set_fingerprint']}")
+        emoji_set.check_trained_on(meta["set_fingerprint"], json.loads(meta["class_names"]))
         config = json.loads(meta["config"])
-        check_grids(grids, config["patch_px"], settings.tile_px)
+        check_grids(grids, config["patch_px"], tile_px)
         networks.append({"name": name, "weights": weights.name, "patch_px": config["patch_px"],
                          "channels": config["channels"], "classes": config["classes"],
                          "flops_per_patch": model.ModelConfig(config["classes"], tuple(config["channels"]),
                                                               config["patch_px"]).flops_per_patch()})
+    return networks
+
+
+def export_site(out_dir: Path, models: tuple[tuple[str, Path], ...], set_dir: Path,
+                grids: tuple[tuple[int, int], ...], settings: Settings, log=print) -> Site:
+    """Write the site into a hidden folder beside out_dir and rename it into place once complete; a folder that
+    already holds the same site is kept as it is. models: (name, weights) of each network the page carries,
+    smallest first (the page picks one by the device's speed)."""
+    from emojicam.emoji_set import EmojiSet
+
+    check_out_dir(out_dir)
+    emoji_set = EmojiSet.load(set_dir)
+    networks = describe_networks(models, emoji_set, grids, settings.tile_px)
     site_settings = {k: getattr(settings, k) for k in ("tile_px", "background", "stability", "variety",
                                                         "colour_weight", "coverage_weight")}
     key = site_key(networks, models, emoji_set.fingerprint, grids, site_settings)
@@ -229,28 +251,10 @@ def export_site(out_dir: Path, models: tuple[tuple[str, Path], ...], set_dir: Pa
             if over := over_webgpu_defaults(grid):
                 log(f"web: grid {grid['name']} of the {grid['model']} network asks for more than every WebGPU "
                     f"device allows ({'; '.join(over)}): it runs only on GPUs that allow more")
-        png, atlas_cols = atlas_png(emoji_set, settings.tile_px)
-        start = min(programs["grids"], key=lambda g: (abs(g["cols"] - START_COLS), g["cols"]))["name"]
-        strings = None
-        if emoji_set.codepoints is not None:
-            from emojicam.text import emoji_strings
-
-            strings = emoji_strings(emoji_set)
-        manifest = {
-            "emojicam": __version__,
-            "models": networks,
-            "set": {"fingerprint": emoji_set.fingerprint, "size": len(emoji_set)},
-            "settings": site_settings, "build": key,
-            "atlas": {"tile_px": settings.tile_px, "cols": atlas_cols},
-            "emoji": strings, "start": start, "grids": programs["grids"]}
-        contents = {
-            "manifest.js": script("manifest", manifest).encode(),
-            "kernels.js": (script("kernels", programs["kernels"])
-                           + script("render", template("render.wgsl").decode())
-                           + script("cut", template("cut.wgsl").decode())).encode(),
-            "weights.js": script("weights", data).encode(),
-            "atlas.js": script("atlas", base64.b64encode(png).decode()).encode(),
-            **{name: template(name) for name in TEMPLATES}}
+        manifest = {"emojicam": __version__, "models": networks,
+                    "set": {"fingerprint": emoji_set.fingerprint, "size": len(emoji_set)},
+                    "settings": site_settings, "build": key}
+        contents = site_files(manifest, programs, data, emoji_set, settings.tile_px)
         staging.mkdir()
         for name, blob in contents.items():
             (staging / name).write_bytes(blob)
@@ -261,6 +265,23 @@ def export_site(out_dir: Path, models: tuple[tuple[str, Path], ...], set_dir: Pa
         shutil.rmtree(staging, ignore_errors=True)
     return Site(out_dir, {name: len(blob) for name, blob in contents.items()},
                 {f"{g['model']} {g['name']}": len(g["programs"]["pick"]) + 2 for g in programs["grids"]})
+
+
+def site_files(manifest: dict, programs: dict, data: dict, emoji_set: EmojiSet, tile_px: int) -> dict[str, bytes]:
+    """The site's files by name: the manifest (with the atlas, the emoji as text, the grids and the starting one),
+    the kernels and shaders, the weights, the atlas and the page's templates."""
+    png, atlas_cols = atlas_png(emoji_set, tile_px)
+    start = min(programs["grids"], key=lambda g: (abs(g["cols"] - START_COLS), g["cols"]))["name"]
+    manifest = {**manifest, "atlas": {"tile_px": tile_px, "cols": atlas_cols},
+                "emoji": emoji_set.strings() if emoji_set.codepoints is not None else None, "start": start,
+                "grids": programs["grids"]}
+    return {"manifest.js": script("manifest", manifest).encode(),
+            "kernels.js": (script("kernels", programs["kernels"])
+                           + script("render", template("render.wgsl").decode())
+                           + script("cut", template("cut.wgsl").decode())).encode(),
+            "weights.js": script("weights", data).encode(),
+            "atlas.js": script("atlas", base64.b64encode(png).decode()).encode(),
+            **{name: template(name) for name in TEMPLATES}}
 
 
 def replace_folder(new: Path, out_dir: Path) -> None:

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import ROOT, run_cli
 
-from emojicam.bench import parse_peaks, split_list
+from emojicam.cli import parse_peaks, split_list
 from emojicam.errors import EmojicamError
 from emojicam.model import ModelConfig
 

@@ -19,7 +19,6 @@ from emojicam.evaluate import (
     emoji_coverage,
     emoji_lab,
     lab,
-    noisy_still,
     wallpaper,
 )
 from emojicam.grid import Grid
@@ -131,7 +130,6 @@ def test_evaluate_command_writes_measures_and_contact_sheets(tmp_path, weights):
 def test_stability_cuts_flicker_on_a_noisy_still_scene(weights):
     from emojicam import model
     from emojicam.engine import Emojifier, Settings
-    from emojicam.evaluate import cut_lag, flicker_rate
     from emojicam.images import read_image
 
     ckpt, emoji_set = model.load(weights, "CPU"), EmojiSet.load()
@@ -142,3 +140,33 @@ def test_stability_cuts_flicker_on_a_noisy_still_scene(weights):
     assert flicker_rate(free, frames, cols=24) > 0.005, "sensor noise alone flips some tiles without hysteresis"
     assert flicker_rate(held, frames, cols=24) < 0.01
     assert cut_lag(held, photo, photo[:, ::-1].copy(), cols=24) == 1, "a real change shows on the next frame"
+
+
+def flicker_rate(emojifier, frames: list[np.ndarray], cols: int) -> float:
+    """Mean share of tiles whose emoji changes from one frame to the next."""
+    emojifier.reset()
+    changes, prev = [], None
+    for frame in frames:
+        indices = emojifier.pick(frame, cols=cols).indices
+        if prev is not None:
+            changes.append(float((indices != prev).mean()))
+        prev = indices
+    return float(np.mean(changes))
+
+
+def noisy_still(frame: np.ndarray, count: int, sigma: float = 3.0, seed: int = 0) -> list[np.ndarray]:
+    """count copies of frame with fresh Gaussian pixel noise each (a still scene seen by a camera sensor)."""
+    rng = np.random.default_rng(seed)
+    return [np.clip(frame + rng.normal(0, sigma, frame.shape), 0, 255).astype(np.uint8) for _ in range(count)]
+
+
+def cut_lag(emojifier, before: np.ndarray, after: np.ndarray, cols: int, settle: float = 0.95) -> int:
+    """Frames after a hard cut until `settle` of the tiles show what a stability-free engine would show."""
+    target = emojifier.pick_still(after, cols).indices  # no previous frame: no hysteresis
+    emojifier.reset()
+    for _ in range(3):
+        emojifier.pick(before, cols=cols)
+    for lag in range(1, 10):
+        if (emojifier.pick(after, cols=cols).indices == target).mean() >= settle:
+            return lag
+    return 10

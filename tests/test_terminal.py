@@ -21,7 +21,6 @@ from media import make_clip
 
 from emojicam.emoji_set import EmojiSet
 from emojicam.terminal import Screen, draws_two_wide, fit_grid, terminal_glyphs
-from emojicam.text import emoji_strings
 
 CLIP_SIZE = (160, 90)  # FFmpeg's moving test pattern, 16:9
 SESSIONS = itertools.count()  # each tmux server gets a socket of its own
@@ -50,7 +49,7 @@ def test_the_grid_fills_the_terminal_at_two_columns_per_emoji():
 
 def test_every_glyph_draws_two_columns_wide():
     emoji_set = EmojiSet.load()
-    strings, glyphs = emoji_strings(emoji_set), terminal_glyphs(emoji_set, "white")
+    strings, glyphs = emoji_set.strings(), terminal_glyphs(emoji_set, "white")
     assert all(draws_two_wide(g) for g in glyphs)
     assert all(g == s for g, s in zip(glyphs, strings, strict=True) if draws_two_wide(s)), "drawable ones kept"
     woman_student = strings[emoji_set.labels.index("woman student")]

@@ -18,7 +18,7 @@ from emojicam import model as model_io
 from emojicam.emoji_set import DEFAULT_SET, EmojiSet
 from emojicam.engine import Emojifier, Settings
 from emojicam.grid import PATCH_PX, Grid, compose
-from emojicam.text import art_lines, art_text, emoji_strings, fewest_chars, most_cols, text_art
+from emojicam.text import art_lines, art_text, fewest_chars, most_cols, text_art
 
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"
 MANIFEST = json.loads((DEFAULT_SET / "manifest.json").read_text())["classes"]
@@ -68,7 +68,7 @@ def on_white(emoji_set: EmojiSet, indices: np.ndarray, cols: int) -> np.ndarray:
 # --- codepoints -------------------------------------------------------------------------------------------------
 
 def test_the_manifest_gives_every_emoji_its_fully_qualified_codepoints(emoji_set):
-    assert emoji_strings(emoji_set) == SEQUENCES
+    assert emoji_set.strings() == SEQUENCES
     for c in MANIFEST:
         assert c["file"] == c["codepoint"].lower() + ".png", c
         text = chars(c["codepoint"])
@@ -83,7 +83,7 @@ def test_the_manifest_gives_every_emoji_its_fully_qualified_codepoints(emoji_set
 def test_text_of_every_emoji_reads_back_as_the_same_emoji(emoji_set):
     indices = np.random.default_rng(0).permutation(len(emoji_set))
     grid = Grid(16, 16, 16)
-    text = art_text(art_lines(emoji_strings(emoji_set), indices, grid))
+    text = art_text(art_lines(emoji_set.strings(), indices, grid))
     assert text.count("\n") == 16 and text.endswith("\n")
     assert read_back(text) == indices.reshape(16, 16).tolist()
 
@@ -115,7 +115,7 @@ def test_the_whole_set_on_white_comes_back(emoji_set, engine):
     # measured with the shipped weights: 253 of 256; the others are mostly white on white (turkey as white square
     # button, sun behind small cloud as face in clouds, white medium small square as white large square)
     indices = np.random.default_rng(1).permutation(len(emoji_set))
-    art = text_art(engine, on_white(emoji_set, indices, 16), emoji_strings(emoji_set), cols=16)
+    art = text_art(engine, on_white(emoji_set, indices, 16), emoji_set.strings(), cols=16)
     got = np.array(read_back(art.text)).ravel()
     assert (got == indices).mean() >= 0.98, [emoji_set.labels[i] for i in indices[got != indices]]
 
@@ -129,7 +129,7 @@ ASPECTS = {"wide 4:1": (1600, 400), "16:9": (1280, 720), "square": (700, 700), "
 @pytest.mark.parametrize("limit", [300, 2000])
 def test_max_chars_picks_the_densest_grid_that_fits(engine, emoji_set, aspect, limit):
     frame = cv2.resize(cv2.imread(str(PHOTO)), ASPECTS[aspect], interpolation=cv2.INTER_AREA)
-    strings = emoji_strings(emoji_set)
+    strings = emoji_set.strings()
     art = text_art(engine, frame, strings, max_chars=limit)
     assert art.chars == len(art.text) <= limit
     assert art.grid == engine.grid_for(frame.shape, art.grid.cols)
@@ -143,7 +143,7 @@ def test_max_chars_picks_the_densest_grid_that_fits(engine, emoji_set, aspect, l
 
 
 def test_max_chars_writes_what_the_same_grid_gives_without_it(engine, emoji_set):
-    frame, strings = cv2.imread(str(PHOTO)), emoji_strings(emoji_set)
+    frame, strings = cv2.imread(str(PHOTO)), emoji_set.strings()
     art = text_art(engine, frame, strings, max_chars=1000)
     assert art.text == text_art(engine, frame, strings, cols=art.grid.cols).text
 
