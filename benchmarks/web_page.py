@@ -60,9 +60,10 @@ def read_js(path: Path) -> object:
     return json.loads(path.read_text().splitlines()[1].split(" = ", 1)[1].rstrip(";"))
 
 
-def mirror_grid(browser: Chromium, url: str, grid: str) -> dict:
-    """A fresh page on this grid: its first frame, then fps, stages and flicker over MIRROR_S seconds."""
-    tab = browser.open(f"{url}#grid={grid}")
+def mirror_grid(browser: Chromium, url: str, model: str, grid: str) -> dict:
+    """A fresh page on this network and grid: its first frame, then fps, stages and flicker over MIRROR_S
+    seconds."""
+    tab = browser.open(f"{url}#model={model}&grid={grid}")
     browser.wait_for("window.emojicam.state().frames >= 1", tab, timeout=900, every=0.5)
     first = browser.evaluate("window.emojicam.state()", tab)
     frames0, t0 = first["frames"], time.monotonic()
@@ -73,8 +74,9 @@ def mirror_grid(browser: Chromium, url: str, grid: str) -> dict:
     picks = [browser.evaluate("window.emojicam.frame()", tab)["picks"] for _ in range(4)]  # consecutive frames
     changed = [float(np.mean(np.array(a) != np.array(b))) for a, b in itertools.pairwise(picks)]
     browser.call("Page.close", {}, tab)
-    return {"grid": grid, "first_frame_s": first["firstFrameMs"] / 1e3, "frames": state["frames"] - frames0,
-            "seconds": seconds, "fps": (state["frames"] - frames0) / seconds, "stage_ms": state["stages"],
+    return {"model": model, "grid": grid, "first_frame_s": first["firstFrameMs"] / 1e3,
+            "frames": state["frames"] - frames0, "seconds": seconds, "fps": (state["frames"] - frames0) / seconds,
+            "stage_ms": state["stages"],
             "cells_changed_per_frame": float(np.mean(changed)), "adapter": state["adapter"]}
 
 
@@ -112,7 +114,8 @@ def main() -> int:
             site = work / "site"
             manifest = read_js(site / "manifest.js")
             sizes = {name: (site / name).stat().st_size for name in SITE_FILES}
-            kernels = {g["name"]: {"compute": len(g["programs"]["pick"]), "draw": 2, "copies": 3,
+            # keyed by network and grid: a site carries both networks at every grid
+            kernels = {f"{g['model']} {g['name']}": {"compute": len(g["programs"]["pick"]), "draw": 2, "copies": 3,
                                    "forward": g["network"],
                                    "kernel_bytes": sum(d["bytes"] for d in g["programs"]["pick"]),
                                    "input_bytes": g["input"][0] * g["input"][1] * 4,
@@ -120,11 +123,12 @@ def main() -> int:
             with Chromium(timeout=900, webgpu=True, flags=fake_camera_flags(camera)) as browser:
                 version = browser.call("Browser.getVersion")["product"]
                 mirror = []
-                for grid in kernels:
-                    mirror.append(mirror_grid(browser, url, grid))
+                for key in kernels:
+                    mirror.append(mirror_grid(browser, url, *key.split(" ")))
                     print(json.dumps(mirror[-1]), flush=True)
                 if args.screenshot:
-                    screenshot(browser, url, "64x36" if "64x36" in kernels else next(iter(kernels)), args.screenshot)
+                    screenshot(browser, url, "64x36" if any(k.endswith(" 64x36") for k in kernels)
+                               else next(iter(kernels)).split(" ")[1], args.screenshot)
                 tab = browser.open(f"{url}#bench")
                 bench = json.loads(browser.wait_for(
                     "document.getElementById('status').textContent.startsWith('benchmark done') && "
@@ -148,21 +152,24 @@ def main() -> int:
 def results_markdown(report: dict, name: str) -> str:
     """The results file's Markdown, from its JSON (--markdown-from regenerates it)."""
     mirror, sizes, kernels = report["mirror"], report["site_bytes"], report["kernels_per_frame"]
-    model = report["models"][-1]  # the mirror's grids run the largest network (#grid= alone)
+    nets = report["models"]
+    models = ", ".join(f"{m['name']} = {m['weights']} ({m['patch_px']} px, {m['flops_per_patch'] / 1e6:.2f} MFLOP a "
+                       f"patch)" for m in nets)
     lines = [f"# The browser page on {mirror[0]['adapter']['name']}, {report['date']}", "",
              f"**{report['note']}.** Machine: {report['machine']} (when the run began: shared with other work). "
-             f"Browser: {report['chromium']}, headless, tests/browser.py's WebGPU flags. Model: {model['weights']} "
-             f"({model['patch_px']} px, {model['flops_per_patch'] / 1e6:.2f} MFLOP a patch), settings "
+             f"Browser: {report['chromium']}, headless, tests/browser.py's WebGPU flags. Networks: {models}, settings "
              f"{report['settings']}.", "",
              f"Site: {sum(sizes.values()) / 1e6:.2f} MB in {len(sizes)} files ("
              + ", ".join(f"{n} {b / 1e3:.0f} kB" for n, b in sizes.items())
              + f"), written by `emojicam web` in {report['export_s']:.0f} s for {len(kernels)} grids.", "",
              "## The mirror (fake camera: a still 1280x720 photo with noise, looped)", "",
-             "| grid | first frame (s, from page load) | fps | frames | main thread ms a frame | submit to done ms "
-             "| classify ms (GPU) | draw ms (GPU) | cells changed a frame | GPU work a frame |", "|" + "---|" * 10]
+             "| network and grid | first frame (s, from page load) | fps | frames | main thread ms a frame "
+             "| submit to done ms | classify ms (GPU) | draw ms (GPU) | cells changed a frame | GPU work a frame |",
+             "|" + "---|" * 10]
     for m in mirror:
-        k, s = kernels[m["grid"]], m["stage_ms"]
-        lines.append(f"| {m['grid']} | {m['first_frame_s']:.1f} | {m['fps']:.3g} | {m['frames']} | {s['main']:.1f} | "
+        key = f"{m.get('model', nets[-1]['name'])} {m['grid']}"
+        k, s = kernels.get(key, kernels.get(m["grid"])), m["stage_ms"]
+        lines.append(f"| {key} | {m['first_frame_s']:.1f} | {m['fps']:.3g} | {m['frames']} | {s['main']:.1f} | "
                      f"{s['latency']:.0f} | {s.get('classify') or 0:.0f} | {s.get('draw') or 0:.1f} | "
                      f"{m['cells_changed_per_frame']:.2%} | {k['compute']} dispatches + {k['draw']} draws + "
                      f"{k['copies']} copies, {k['kernel_bytes'] / 1e6:.1f} MB in kernels, no read-back |")
