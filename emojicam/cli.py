@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from emojicam import __version__
 from emojicam.emoji_set import SETS
 from emojicam.errors import EmojicamError, Interrupted
-from emojicam.settings import BACKGROUNDS, COLS, COMPOSITES, MODELS, PATCH_PX, TILE_PX, ModelChoice, Settings
+from emojicam.grid import PATCH_PX
+from emojicam.settings import BACKGROUNDS, COLS, COMPOSITES, MODELS, TILE_PX, ModelChoice, Settings
 
 if TYPE_CHECKING:
     from emojicam.bench import BenchConfig

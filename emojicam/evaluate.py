@@ -10,8 +10,7 @@ import cv2
 import numpy as np
 
 from emojicam.emoji_set import EmojiSet
-from emojicam.grid import Grid, cell_means, compose
-from emojicam.settings import PATCH_PX
+from emojicam.grid import PATCH_PX, Grid, cell_means, compose
 
 if TYPE_CHECKING:
     from emojicam.engine import Emojifier
