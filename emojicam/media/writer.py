@@ -21,7 +21,7 @@ import numpy as np
 
 from emojicam.atomic import hidden_temp, remove_temp, write_error
 from emojicam.errors import EmojicamError, warn
-from emojicam.ffmpeg import X264, ffmpeg_exe
+from emojicam.media.ffmpeg import X264, ffmpeg_exe
 
 OUT_EXTS = (".mp4", ".webm", ".gif")
 OS_REASONS = tuple(os.strerror(code) for code in sorted(errno.errorcode))  # how FFmpeg words them too

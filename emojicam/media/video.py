@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from emojicam.capture import is_url
 from emojicam.errors import warn
+from emojicam.live.capture import is_url
+from emojicam.media.reader import Retiming, open_video
+from emojicam.media.writer import VideoWriter
 from emojicam.progress import progress_bar
-from emojicam.video_reader import Retiming, open_video
-from emojicam.video_writer import VideoWriter
 
 if TYPE_CHECKING:
     from emojicam.engine import Emojifier, EmojiFrame
-    from emojicam.video_reader import VideoFile
+    from emojicam.media.reader import VideoFile
 
 _DONE = object()
 
