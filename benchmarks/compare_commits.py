@@ -80,7 +80,7 @@ def main() -> None:
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
-    from emojicam.bench_machine import machine_line
+    from emojicam.bench.machine import machine_line
 
     commits = {label: subprocess.run(["git", "rev-parse", "--short", getattr(args, label)], cwd=ROOT,
                                      capture_output=True, text=True).stdout.strip() for label in ("before", "after")}

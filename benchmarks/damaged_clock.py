@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="damaged-clock")
     args = parser.parse_args()
-    from emojicam.bench_machine import machine_line
+    from emojicam.bench.machine import machine_line
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 from emojicam import model
-from emojicam.bench_machine import machine_line
+from emojicam.bench.machine import machine_line
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
-from emojicam.video import convert_video
+from emojicam.media.video import convert_video
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "sample.mp4"
 

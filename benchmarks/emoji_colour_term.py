@@ -24,7 +24,8 @@ from emojicam import scoring
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import open_engine
 from emojicam.evaluate import evaluate
-from emojicam.settings import PATCH_PX, SHIPPED_MODELS, ModelChoice, Settings
+from emojicam.grid import PATCH_PX
+from emojicam.settings import SHIPPED_MODELS, ModelChoice, Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import ROOT, sample_frames

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from emojicam import model
-from emojicam.bench_machine import machine_line
+from emojicam.bench.machine import machine_line
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
-from emojicam.video_reader import ffmpeg_exe, open_video
+from emojicam.media.reader import ffmpeg_exe, open_video
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "sample.mp4"
 SETTINGS = {

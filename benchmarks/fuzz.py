@@ -225,7 +225,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from results_md import RESULTS, write_markdown
 
-    from emojicam.bench_machine import machine_line
+    from emojicam.bench.machine import machine_line
 
     bad = [o for o in outcomes if o.verdict != "ok"]
     by = Counter((o.case.kind, o.case.runner, "exit 0" if o.rc == 0 else "exit 2" if o.rc == 2 else "other")

@@ -133,7 +133,7 @@ def main() -> None:
         print(json.dumps(measure(args.child, sizes, models)))
         return
     results = [run_renderer(r, sizes, models) for r in args.renderers.split(",")]
-    from emojicam.bench_machine import machine_line
+    from emojicam.bench.machine import machine_line
 
     header = (f"# One frame's kernels at full size on tinygrad's NULL device, per GPU renderer\n\n"
               f"{time.strftime('%Y-%m-%d %H:%M')} UTC; {machine_line()}. Rendered and scheduled, not run: "

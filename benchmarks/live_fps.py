@@ -74,7 +74,7 @@ def main() -> None:
     finally:
         if xvfb is not None:
             xvfb.terminate()
-    from emojicam.bench_machine import machine_line
+    from emojicam.bench.machine import machine_line
 
     shown = "its window on Xvfb" if args.window else "no window (--no-window)"
     lines = ["# `emojicam live` frames per second, default flags against `--model default`", "",

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/live_gaps.py [--device CL] [--cols 64] [--frames 150] [--out benchmarks/results]
 
-Runs `emojicam live`'s own pick step (`emojicam.mirror.Picker`: the grid asked for once ready) on the frames of
+Runs `emojicam live`'s own pick step (`emojicam.live.mirror.Picker`: the grid asked for once ready) on the frames of
 samples/sample.mp4 as fast as they come, without a window, in three fresh processes, each with an empty JIT cache
 and an empty tinygrad kernel cache (what a first-time user has):
 - steady: the starting grid only;
@@ -40,8 +40,8 @@ def run_scenario(scenario: str, device: str | None, cols: int, frames: int) -> d
     from emojicam import lanes, model
     from emojicam.emoji_set import EmojiSet
     from emojicam.engine import Emojifier, Settings
-    from emojicam.live import grid_steps
-    from emojicam.mirror import Picker, View
+    from emojicam.live.mirror import Picker, View
+    from emojicam.live.window import grid_steps
 
     cap = cv2.VideoCapture(str(ROOT / "samples" / "sample.mp4"))
     clip = []

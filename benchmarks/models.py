@@ -24,7 +24,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from emojicam import model as model_io
-from emojicam.bench_machine import machine_line
+from emojicam.bench.machine import machine_line
 from emojicam.emoji_set import SETS, EmojiSet, shipped_set
 from emojicam.engine import Emojifier, Settings
 from emojicam.grid import cut_patches

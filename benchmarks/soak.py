@@ -191,7 +191,7 @@ def soak_convert(args: argparse.Namespace, work: Path) -> tuple[list[str], dict]
 
 
 def report(about: str, samples: list[dict], t0: float, extra: list[str]) -> list[str]:
-    from emojicam.bench_machine import machine_line
+    from emojicam.bench.machine import machine_line
 
     lines = [f"# Soak: {about.split('`')[1].split()[1]}", "",
              f"{time.strftime('%Y-%m-%d %H:%M')} UTC; {machine_line()} (a machine shared with other work: rates are "

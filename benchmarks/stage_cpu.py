@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 from emojicam import model
-from emojicam.bench_machine import machine_line
+from emojicam.bench.machine import machine_line
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
 from emojicam.grid import cut_patches
-from emojicam.video import convert_video
-from emojicam.video_reader import ffmpeg_exe, open_video
-from emojicam.video_writer import VideoWriter
+from emojicam.media.reader import ffmpeg_exe, open_video
+from emojicam.media.video import convert_video
+from emojicam.media.writer import VideoWriter
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "sample.mp4"
 

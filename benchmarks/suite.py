@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from emojicam.bench_machine import cpu_model
+from emojicam.bench.machine import cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -19,12 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-from emojicam.bench_machine import machine_line
+from emojicam.bench.machine import machine_line
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "sample.mp4"
 READ = """
 import json, resource, sys, time
-from emojicam.video_reader import open_video
+from emojicam.media.reader import open_video
 def cpu():
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime

@@ -34,8 +34,8 @@ from browser import Chromium, fake_camera_flags  # noqa: E402
 from media import ffmpeg  # noqa: E402
 from web_results import table  # noqa: E402
 
-from emojicam.bench_machine import machine_line  # noqa: E402
-from emojicam.web import DEFAULT_GRIDS, SITE_FILES  # noqa: E402
+from emojicam.bench.machine import machine_line  # noqa: E402
+from emojicam.web.site import DEFAULT_GRIDS, SITE_FILES  # noqa: E402
 
 MIRROR_S = 20.0  # how long the mirror's fps is counted per grid (at least 3 frames)
 

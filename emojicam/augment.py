@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from emojicam.settings import PATCH_PX
+from emojicam.grid import PATCH_PX
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 from emojicam import __version__
 from emojicam.emoji_set import SETS
 from emojicam.errors import EmojicamError, Interrupted
-from emojicam.settings import BACKGROUNDS, COLS, COMPOSITES, MODELS, PATCH_PX, TILE_PX, ModelChoice, Settings
+from emojicam.grid import PATCH_PX
+from emojicam.settings import BACKGROUNDS, COLS, COMPOSITES, MODELS, TILE_PX, ModelChoice, Settings
 
 if TYPE_CHECKING:
-    from emojicam.bench import BenchConfig
+    from emojicam.bench.run import BenchConfig
 
 DEVICE_HELP = ("tinygrad device: CPU, CL, METAL, CUDA, ... (default: the first GPU backend that works, else the CPU "
                "device; `emojicam devices` says which and why)")
@@ -143,16 +144,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from emojicam.mirror import LiveOptions
+    from emojicam.live.mirror import LiveOptions
 
     opts = LiveOptions(camera=args.camera, source=args.source, record=args.record, window=not args.no_window,
                        max_frames=args.max_frames, virtual_camera=args.virtual_camera, snapshot_dir=args.snapshots)
     if args.terminal:
-        from emojicam.terminal import run_terminal
+        from emojicam.live.terminal import run_terminal
 
         run_terminal(opts, settings_from(args, background="white"), model_choice(args), max_cols=args.cols)
     else:
-        from emojicam.live import run_live
+        from emojicam.live.window import run_live
 
         run_live(opts, settings_from(args), model_choice(args))
     return 0
@@ -170,8 +171,8 @@ def frame_size(text: str) -> tuple[int, int]:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from emojicam.bench.tune import TuneOptions, tune
     from emojicam.engine import open_engine
-    from emojicam.tune import TuneOptions, tune
 
     width, height = frame_size(args.size)
     if args.beam < 1:
@@ -183,7 +184,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from emojicam.web import check_port, export_site, parse_grids, serve, site_models
+    from emojicam.web.site import check_port, export_site, parse_grids, serve, site_models
 
     grids = parse_grids(args.grids)
     check_port(args.port)
@@ -223,7 +224,7 @@ def parse_peaks(values: list[str] | None) -> dict[str, float]:
 
 def bench_config(args: argparse.Namespace) -> BenchConfig:
     """What `emojicam bench` measures, from its flags; checks what a user can get wrong."""
-    from emojicam.bench import LADDER_COLS, QUICK, BenchConfig
+    from emojicam.bench.run import LADDER_COLS, QUICK, BenchConfig
     from emojicam.devices import working_devices
     from emojicam.engine import resolve_device
     from emojicam.settings import PATHS
@@ -251,7 +252,7 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from emojicam.bench import BenchOutputs, bench_command
+    from emojicam.bench.run import BenchOutputs, bench_command
 
     outputs = BenchOutputs(args.json, args.markdown, args.plot)
     bench_command(bench_config(args), model_choice(args), outputs)
@@ -369,7 +370,7 @@ def add_tune_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_web_parser(sub: argparse._SubParsersAction) -> None:
     """The web command and its flags."""
-    from emojicam.web import DEFAULT_GRIDS
+    from emojicam.web.site import DEFAULT_GRIDS
 
     p = sub.add_parser("web", help="write the browser page: the live mirror and a GPU benchmark on WebGPU",
                        description="Write a static site (index.html, its JavaScript, the WGSL kernels tinygrad renders "

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 import cv2
 
 from emojicam.atomic import check_writable
-from emojicam.capture import is_url
 from emojicam.errors import EmojicamError
-from emojicam.images import IMAGE_EXTS, check_image_output, read_image, write_image
+from emojicam.live.capture import is_url
+from emojicam.media.images import IMAGE_EXTS, check_image_output, read_image, write_image
+from emojicam.media.reader import check_video, is_still_image, probe
+from emojicam.media.text import TEXT_EXTS, text_art, write_art
+from emojicam.media.video import convert_video
+from emojicam.media.writer import OUT_EXTS, check_output
 from emojicam.settings import check_text_background
-from emojicam.text import TEXT_EXTS, text_art, write_art
-from emojicam.video import convert_video
-from emojicam.video_reader import check_video, is_still_image, probe
-from emojicam.video_writer import OUT_EXTS, check_output
 
 if TYPE_CHECKING:
     from emojicam.engine import Emojifier

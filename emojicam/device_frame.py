@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tinygrad import Tensor, TinyJit, dtypes
 
-from emojicam.grid import THUMB_PX, Grid
+from emojicam.grid import PATCH_PX, THUMB_PX, Grid
 from emojicam.scoring import auto_background, hysteresis, moved_cells_tensor  # shared with the host path
-from emojicam.settings import PATCH_PX
 
 if TYPE_CHECKING:
     from emojicam.compositor import TileArrays

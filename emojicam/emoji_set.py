@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 
 from emojicam.errors import EmojicamError
+from emojicam.grid import PATCH_PX
 from emojicam.resources import shipped
-from emojicam.settings import PATCH_PX
 
 DEFAULT_SET = shipped("emoji_set")
 SETS = {"default": "", "full": "full"}  # `--set`: the shipped sets, as folders inside emoji_set/ (build.py)

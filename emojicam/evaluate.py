@@ -10,8 +10,7 @@ import cv2
 import numpy as np
 
 from emojicam.emoji_set import EmojiSet
-from emojicam.grid import Grid, cell_means, compose
-from emojicam.settings import PATCH_PX
+from emojicam.grid import PATCH_PX, Grid, cell_means, compose
 
 if TYPE_CHECKING:
     from emojicam.engine import Emojifier
@@ -106,7 +105,7 @@ def evaluate(emojifier: Emojifier, photos: list[Path], out_dir: Path, cols: int 
     sheet (original | emojicam | baseline) per photo; results also go to out_dir/quality.json. The mosaic and the
     random tiles are drawn on black, or on the engine's background where that is plain (white or black: text)."""
     from emojicam.atomic import write_atomic
-    from emojicam.images import read_image, write_image
+    from emojicam.media.images import read_image, write_image
 
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 
 from emojicam.errors import EmojicamError
-from emojicam.settings import PATCH_PX, check_tile_px
 
+PATCH_PX = 36  # the default network's input: each cell is resized to PATCH_PX x PATCH_PX (ModelConfig.patch_px)
+MAX_TILE_PX = 256
 MAX_COLS = 512
 MAX_OUTPUT_PX = 16384
 SLIGHT_SHRINK = 1.25  # cut_patches: below this shrink factor, bilinear instead of area
@@ -45,6 +46,11 @@ class Grid:
     def output_size(self) -> tuple[int, int]:
         """(width, height) of the emoji frame."""
         return self.cols * self.tile_px, self.rows * self.tile_px
+
+
+def check_tile_px(tile_px: int) -> None:
+    if not 4 <= tile_px <= MAX_TILE_PX:
+        raise EmojicamError(f"--tile: expected 4..{MAX_TILE_PX} pixels, got {tile_px}")
 
 
 def cut_patches(frame: np.ndarray, grid: Grid, px: int = PATCH_PX) -> np.ndarray:

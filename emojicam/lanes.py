@@ -65,6 +65,14 @@ def batch_sizes(cells: int) -> list[int]:
     return sorted({-(-cells // d) for d in (8, 4, 2, 1)})
 
 
+def split_batch(batch: int, parts: int) -> list[range]:
+    """The patches of a batch each of `parts` lanes takes: equal parts, in lane order, the first ones one more where
+    it does not divide (as np.array_split); ranges, so a lane's part of an array is a view, not a copy."""
+    size, extra = divmod(batch, parts)
+    ends = [i * size + min(i, extra) for i in range(parts + 1)]
+    return [range(a, b) for a, b in itertools.pairwise(ends)]
+
+
 @dataclass(frozen=True)
 class Classified:
     """What one batch through the lanes gave: each patch's emoji and the upload/forward/download milliseconds."""
@@ -83,6 +91,40 @@ class Lane:
     beam: dict[int, int] = field(default_factory=dict)  # batch size -> BEAM width its kernels were searched with
     loaded: dict[int, bool] = field(default_factory=dict)  # batch size -> came from the JIT cache (not compiled)
     inputs: dict[int, tuple[Tensor, ...]] = field(default_factory=dict)
+
+    def build(self, batch: int, patch_px: int, fresh: bool, cache_parts: tuple, builder: Builder, busy: bool,
+              child: dict) -> None:
+        """Compile and capture the function for batches of `batch` patches, or load it from this machine's JIT cache
+        when an earlier process captured it (unless fresh), with its input tensors; published into the dicts only
+        when it is ready to replay. busy: the device may be running meanwhile, so on OpenCL the kernels are
+        compiled first in a child process (precompile.py) from the spec child."""
+        dev = self.scorer.device
+        key = jit_cache.cache_key(dev, *cache_parts, self.scorer.net.scheduled, batch)
+        inputs = pick_inputs(batch, patch_px, dev)
+        loaded = not fresh and (cached := jit_cache.load(key))
+        if loaded:
+            jit, beam = cached
+        else:
+            if not fresh and busy and compiles_in_child(dev):
+                builder.run_child(child_command(child), CHILD_TIMEOUT_S)
+            jit, beam = capture(lambda *xs: self.scorer.pick(*xs).realize(), *inputs), BEAM.value
+            jit_cache.save(key, jit, beam)
+        Device[dev].synchronize()
+        self.inputs[batch], self.beam[batch], self.loaded[batch] = inputs, beam, bool(loaded)
+        self.jits[batch] = jit  # last: a batch counts as ready once its JIT is here
+
+    def upload(self, *arrays: np.ndarray) -> tuple[Tensor, ...]:
+        """Copy this lane's part of a batch (patches, cells, previous emoji, margin) into its input tensors."""
+        tensors = self.inputs[len(arrays[0])]
+        for tensor, a in zip(tensors, arrays, strict=True):
+            write_into(tensor, a, on_host(self.scorer.device))
+        return tensors
+
+    def run(self, inputs: tuple[Tensor, ...]) -> Tensor:
+        """The forward pass (a replay of the captured function) on inputs, finished on the device."""
+        out = self.jits[inputs[0].shape[0]](*inputs)
+        Device[self.scorer.device].synchronize()
+        return out
 
 
 class Lanes:
@@ -120,37 +162,16 @@ class Lanes:
         return self._lanes[0].loaded.get(len(self._shares(batch)[0]), False)
 
     def _shares(self, batch: int) -> list[range]:
-        """The patches of a batch each lane takes: equal parts, in lane order (ranges, so a lane's part of an array
-        is a view, not a copy)."""
-        size, extra = divmod(batch, len(self._lanes))  # as np.array_split: the first `extra` lanes take one more
-        ends = [i * size + min(i, extra) for i in range(len(self._lanes) + 1)]
-        return [range(a, b) for a, b in itertools.pairwise(ends)]
-
-    def _build_lane(self, lane: Lane, batch: int, fresh: bool) -> None:
-        """Compile and capture one lane's function for batches of `batch` patches, or load it from this machine's
-        JIT cache when an earlier process captured it (unless fresh), with its input tensors; published into the
-        lane's dicts only when it is ready to replay."""
-        dev = lane.scorer.device
-        key = jit_cache.cache_key(dev, *self._cache_parts, lane.scorer.net.scheduled, batch)
-        inputs = pick_inputs(batch, self.patch_px, dev)
-        loaded = not fresh and (cached := jit_cache.load(key))
-        if loaded:
-            jit, beam = cached
-        else:
-            if not fresh and compiles_in_child(dev) and any(other.jits for other in self._lanes):
-                # something may be running on this device meanwhile (live): compile elsewhere first (precompile.py)
-                spec = child_spec(dev, self._config, self._settings, lane.scorer.net.scheduled, batch)
-                self._builder.run_child(child_command(spec), CHILD_TIMEOUT_S)
-            jit, beam = capture(lambda *xs: lane.scorer.pick(*xs).realize(), *inputs), BEAM.value
-            jit_cache.save(key, jit, beam)
-        Device[dev].synchronize()
-        lane.inputs[batch], lane.beam[batch], lane.loaded[batch] = inputs, beam, bool(loaded)
-        lane.jits[batch] = jit  # last: a lane's batch counts as ready once its JIT is here
+        return split_batch(batch, len(self._lanes))
 
     def _build(self, batch: int, fresh: bool = False) -> None:
         for lane, share in zip(self._lanes, self._shares(batch), strict=True):
             if fresh or len(share) not in lane.jits:
-                self._build_lane(lane, len(share), fresh)
+                spec = child_spec(lane.scorer.device, self._config, self._settings, lane.scorer.net.scheduled,
+                                  len(share))
+                # something may be running on this device meanwhile (live) once another lane has a function
+                lane.build(len(share), self.patch_px, fresh, self._cache_parts, self._builder,
+                           busy=any(other.jits for other in self._lanes), child=spec)
 
     def _queue(self, batch: int, fresh: bool = False):
         return self._builder.queue(("batch", batch), lambda: self._build(batch, fresh), again=fresh)
@@ -221,30 +242,20 @@ class Lanes:
         prev = prev.astype(np.int32) if stable else np.zeros(len(patches), np.int32)
         cells = np.arange(len(patches), dtype=np.int32) if cells is None else cells.astype(np.int32)
         inputs = []
-        for lane, part in zip(self._lanes, self._shares(len(patches)), strict=True):
-            tensors = lane.inputs[len(part)]
-            part = slice(part.start, part.stop)
-            for tensor, a in zip(tensors, (patches[part], cells[part], prev[part], margin), strict=True):
-                write_into(tensor, a, on_host(lane.scorer.device))
-            inputs.append(tensors)
+        for lane, share in zip(self._lanes, self._shares(len(patches)), strict=True):
+            part = slice(share.start, share.stop)  # views, not copies
+            inputs.append(lane.upload(patches[part], cells[part], prev[part], margin))
         t1 = time.perf_counter()
         if self._pool is None:
-            outs = [self._run(self._lanes[0], inputs[0])]
+            outs = [self._lanes[0].run(inputs[0])]
         else:
-            outs = list(self._pool.map(self._run, self._lanes, inputs))
+            outs = list(self._pool.map(Lane.run, self._lanes, inputs))
         t2 = time.perf_counter()
         indices = np.concatenate([read_from(out, np.int32, on_host(lane.scorer.device))
                                   for lane, out in zip(self._lanes, outs, strict=True)])
         t3 = time.perf_counter()
         return Classified(indices, {"upload": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3,
                                     "download": (t3 - t2) * 1e3})
-
-    @staticmethod
-    def _run(lane: Lane, inputs: tuple[Tensor, ...]) -> Tensor:
-        """One lane's forward pass (a replay of its captured function), finished on its device."""
-        out = lane.jits[inputs[0].shape[0]](*inputs)
-        Device[lane.scorer.device].synchronize()
-        return out
 
     def classify_moved(self, patches: np.ndarray, moved: np.ndarray, prev: np.ndarray, wait: bool) -> Classified:
         """Only the cells marked moved go through the network, padded to one of four batch sizes (1/8, 1/4, 1/2,

@@ -12,8 +12,8 @@ from tinygrad.nn.state import get_state_dict, inverse_safe_dtypes
 
 from emojicam.atomic import write_atomic
 from emojicam.errors import EmojicamError
+from emojicam.grid import PATCH_PX
 from emojicam.resources import shipped
-from emojicam.settings import PATCH_PX
 
 DEFAULT_WEIGHTS = shipped("weights", "default.safetensors")
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emojicam.errors import EmojicamError
+from emojicam.grid import check_tile_px
 
 BACKGROUNDS = ("black", "white", "auto")
 TEXT_BACKGROUNDS = ("white", "black")  # text has no background of its own: it is picked for plain white or black
@@ -15,8 +16,6 @@ COMPOSITES = ("auto", *PATHS)  # `--composite`: auto = device on GPUs, host on C
 SHIPPED_MODELS = ("default", "fast")  # the shipped networks: default = 36 px input, fast = 18 px
 MODELS = ("auto", *SHIPPED_MODELS)  # `--model`: auto picks one of them (see ModelChoice)
 COLS, TILE_PX = 64, 16  # the default grid columns and output pixels per emoji
-PATCH_PX = 36  # the default network's input: each cell is resized to PATCH_PX x PATCH_PX (ModelConfig.patch_px)
-MAX_TILE_PX = 256
 
 
 @dataclass(frozen=True)
@@ -61,11 +60,6 @@ def check_text_background(background: str) -> None:
     if background not in TEXT_BACKGROUNDS:
         raise EmojicamError(f"--background: expected white or black for text (text has no background of its own: "
                             f"the reader's is behind it), got {background}")
-
-
-def check_tile_px(tile_px: int) -> None:
-    if not 4 <= tile_px <= MAX_TILE_PX:
-        raise EmojicamError(f"--tile: expected 4..{MAX_TILE_PX} pixels, got {tile_px}")
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from emojicam import model as model_io
 from emojicam.augment import Perturbation, holdout, perturb
 from emojicam.emoji_set import EmojiSet
 from emojicam.errors import EmojicamError, Interrupted
+from emojicam.grid import PATCH_PX
 from emojicam.model import Checkpoint, ModelConfig, TinyConvNet
 from emojicam.progress import progress_bar
-from emojicam.settings import PATCH_PX
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from media import make_clip
 from emojicam.atomic import write_atomic
 from emojicam.emoji_set import DEFAULT_SET
 from emojicam.errors import EmojicamError
-from emojicam.video_writer import VideoWriter
+from emojicam.media.writer import VideoWriter
 
 # writes a still, a video, a video with sound and weights into argv[1]; one line per output: name, outcome, message
 WRITERS = r"""
@@ -27,8 +27,8 @@ import sys
 from pathlib import Path
 import numpy as np
 from emojicam import model
-from emojicam.images import write_image
-from emojicam.video_writer import VideoWriter
+from emojicam.media.images import write_image
+from emojicam.media.writer import VideoWriter
 
 folder, sound = Path(sys.argv[1]), Path(sys.argv[2])
 noise = np.random.default_rng(0).integers(0, 256, (25, 48, 64, 3), dtype=np.uint8)  # incompressible: big files

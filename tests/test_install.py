@@ -200,7 +200,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(installed, clip, tmp_path)
     run("web", "site", "--grids", "8x4")  # the browser page's templates come from the wheel
     assert (work / "photo_emoji.png").stat().st_size > 0 and len(decoded_frames(work / "clip_emoji.mp4")) > 0
     assert (work / "quality" / "quality.json").exists()
-    assert (work / "site" / "app.js").read_bytes() == (ROOT / "emojicam" / "webpage" / "app.js").read_bytes()
+    assert (work / "site" / "app.js").read_bytes() == (ROOT / "emojicam" / "web" / "page" / "app.js").read_bytes()
 
 
 # in a private mount namespace (nothing leaks to the machine): the venv read-only, HOME a read-only tmpfs; then a

@@ -19,9 +19,9 @@ import pytest
 from conftest import ROOT, one_line, run_cli
 from media import stream_seconds, stream_server
 
-from emojicam.capture import Capture, LatestFrame
 from emojicam.emoji_set import EmojiSet
-from emojicam.mirror import FpsMeter
+from emojicam.live.capture import Capture, LatestFrame
+from emojicam.live.mirror import FpsMeter
 
 ENGINE = ("--cols", "16", "--tile", "8")  # 16x9 tiles of 8 px on a 16:9 clip: a 128x72 frame, one small forward
 CANVAS = (72, 128)
@@ -358,8 +358,8 @@ def test_errors_are_one_line(clip, weights, args, env, words):
 
 
 def test_keys_return_the_view_they_leave(capsys):
-    from emojicam.live import on_key
-    from emojicam.mirror import View
+    from emojicam.live.mirror import View
+    from emojicam.live.window import on_key
 
     steps, view = [8, 16, 24], View(16, mirror=False)
     assert on_key(ord("+"), view, steps) == (View(24, False), "") and view == View(16, False), "a new view, not this"
@@ -407,7 +407,7 @@ def test_a_first_start_shows_the_source_while_its_grid_compiles(xvfb, atlas, wei
 
 def test_running_line_every_30_s_in_a_log(capsys):
     """A log (not a terminal) gets the frames so far and the rate since the line before, every 30 s."""
-    from emojicam.live import RunningLine
+    from emojicam.live.window import RunningLine
 
     line = RunningLine(every_s=30, on=True)
     said = [line(frames, now) for frames, now in ((0, 0.0), (1, 1.0), (100, 20.0), (301, 31.0), (500, 50.0),

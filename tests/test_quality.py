@@ -130,7 +130,7 @@ def test_evaluate_command_writes_measures_and_contact_sheets(tmp_path, weights):
 def test_stability_cuts_flicker_on_a_noisy_still_scene(weights):
     from emojicam import model
     from emojicam.engine import Emojifier, Settings
-    from emojicam.images import read_image
+    from emojicam.media.images import read_image
 
     ckpt, emoji_set = model.load(weights, "CPU"), EmojiSet.load()
     photo = read_image(ROOT / "samples" / "grace_hopper.jpg")

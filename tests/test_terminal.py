@@ -20,7 +20,7 @@ from conftest import ROOT, need_tool, run_cli
 from media import make_clip
 
 from emojicam.emoji_set import EmojiSet
-from emojicam.terminal import Screen, draws_two_wide, fit_grid, terminal_glyphs
+from emojicam.live.terminal import Screen, draws_two_wide, fit_grid, terminal_glyphs
 
 CLIP_SIZE = (160, 90)  # FFmpeg's moving test pattern, 16:9
 SESSIONS = itertools.count()  # each tmux server gets a socket of its own

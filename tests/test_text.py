@@ -18,7 +18,7 @@ from emojicam import model as model_io
 from emojicam.emoji_set import DEFAULT_SET, EmojiSet
 from emojicam.engine import Emojifier, Settings
 from emojicam.grid import PATCH_PX, Grid, compose
-from emojicam.text import art_lines, art_text, fewest_chars, most_cols, text_art
+from emojicam.media.text import art_lines, art_text, fewest_chars, most_cols, text_art
 
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"
 MANIFEST = json.loads((DEFAULT_SET / "manifest.json").read_text())["classes"]
@@ -26,7 +26,7 @@ DEVICE = "CPU"
 
 
 def chars(codepoint: str) -> str:
-    """'1F469-200D-1F393' -> the characters, decoded here independently of emojicam.text."""
+    """'1F469-200D-1F393' -> the characters, decoded here independently of emojicam.media.text."""
     return "".join(chr(int(h, 16)) for h in codepoint.split("-"))
 
 

@@ -37,9 +37,9 @@ from media import (
 )
 
 from emojicam.errors import EmojicamError
-from emojicam.video import prefetch
-from emojicam.video_reader import FrameClock, Retiming, open_video
-from emojicam.video_writer import VideoWriter
+from emojicam.media.reader import FrameClock, Retiming, open_video
+from emojicam.media.video import prefetch
+from emojicam.media.writer import VideoWriter
 
 COLS, TILE = 16, 8
 SECONDS = 0.6  # clip length: few frames, since on a busy machine each can take a tenth of a second
@@ -216,7 +216,7 @@ def test_writer_keeps_the_video_when_the_audio_cannot_be_added(tmp_path, clips, 
 
 
 def test_writer_without_ffmpeg_falls_back_to_opencv(tmp_path):
-    script = (f"import numpy as np\nfrom pathlib import Path\nfrom emojicam.video_writer import VideoWriter\n"
+    script = (f"import numpy as np\nfrom pathlib import Path\nfrom emojicam.media.writer import VideoWriter\n"
               f"with VideoWriter(Path({str(tmp_path / 'cv.mp4')!r}), 25, (81, 45)) as out:\n"
               f"    for i in range(10): out.write(np.full((45, 81, 3), i * 20, np.uint8))\n"
               f"try:\n    VideoWriter(Path({str(tmp_path / 'cv.gif')!r}), 25, (81, 45))\n"

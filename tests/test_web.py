@@ -30,13 +30,13 @@ import pytest
 from browser import Chromium, fake_camera_flags, need_chromium
 from conftest import ROOT, need_tool, run_cli
 from media import FFMPEG, ffmpeg
-from test_text import SEQUENCES, read_back  # the set's emoji as text, independently of emojicam.text
+from test_text import SEQUENCES, read_back  # the set's emoji as text, independently of emojicam.media.text
 
 from emojicam import model as model_io
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
 from emojicam.gpu_kernels import LIMITS, Kernel, violations, workgroup_bytes
-from emojicam.web import DEFAULT_GRIDS, SITE_FILES, over_webgpu_defaults, parse_grids
+from emojicam.web.site import DEFAULT_GRIDS, SITE_FILES, over_webgpu_defaults, parse_grids
 
 GRIDS = "16x9,32x18"
 PHOTO = ROOT / "samples" / "grace_hopper.jpg"

@@ -2,7 +2,7 @@
 webcam; the frame loop itself is mirror.py's.
 
 Keys: q/Esc quit, +/- grid density, m mirror, o original/emoji/side-by-side, s PNG snapshot, space pause.
-Capture runs in its own thread (emojicam.capture), so reading overlaps with inference, compositing and display.
+Capture runs in its own thread (emojicam.live.capture), so reading overlaps with inference, compositing and display.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from emojicam.capture import Capture
 from emojicam.closing import Closing
 from emojicam.errors import EmojicamError
 from emojicam.grid import Grid
-from emojicam.images import write_image
-from emojicam.mirror import (
+from emojicam.live.capture import Capture
+from emojicam.live.mirror import (
     LOOKS,
     LiveOptions,
     Shot,
@@ -34,7 +33,8 @@ from emojicam.mirror import (
     check_options,
     run_session,
 )
-from emojicam.video_writer import OUT_EXTS, VideoWriter
+from emojicam.media.images import write_image
+from emojicam.media.writer import OUT_EXTS, VideoWriter
 
 if TYPE_CHECKING:
     from emojicam.engine import Emojifier

@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emojicam.capture import is_url, open_source
 from emojicam.closing import Closing
 from emojicam.errors import EmojicamError, warn
-from emojicam.ffmpeg import ffmpeg_exe
+from emojicam.live.capture import is_url, open_source
+from emojicam.media.ffmpeg import ffmpeg_exe
 
 
 @dataclass(frozen=True)

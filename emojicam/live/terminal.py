@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emojicam.capture import Capture
 from emojicam.errors import EmojicamError
 from emojicam.grid import MAX_COLS, Grid, cell_means
-from emojicam.mirror import (
+from emojicam.live.capture import Capture
+from emojicam.live.mirror import (
     LiveOptions,
     Shot,
     Status,

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from emojicam.atomic import hidden_temp, remove_temp, write_error
 from emojicam.errors import EmojicamError, warn
-from emojicam.ffmpeg import X264, ffmpeg_exe
+from emojicam.media.ffmpeg import X264, ffmpeg_exe
 
 OUT_EXTS = (".mp4", ".webm", ".gif")
 OS_REASONS = tuple(os.strerror(code) for code in sorted(errno.errorcode))  # how FFmpeg words them too
@@ -35,6 +36,101 @@ def check_output(path: str | Path) -> Path:
     if not path.parent.is_dir() or path.is_dir():
         raise EmojicamError(f"output: expected a file name in an existing folder, got {path}")
     return path
+
+
+def encode_command(exe: str, ext: str, frame_size: tuple[int, int], fps: float, out: Path) -> list[str]:
+    """FFmpeg reading raw BGR frames of frame_size on stdin at fps and encoding them into out by its kind (ext)."""
+    rate = Fraction(fps).limit_denominator(1001)  # 29.97002997 -> 30000/1001
+    cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+           "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "{}x{}".format(*frame_size), "-framerate", str(rate), "-i", "-"]
+    if ext == ".mp4":
+        cmd += ["-c:v", "libx264", *X264, "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
+    elif ext == ".webm":
+        cmd += ["-c:v", "libvpx-vp9", "-crf", "32", "-b:v", "0", "-deadline", "realtime", "-cpu-used", "8",
+                "-row-mt", "1", "-pix_fmt", "yuv420p"]
+    else:  # a palette per frame: streams (no whole-clip buffering) and suits busy emoji frames
+        cmd += ["-vf", "split[a][b];[a]palettegen=stats_mode=single[p];[b][p]paletteuse=new=1", "-loop", "0"]
+    return [*cmd, str(out)]
+
+
+def first_error(stderr: bytes, returncode: int | None) -> str:
+    """FFmpeg's first error line (the cause; later lines are consequences), without its "[x @ 0x..]" tags, with
+    the operating system's reason where only a later line gives it; or how FFmpeg ended."""
+    lines = [s.strip() for s in stderr.decode(errors="replace").splitlines() if s.strip()]
+    if lines:
+        line = re.sub(r"^(\[[^\]]*\] )+", "", lines[0])
+        # the operating system's reason (disk full, ...) may come on a later line: "Error writing trailer: ..."
+        reasons = [r for r in OS_REASONS if any(later.endswith(f": {r}") for later in lines)]
+        if reasons and not any(r in line for r in OS_REASONS):
+            line += f": {reasons[0]}"
+        return line
+    if returncode is not None and returncode < 0:  # a file size limit (ulimit -f) ends FFmpeg with SIGXFSZ
+        why = f": {os.strerror(errno.EFBIG)}" if returncode == -getattr(signal, "SIGXFSZ", 0) else ""
+        return f"FFmpeg was stopped by {signal.Signals(-returncode).name}{why}"
+    return f"exit status {returncode}"
+
+
+def mux_command(exe: str, video: Path, sound: Path, start_s: float, seconds: float, by_samples: bool,
+                out: Path) -> list[str]:
+    """FFmpeg copying video's frames into out with sound's first audio track (if any) from start_s on (its sound
+    before the first frame skipped), padded with silence or cut to exactly `seconds`; by_samples: the sound laid out
+    by its samples, end to end, not by its (damaged) time stamps."""
+    audio = ["-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart"] if out.suffix.lower() == ".mp4" \
+        else ["-c:a", "libopus", "-b:a", "128k"]
+    skip = ["-ss", f"{start_s:.6f}"] if start_s > 0 else []
+    return [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(video), *skip, "-i", str(sound),
+            "-map", "0:v", "-map", "1:a:0?", "-c:v", "copy", "-af", f"{'asetpts=N/SR/TB,' * by_samples}apad",
+            "-t", f"{seconds:.6f}", *audio, str(out)]
+
+
+def audio_readable(exe: str, source: Path) -> bool:
+    """Whether FFmpeg decodes the first second of source's sound: tells a bad source from a failed write."""
+    return subprocess.run([exe, "-v", "quiet", "-nostdin", "-i", str(source), "-map", "0:a:0", "-t", "1", "-f",
+                           "null", "-"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True).returncode == 0
+
+
+def fit_frame(frame: np.ndarray, size: tuple[int, int], frame_size: tuple[int, int]) -> np.ndarray:
+    """A BGR uint8 frame at size (resized if it is not), padded black on the right and bottom to frame_size."""
+    w, h = size
+    if frame.shape[:2] != (h, w):
+        frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+    if frame_size != size:
+        frame = cv2.copyMakeBorder(frame, 0, frame_size[1] - h, 0, frame_size[0] - w, cv2.BORDER_CONSTANT)
+    return np.ascontiguousarray(frame, dtype=np.uint8)
+
+
+class FramePump:
+    """Frames handed to `write` from a thread of their own: writing into FFmpeg's pipe blocks while it encodes, and
+    the caller should not wait for that. The first error (a dead FFmpeg shows up as a broken pipe) is kept in
+    `error` for the writer to report; the queue keeps draining after it, so put() never blocks for good."""
+
+    def __init__(self, write: Callable[[np.ndarray], object]):
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._run, args=(write,), name="video-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, frame: np.ndarray) -> None:
+        self._queue.put(frame)
+
+    def finish(self, drop: bool = False) -> None:
+        """Write what is queued (drop: throw it away) and end the thread."""
+        if drop:
+            with self._queue.mutex:
+                self._queue.queue.clear()
+                self._queue.not_full.notify_all()
+        self._queue.put(_DONE)
+        self._thread.join(timeout=5 if drop else None)
+
+    def _run(self, write: Callable[[np.ndarray], object]) -> None:
+        try:
+            while (frame := self._queue.get()) is not _DONE:
+                write(frame)
+        except BaseException as e:
+            self.error = e
+            while self._queue.get() is not _DONE:
+                pass
 
 
 class VideoWriter:
@@ -63,12 +159,12 @@ class VideoWriter:
         self.frames = 0
         self._proc: subprocess.Popen | None = None
         self._cv_writer: cv2.VideoWriter | None = None
-        self._error: BaseException | None = None
         self._closed = False
         if self._exe is not None:
             self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the writer)
             # own session: Ctrl-C reaches only us, and we decide whether FFmpeg finishes or dies
-            self._proc = subprocess.Popen(self._encode_command(self._exe, ext), stdin=subprocess.PIPE,
+            self._proc = subprocess.Popen(encode_command(self._exe, ext, self.frame_size, self.fps, self._encoded),
+                                          stdin=subprocess.PIPE,
                                           stdout=subprocess.DEVNULL, stderr=self._stderr, start_new_session=True)
         elif ext == ".mp4":
             warn("FFmpeg not found (imageio-ffmpeg): writing MPEG-4 Part 2 (mp4v) through OpenCV, without audio")
@@ -78,25 +174,8 @@ class VideoWriter:
                 raise EmojicamError(f"output: expected OpenCV to open an mp4v writer, got a failure for {self.path}")
         else:
             raise EmojicamError(f"output: expected FFmpeg (imageio-ffmpeg) to write {ext}, got none; write .mp4")
-        # writing a frame into the pipe blocks while FFmpeg encodes: a thread takes that wait off the caller
-        self._queue: queue.Queue = queue.Queue(maxsize=8)
-        self._thread = threading.Thread(target=self._pump, name="video-writer", daemon=True)
-        self._thread.start()
-
-    def _encode_command(self, exe: str, ext: str) -> list[str]:
-        rate = Fraction(self.fps).limit_denominator(1001)  # 29.97002997 -> 30000/1001
-        cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "{}x{}".format(*self.frame_size), "-framerate", str(rate),
-               "-i", "-"]
-        if ext == ".mp4":
-            cmd += ["-c:v", "libx264", *X264, "-pix_fmt", "yuv420p",
-                    "-movflags", "+faststart"]
-        elif ext == ".webm":
-            cmd += ["-c:v", "libvpx-vp9", "-crf", "32", "-b:v", "0", "-deadline", "realtime", "-cpu-used", "8",
-                    "-row-mt", "1", "-pix_fmt", "yuv420p"]
-        else:  # a palette per frame: streams (no whole-clip buffering) and suits busy emoji frames
-            cmd += ["-vf", "split[a][b];[a]palettegen=stats_mode=single[p];[b][p]paletteuse=new=1", "-loop", "0"]
-        return [*cmd, str(self._encoded)]
+        self._pump = FramePump((lambda frame: self._proc.stdin.write(frame.data)) if self._proc is not None
+                               else self._cv_writer.write)
 
     def sound_by_samples(self) -> None:
         """Lay the source's sound out by its samples, end to end, not by its time stamps: the source's clock is
@@ -106,79 +185,37 @@ class VideoWriter:
     def _add_audio(self) -> None:
         """Copy the encoded frames and add audio_from's first audio track (if any) from audio_start_s on, padded
         with silence or cut to the frames' exact length."""
-        seconds = f"{self.frames / self.fps:.6f}"
-        audio = ["-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart"] if self.path.suffix.lower() == ".mp4" \
-            else ["-c:a", "libopus", "-b:a", "128k"]
-        skip = ["-ss", f"{self._audio_start_s:.6f}"] if self._audio_start_s > 0 else []  # sound before frame 1
-        done = subprocess.run([self._exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-                               "-i", str(self._encoded), *skip, "-i", str(self._audio_from),
-                               "-map", "0:v", "-map", "1:a:0?", "-c:v", "copy",
-                               "-af", f"{'asetpts=N/SR/TB,' * self._sound_by_samples}apad", "-t", seconds, *audio,
-                               str(self._tmp)],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
+        cmd = mux_command(self._exe, self._encoded, self._audio_from, self._audio_start_s, self.frames / self.fps,
+                          self._sound_by_samples, self._tmp)
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
                               start_new_session=True)
         if done.returncode == 0:
             return
-        if self._audio_readable():  # then it was the writing that failed (disk full, folder gone, ...)
+        if audio_readable(self._exe, self._audio_from):  # then the writing failed (disk full, folder gone, ...)
             self._fail(done.returncode)
         # the source's sound is what failed: keep the emoji frames, which took long to make, and say what is missing
         warn(f"{self.path.name}: could not add the audio of {self._audio_from.name} "
              f"({self._ffmpeg_error(done.returncode)}); wrote the video without sound")
         os.replace(self._encoded, self._tmp)
 
-    def _audio_readable(self) -> bool:
-        """Whether FFmpeg decodes the first second of audio_from's sound: tells a bad source from a failed write."""
-        return subprocess.run([self._exe, "-v", "quiet", "-nostdin", "-i", str(self._audio_from), "-map", "0:a:0",
-                               "-t", "1", "-f", "null", "-"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True).returncode == 0
-
-    def _pump(self) -> None:
-        try:
-            while (frame := self._queue.get()) is not _DONE:
-                if self._proc is not None:
-                    self._proc.stdin.write(frame.data)
-                else:
-                    self._cv_writer.write(frame)
-        except BaseException as e:  # a dead FFmpeg shows up here as a broken pipe; close() reports it
-            self._error = e
-            while self._queue.get() is not _DONE:  # keep draining so the caller never blocks on a full queue
-                pass
-
     def write(self, frame: np.ndarray) -> None:
         """Queue one BGR uint8 frame; frames of another size are resized to the writer's size."""
         if self._closed:
             raise EmojicamError(f"output: expected an open writer, got a closed one for {self.path}")
-        if self._error is not None:
+        if self._pump.error is not None:
             self._fail()
-        w, h = self.size
-        if frame.shape[:2] != (h, w):
-            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-        if self.frame_size != self.size:
-            frame = cv2.copyMakeBorder(frame, 0, self.frame_size[1] - h, 0, self.frame_size[0] - w,
-                                       cv2.BORDER_CONSTANT)
-        self._queue.put(np.ascontiguousarray(frame, dtype=np.uint8))
+        self._pump.put(fit_frame(frame, self.size, self.frame_size))
         self.frames += 1
 
     def _ffmpeg_error(self, returncode: int | None) -> str:
-        """FFmpeg's first error line (the cause; later lines are consequences), without its "[x @ 0x..]" tags and
-        with the output's name for our temporary ones; or how it ended."""
+        """FFmpeg's first error (see first_error), with the output's name for our temporary ones."""
         self._stderr.seek(0)
-        lines = [s.strip() for s in self._stderr.read().decode(errors="replace").splitlines() if s.strip()]
+        line = first_error(self._stderr.read(), returncode)
         self._stderr.seek(0, os.SEEK_END)
-        if lines:
-            line = re.sub(r"^(\[[^\]]*\] )+", "", lines[0])
-            # the operating system's reason (disk full, ...) may come on a later line: "Error writing trailer: ..."
-            reasons = [r for r in OS_REASONS if any(later.endswith(f": {r}") for later in lines)]
-            if reasons and not any(r in line for r in OS_REASONS):
-                line += f": {reasons[0]}"
-            return line.replace(str(self._encoded), str(self.path)).replace(str(self._tmp), str(self.path))
-        if returncode is not None and returncode < 0:  # a file size limit (ulimit -f) ends FFmpeg with SIGXFSZ
-            why = f": {os.strerror(errno.EFBIG)}" if returncode == -getattr(signal, "SIGXFSZ", 0) else ""
-            return f"FFmpeg was stopped by {signal.Signals(-returncode).name}{why}"
-        return f"exit status {returncode}"
+        return line.replace(str(self._encoded), str(self.path)).replace(str(self._tmp), str(self.path))
 
     def _fail(self, returncode: int | None = None) -> None:
-        detail = repr(self._error)
+        detail = repr(self._pump.error)
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=10)  # a broken pipe can come before FFmpeg has finished saying why
@@ -200,9 +237,8 @@ class VideoWriter:
             raise
 
     def _finish(self) -> None:
-        self._queue.put(_DONE)
-        self._thread.join()
-        if self._error is not None:
+        self._pump.finish()
+        if self._pump.error is not None:
             self._fail()
         if self._proc is not None:
             with contextlib.suppress(BrokenPipeError):  # FFmpeg gone: its exit status says why
@@ -229,11 +265,7 @@ class VideoWriter:
             self._proc.kill()
             self._proc.wait()
             self._stderr.close()
-        with self._queue.mutex:
-            self._queue.queue.clear()
-            self._queue.not_full.notify_all()
-        self._queue.put(_DONE)
-        self._thread.join(timeout=5)
+        self._pump.finish(drop=True)
         if self._cv_writer is not None:
             self._cv_writer.release()
         remove_temp(self._tmp)

@@ -143,7 +143,7 @@ def _cpu_mhz() -> int | None:
 
 def git_commit() -> str | None:
     """Short commit of the checkout emojicam runs from, +dirty with uncommitted changes; None when installed."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     if not (repo / ".git").exists():
         return None
     commit = _run("git", "-C", str(repo), "rev-parse", "--short", "HEAD")

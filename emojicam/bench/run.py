@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from emojicam.bench.timing import median_ms, timed_loop
 from emojicam.errors import EmojicamError
-from emojicam.ffmpeg import ffmpeg_exe, h264_writer
+from emojicam.media.ffmpeg import ffmpeg_exe, h264_writer
 from emojicam.resources import shipped
 from emojicam.settings import PATHS
-from emojicam.timing import median_ms, timed_loop
 
 if TYPE_CHECKING:
-    from emojicam.bench_peers import Peer
+    from emojicam.bench.peers import Peer
     from emojicam.engine import Emojifier
     from emojicam.model import TinyConvNet
     from emojicam.settings import ModelChoice
@@ -149,7 +149,7 @@ def encode_ms(frames: list[np.ndarray], dst: Path) -> float:
 def convert_e2e(emojifier: Emojifier, src: Path, dst: Path) -> tuple[int, float]:
     """Decode -> emojify -> encode the whole clip as `emojicam convert` does; returns the frames written and the
     share of cells left unchanged (not recomputed)."""
-    from emojicam.video import convert_video
+    from emojicam.media.video import convert_video
 
     stats = convert_video(emojifier, src, dst, quiet=True)
     return stats.frames, stats.skipped
@@ -240,7 +240,7 @@ def measure_peers(net: TinyConvNet, device: str, patch_sets: list[np.ndarray], g
     agree with our network's own argmax (the engine's colour and coverage terms re-rank it, and no peer has those)."""
     from tinygrad import Tensor
 
-    from emojicam.bench_peers import Peer, rowwise
+    from emojicam.bench.peers import Peer, rowwise
 
     picks = net(Tensor(patch_sets[0], device=device)).argmax(1).numpy()
     row_peer = Peer("rowwise", device, "tinygrad, same device", rowwise(net, device, grid_record["cols"]),
@@ -285,8 +285,8 @@ def add_ratios(records: list[dict]) -> None:
 def run(cfg: BenchConfig, weights: Path, emoji_set_dir: Path, log: Callable[[str], None] = print) -> dict:
     """Measure every device x grid (and the peers); returns the report: environment, settings, records."""
     from emojicam import model
-    from emojicam.bench_machine import environment, peak_gflops
-    from emojicam.bench_peers import runtime_peers
+    from emojicam.bench.machine import environment, peak_gflops
+    from emojicam.bench.peers import runtime_peers
     from emojicam.builder import wait_idle
     from emojicam.emoji_set import EmojiSet
     from emojicam.engine import Emojifier, Settings
@@ -349,7 +349,7 @@ class BenchOutputs:
 
 def bench_command(cfg: BenchConfig, choice: ModelChoice, outputs: BenchOutputs) -> None:
     """`emojicam bench`: measure, print the tables, write the files asked for."""
-    from emojicam.bench_report import check_outputs, format_text, write_outputs
+    from emojicam.bench.report import check_outputs, format_text, write_outputs
     from emojicam.devices import runs_on_cpu
     from emojicam.engine import model_files, resolve_device
     from emojicam.grid import Grid

@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from emojicam.capture import is_url
 from emojicam.errors import warn
+from emojicam.live.capture import is_url
+from emojicam.media.reader import Retiming, open_video
+from emojicam.media.writer import VideoWriter
 from emojicam.progress import progress_bar
-from emojicam.video_reader import Retiming, open_video
-from emojicam.video_writer import VideoWriter
 
 if TYPE_CHECKING:
     from emojicam.engine import Emojifier, EmojiFrame
+    from emojicam.media.reader import VideoFile
 
 _DONE = object()
 
@@ -112,6 +113,22 @@ def write_rendered(out: VideoWriter, rendered: EmojiFrame, copies: int = 1) -> d
     return rendered.stage_ms
 
 
+def warn_ending(video: VideoFile, retiming: Retiming, stream: bool, dst: Path) -> None:
+    """The warnings a finished conversion owes: a damaged clock, frames missing from a file, a stream that
+    stopped."""
+    # the count a file announces comes from its duration, which means nothing once its time stamps jump
+    got = max(retiming.decoded, retiming.written)
+    if retiming.breaks:
+        warn(f"{video.name}: {retiming.broken_clock()}")
+    short = got < video.frame_count - max(2, video.frame_count // 50)
+    if video.frame_count and not retiming.jumps and not retiming.breaks and short:
+        warn(f"{video.name}: converted {retiming.decoded} of {video.frame_count} expected frames (truncated or "
+             f"corrupt input?)")
+    elif stream and not video.frame_count:  # a live stream ends when its server stops or the link drops
+        warn(f"{video.name}: the stream stopped sending frames after {retiming.decoded} "
+             f"({retiming.decoded / video.fps:.1f} s); kept them all in {dst}")
+
+
 def convert_video(emojifier: Emojifier, src: Path | str, dst: Path, quiet: bool = False) -> ConvertStats:
     """Emojify every frame of src (a file or stream URL) into dst at the source frame rate, keeping the audio in
     sync; decode, inference and encoding overlap (decoder thread, main thread, FFmpeg process)."""
@@ -159,17 +176,7 @@ def convert_video(emojifier: Emojifier, src: Path | str, dst: Path, quiet: bool 
             retiming = video.retiming()
             if retiming.breaks:
                 out.sound_by_samples()
-    # the count a file announces comes from its duration, which means nothing once its time stamps jump
-    got = max(retiming.decoded, retiming.written)
-    if retiming.breaks:
-        warn(f"{video.name}: {retiming.broken_clock()}")
-    short = got < video.frame_count - max(2, video.frame_count // 50)
-    if video.frame_count and not retiming.jumps and not retiming.breaks and short:
-        warn(f"{video.name}: converted {retiming.decoded} of {video.frame_count} expected frames (truncated or "
-             f"corrupt input?)")
-    elif is_url(src) and not video.frame_count:  # a live stream ends when its server stops or the link drops
-        warn(f"{video.name}: the stream stopped sending frames after {retiming.decoded} "
-             f"({retiming.decoded / video.fps:.1f} s); kept them all in {dst}")
+    warn_ending(video, retiming, is_url(src), dst)
     stage_ms = {k: statistics.median(v) for k, v in timings.items() if v}
     stage_ms |= {k: statistics.median(d[k] for d in engine_ms) for k in (engine_ms[0] if engine_ms else {})}
     return ConvertStats(out.frames, out.fps, video.frame_count, time.perf_counter() - start, video.has_audio, retiming,

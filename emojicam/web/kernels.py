@@ -12,7 +12,7 @@ the network, the scores and the pick with hysteresis (Scorer.pick), and each cel
 (`auto`: scoring.auto_background of the cell's mean colour). It runs here as a child process, so the renderer is
 chosen before tinygrad starts and no capture shares the process with anything else:
 
-    DEV=NULL:WGSL NO_MEMORY_PLANNER=1 python -m emojicam.web_kernels SPEC_JSON   (SPEC_JSON from web.build_kernels)
+    DEV=NULL:WGSL NO_MEMORY_PLANNER=1 python -m emojicam.web.kernels SPEC_JSON   (SPEC_JSON from web.build_kernels)
 
 and writes OUT/programs.json and OUT/data/*.bin (SPEC_JSON names OUT).
 """

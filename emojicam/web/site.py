@@ -1,13 +1,13 @@
 """`emojicam web`: the browser page, a static site that runs emojicam's network and scoring on the visitor's own GPU
 through WebGPU (the live mirror and a GPU benchmark), and a small local server for it.
 
-    OUT_DIR/index.html   the page                                     (emojicam/webpage/index.html)
-            app.js       its code: camera, WebGPU, keys, HUD, benchmark (emojicam/webpage/app.js)
+    OUT_DIR/index.html   the page                                     (emojicam/web/page/index.html)
+            app.js       its code: camera, WebGPU, keys, HUD, benchmark (emojicam/web/page/app.js)
             manifest.js  the networks (the fast 18 px and the default 36 px one, or the one asked for), their
                          grids, each with its buffers and the dispatches of its frame function; the settings
                          and each emoji's text
-            kernels.js   the WGSL kernels tinygrad generated (web_kernels.py) and the page's own two shaders:
-                         the cut (emojicam/webpage/cut.wgsl) and the render pass (emojicam/webpage/render.wgsl)
+            kernels.js   the WGSL kernels tinygrad generated (web/kernels.py) and the page's own two shaders:
+                         the cut (emojicam/web/page/cut.wgsl) and the render pass (emojicam/web/page/render.wgsl)
             weights.js   the bytes of every buffer the kernels hold (weights, scorer constants, cell indices)
             atlas.js     the emoji tiles at the tile size, one PNG
 
@@ -84,8 +84,8 @@ class Site:
 
 
 def template(name: str) -> bytes:
-    """A file of the page as shipped in the package (emojicam/webpage/)."""
-    return (files("emojicam") / "webpage" / name).read_bytes()
+    """A file of the page as shipped in the package (emojicam/web/page/)."""
+    return (files("emojicam.web") / "page" / name).read_bytes()
 
 
 def script(key: str, value) -> str:
@@ -107,15 +107,15 @@ def check_out_dir(out_dir: Path) -> None:
 
 def build_kernels(models: tuple[tuple[str, Path], ...], set_dir: Path, grids: tuple[tuple[int, int], ...],
                   settings: Settings, out: Path) -> dict:
-    """Run web_kernels in a child process on tinygrad's NULL device with the WGSL renderer; its programs.json."""
+    """Run web/kernels.py in a child process on tinygrad's NULL device with the WGSL renderer; its programs.json."""
     spec = {"models": [(name, str(weights)) for name, weights in models], "emoji_set": str(set_dir),
             "grids": grids, "out": str(out),
             "settings": {k: v for k, v in asdict(settings).items() if k != "device"}}
     env = {**os.environ, "DEV": "NULL:WGSL", "NO_MEMORY_PLANNER": "1"}
-    done = subprocess.run([sys.executable, "-m", "emojicam.web_kernels", json.dumps(spec)], env=env,
+    done = subprocess.run([sys.executable, "-m", "emojicam.web.kernels", json.dumps(spec)], env=env,
                           capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S)
     if done.returncode != 0:
-        raise RuntimeError(f"web_kernels failed (exit {done.returncode}): {done.stderr[-3000:]}")
+        raise RuntimeError(f"emojicam.web.kernels failed (exit {done.returncode}): {done.stderr[-3000:]}")
     return json.loads((out / "programs.json").read_text())
 
 

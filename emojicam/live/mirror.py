@@ -25,9 +25,9 @@ from emojicam.atomic import check_writable, unwritable
 from emojicam.errors import EmojicamError, Interrupted
 
 if TYPE_CHECKING:
-    from emojicam.capture import Capture
     from emojicam.engine import Emojifier, EmojiFrame
     from emojicam.grid import Grid
+    from emojicam.live.capture import Capture
 
 LOOKS = ("emoji", "side-by-side", "original")
 FIRST_START = ("a first start compiles this machine's kernels, once; later starts load them from the cache in "
@@ -242,7 +242,7 @@ def run_session(opts: LiveOptions, cols: int, front: Front, open_engine: Callabl
     """One mirror session, whichever front shows it: open the source, the front and the engine, run the loop from
     a grid of cols columns until it ends, print the closing line, and raise what ended it badly (a failed
     recording or snapshot, a signal, a lost source). say: the Picker's lines (a terminal's screen is its own)."""
-    from emojicam.capture import Capture
+    from emojicam.live.capture import Capture
 
     t_start = time.perf_counter() - seconds_since_process_start()
     with ExitStack() as stack:

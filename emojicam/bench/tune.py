@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emojicam import jit_cache
+from emojicam.bench.timing import median_ms, timed_loop
 from emojicam.lanes import batch_sizes
-from emojicam.timing import median_ms, timed_loop
 
 if TYPE_CHECKING:
     from emojicam.engine import Emojifier

@@ -1,0 +1,1 @@
+"""`emojicam web`: the static site (WGSL kernels rendered by tinygrad, weights, atlas) and its page."""
