@@ -36,6 +36,16 @@ MODELS = ("default", "fast")
 # Two cells of a 40x72 frame (the emulator runs a few thousand operations a second: each cell costs seconds)
 SETTINGS = {"cols": 2, "tile_px": 8, "stability": 1.0, "cpu_threads": 1}
 
+# a kernel as the children hash it: its UOps in order (op, dtype, arg, sources by position), not the pickle's bytes,
+# which differ for equal programs from one process to the next (measured: equal args, different hashes)
+CANONICAL = """
+def canonical(kernel):
+    uops = pickle.loads(base64.b64decode(kernel.source))
+    at = {id(u): i for i, u in enumerate(uops)}
+    return kernel.name + repr([(u.op.name, str(u.dtype), repr(u.arg), [at.get(id(x), -1) for x in u.src])
+                               for u in uops])
+"""
+
 CHILD = """
 import base64, hashlib, json, pickle, sys
 import numpy as np
@@ -44,6 +54,8 @@ from tinygrad.uop.ops import Ops
 from emojicam import model
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
+
+# CANONICAL
 
 frames, settings = [np.array(f, np.uint8) for f in json.loads(sys.argv[1])], json.loads(sys.argv[2])
 target = Device["PYTHON"].renderer.target
@@ -61,7 +73,7 @@ for name in ("default", "fast"):
         ops = [{u.op for u in pickle.loads(base64.b64decode(k.source))} for k in kernels]
         out["kernels"][f"{name} {composite}"] = {
             "count": len(kernels), "tensor_core_kernels": sum(Ops.WMMA in o for o in ops),
-            "sha256": hashlib.sha256("\\n".join(k.source for k in kernels).encode()).hexdigest()}
+            "sha256": hashlib.sha256("\\n".join(canonical(k) for k in kernels).encode()).hexdigest()}
 print(json.dumps(out))
 """
 
@@ -75,6 +87,8 @@ from emojicam import model
 from emojicam.emoji_set import EmojiSet
 from emojicam.engine import Emojifier, Settings
 
+# CANONICAL
+
 patches, settings = np.array(json.loads(sys.argv[1]), np.uint8), json.loads(sys.argv[2])
 target = Device["PYTHON"].renderer.target
 engine = Emojifier(model.load(model.shipped_weights(model_name="fast"), "PYTHON"), EmojiSet.load(),
@@ -84,8 +98,11 @@ kernels = engine.lanes.launches(len(patches)).kernels
 print(json.dumps({"target": {"device": target.device, "arch": target.arch}, "indices": indices,
                   "tensor_core_kernels": [k.name for k in kernels
                                           if Ops.WMMA in {u.op for u in pickle.loads(base64.b64decode(k.source))}],
-                  "sha256": hashlib.sha256("\\n".join(k.source for k in kernels).encode()).hexdigest()}))
+                  "sha256": hashlib.sha256("\\n".join(canonical(k) for k in kernels).encode()).hexdigest()}))
 """
+
+CHILD, TENSOR_CORE_CHILD = (c.replace("# CANONICAL\n", CANONICAL) for c in (CHILD, TENSOR_CORE_CHILD))
+
 
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
