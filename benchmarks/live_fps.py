@@ -28,7 +28,7 @@ CLOSING = re.compile(r"^live: (\d+) frames, mean ([\d.]+) fps, device (\S+), (\d
 
 def start_xvfb() -> tuple[subprocess.Popen, str]:
     for n in range(90, 190):
-        if not Path(f"/tmp/.X{n}-lock").exists():
+        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
             proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for _ in range(200):

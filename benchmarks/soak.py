@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import imageio_ffmpeg
+from live_fps import start_xvfb
 from results_md import RESULTS, write_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,19 +95,6 @@ def growth(samples: list[dict], key: str, t0: float) -> tuple[float, float, floa
     last = [s[key] for s in samples if s["t"] >= end_t - 60]
     b, e = statistics.median(base), statistics.median(last)
     return b, e, (e - b) / b if b else 0.0
-
-
-def start_xvfb() -> tuple[subprocess.Popen, str]:
-    for n in range(90, 190):
-        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
-            proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(200):
-                if Path(f"/tmp/.X11-unix/X{n}").exists():
-                    return proc, f":{n}"
-                time.sleep(0.1)
-            proc.kill()
-    raise SystemExit("could not start Xvfb")
 
 
 def watch(proc: subprocess.Popen, every: float, until: float, on_tick=None) -> list[dict]:
