@@ -454,12 +454,16 @@ TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if h
 
 
 def in_finaliser(frame) -> bool:
-    """Whether the code a signal interrupted is a weakref callback or a __del__, which the garbage collector runs in
-    the middle of any code and whose exceptions Python prints and drops (a SIGTERM raised in tinygrad's weakref
-    callbacks would be lost, and the conversion would go on to the end)."""
+    """Whether the code a signal interrupted must not be cut short: a weakref callback or a __del__, which the garbage
+    collector runs in the middle of any code and whose exceptions Python prints and drops (a SIGTERM raised in
+    tinygrad's weakref callbacks would be lost, and the conversion would go on to the end), or the __init__ of an
+    object that has a __del__ (cut short, it leaves a half-built object whose __del__ fails later and prints a
+    traceback, as a tinygrad Buffer without its `device` did)."""
     while frame is not None:
         code = frame.f_code
         if code.co_name == "__del__" or Path(code.co_filename).name in ("weakref.py", "_weakrefset.py"):
+            return True
+        if code.co_name == "__init__" and hasattr(type(frame.f_locals.get("self")), "__del__"):
             return True
         frame = frame.f_back
     return False
@@ -485,7 +489,7 @@ def signals_as_interrupts():
     def stop(signum, frame):
         if arrived:
             return
-        if in_finaliser(frame):  # Python would print the exception there and carry on: deliver it again shortly
+        if in_finaliser(frame):  # printed and dropped there, or a half-built object left: deliver it again shortly
             threading.Timer(0.02, redeliver, (signum,)).start()
             return
         arrived.append(signum)

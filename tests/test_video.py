@@ -525,3 +525,31 @@ def test_a_signal_that_lands_in_a_finaliser_still_interrupts():
         Dying()
         time.sleep(30)
     assert time.monotonic() - t0 < 25, "interrupted in the sleep, not after it"
+
+
+def test_a_signal_that_lands_in_a_constructor_with_a_finaliser_waits_for_it(capfd):
+    """A SIGTERM that cut a tinygrad Buffer's __init__ short left a Buffer without `device`, whose __del__ then
+    printed a traceback after `emojicam: interrupted by SIGTERM` (a CI run). The signal is now delivered again once
+    such a constructor has finished: the object is whole, its __del__ runs quietly, and the wait still ends."""
+    import gc
+
+    from emojicam.cli import signals_as_interrupts
+    from emojicam.errors import Interrupted
+
+    class Held:
+        def __init__(self):
+            signal.raise_signal(signal.SIGTERM)
+            sum(range(10_000))  # the handler runs here, inside __init__
+            self.device = "CPU"
+
+        def __del__(self):
+            assert self.device == "CPU"
+
+    t0 = time.monotonic()
+    with pytest.raises(Interrupted), signals_as_interrupts():
+        held = Held()
+        time.sleep(30)
+    assert time.monotonic() - t0 < 25, "interrupted in the sleep, not after it"
+    del held
+    gc.collect()
+    assert "Traceback" not in capfd.readouterr().err
