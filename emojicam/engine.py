@@ -90,6 +90,19 @@ class Previous:
         return moved, np.where(moved[:, None], thumbs, self.thumbs)
 
 
+@dataclass(frozen=True)
+class Cut:
+    """A frame made ready for its pick (Emojifier.cut): on the host path its patches (and thumbnails) cut, which
+    depends on nothing earlier, so it can run in another thread ahead of the picks; the device path cuts on the
+    device, and keeps only the frame."""
+
+    frame: np.ndarray  # BGR uint8
+    grid: Grid
+    patches: np.ndarray | None = None  # (N, P, P, 3) RGB, host path
+    thumbs: np.ndarray | None = None  # (N, 108) with still_threshold > 0, host path
+    ms: float = 0.0
+
+
 class HostPath:
     """Cut on the host, the network on lanes, composite on the host: the path for CPU devices."""
 
@@ -114,12 +127,14 @@ class HostPath:
         px = self._lanes.patch_px
         return grid.count * (px**2 * 3 + 4 + 4) + len(self._lanes.devices) * 4, grid.count * 4
 
-    def pick(self, frame: np.ndarray, grid: Grid, wait: bool) -> EmojiFrame:
+    def cut(self, frame: np.ndarray, grid: Grid) -> Cut:
         t0 = time.perf_counter()
         patches = cut_patches(frame, grid, self._lanes.patch_px)
-        cut_ms = (time.perf_counter() - t0) * 1e3
-        threshold = self._settings.still_threshold
-        thumbs = thumbnails(frame, grid) if threshold > 0 else None
+        thumbs = thumbnails(frame, grid) if self._settings.still_threshold > 0 else None
+        return Cut(frame, grid, patches, thumbs, (time.perf_counter() - t0) * 1e3)
+
+    def pick(self, cut: Cut, wait: bool) -> EmojiFrame:
+        grid, patches, thumbs, threshold = cut.grid, cut.patches, cut.thumbs, self._settings.still_threshold
         if self._prev is None or self._prev.grid != grid:
             got, skipped = self._lanes.classify(patches), 0.0
         else:
@@ -127,7 +142,7 @@ class HostPath:
             got = self._lanes.classify_moved(patches, moved, self._prev.indices, wait)
             skipped = 1 - int(moved.sum()) / grid.count
         self._prev = Previous(grid, got.indices, patches, thumbs)
-        return EmojiFrame(grid, got.indices, skipped, {"cut": cut_ms, **got.ms})
+        return EmojiFrame(grid, got.indices, skipped, {"cut": cut.ms, **got.ms})
 
     def render(self, picked: EmojiFrame, frame: np.ndarray) -> EmojiFrame:
         t0 = time.perf_counter()
@@ -192,9 +207,13 @@ class DevicePath:
         width, height = grid.output_size
         return frame_shape[0] * frame_shape[1] * 3 + 3 * 4, width * height * 3 + (grid.count + 1) * 4
 
-    def pick(self, frame: np.ndarray, grid: Grid, wait: bool) -> EmojiFrame:
+    def cut(self, frame: np.ndarray, grid: Grid) -> Cut:
+        return Cut(frame, grid)
+
+    def pick(self, cut: Cut, wait: bool) -> EmojiFrame:
         """Frame up, one compiled function, emoji frame and each cell's emoji down (a new frame size or grid waits
         for its function: the live loop asks ready() first)."""
+        frame, grid = cut.frame, cut.grid
         key = (*frame.shape[:2], grid)
         if key not in self._frames:
             self._queue(key).result()  # a failed build is tried again here, and its error shows
@@ -274,7 +293,16 @@ class Emojifier(Closing):
         pixels exactly). With still_threshold > 0 (live), cells whose thumbnail moved no more than that since their
         emoji was picked are skipped too (slow drift adds up and is caught). wait=False (host path): never wait for
         the compile of a batch size of moved cells (see Lanes.classify_moved). The device path composites here."""
-        return self._path.pick(frame, self.grid_for(frame.shape, cols), wait)
+        return self.pick_cut(self.cut(frame, cols), wait)
+
+    def cut(self, frame: np.ndarray, cols: int | None = None) -> Cut:
+        """The first step of pick: on the host path the frame's patches cut for the network. Reads no state, so a
+        video's next frames can be cut in another thread while this one goes through the network (pick_cut)."""
+        return self._path.cut(frame, self.grid_for(frame.shape, cols))
+
+    def pick_cut(self, cut: Cut, wait: bool = True) -> EmojiFrame:
+        """pick, for a frame cut already (see cut); picks must come in frame order."""
+        return self._path.pick(cut, wait)
 
     def render(self, picked: EmojiFrame, frame: np.ndarray) -> EmojiFrame:
         """Composite the chosen emoji tiles of a picked frame (see Compositor.render). Reads nothing pick writes:

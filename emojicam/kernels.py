@@ -6,16 +6,21 @@ of a 3-channel convolution and split a 3x3 convolution into nine reductions. Wri
 output channels contiguous, and given an explicit schedule (upcast the output channels, unroll the pool window and
 the kernel rows), clang vectorises them across output channels: 35-46 GFLOP/s a core, 4.9x the forward pass on the
 CPU device and 3.3x on OpenCL on the CPU (benchmarks/results/2026-11-24-kernels.md); tinygrad's kernel search
-(BEAM=2) found nothing faster. Same maths as TinyConvNet.logits, same weights; the tests check them against a
-float64 numpy forward. On GPUs, where this schedule was not measured, InferenceNet runs the tensor-level network,
-whose kernels tinygrad schedules itself (and `emojicam tune` can search).
+(BEAM=2) found nothing faster. On the CPU device they are compiled with tinygrad's grouping of loads into float4
+turned off (`compiling`): clang then vectorises the output channels 8 wide instead of 4, 1.6x again, and two
+patches at a time share each weight load (1.1x; benchmarks/results/2026-12-07-cpu-vectors.md). Same maths as
+TinyConvNet.logits, same weights; the tests check them against a float64 numpy forward. On GPUs, where this
+schedule was not measured, InferenceNet runs the tensor-level network, whose kernels tinygrad schedules itself (and
+`emojicam tune` can search).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from tinygrad import Tensor, UOp, dtypes
+from tinygrad import Context, Device, Tensor, UOp, dtypes
 from tinygrad.codegen.opt import Opt, OptOps
 from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 
@@ -46,10 +51,13 @@ def conv3x3_relu_maxpool(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     out_w = (w - 2) // 2
     o_axis = sum(size > 1 for size in (n, (h - 2) // 2, out_w))
     upcast = _largest_divisor(out_ch, (16, 8, 4, 2))
+    opencl = _opencl(x)
     opts = _schedule(Opt(OptOps.UPCAST, o_axis, upcast) if upcast > 1 else None,
+                     # CPU: two patches share each weight load and give clang twice the independent sums
+                     Opt(OptOps.UPCAST, 0, 2) if not opencl and n > 1 and n % 2 == 0 else None,
                      *[Opt(OptOps.UNROLL, 0, 0)] * 3,  # unroll dy, dx, ky: each takes the first reduce axis left
                      # OpenCL (PoCL): a row of pooled pixels per work-group, 1.1x over one pixel each
-                     Opt(OptOps.LOCAL, o_axis - 1, out_w) if _opencl(x) and out_w > 1 else None)
+                     Opt(OptOps.LOCAL, o_axis - 1, out_w) if opencl and out_w > 1 else None)
 
     def kernel(out: UOp, x: UOp, weight: UOp, bias: UOp) -> UOp:
         b, py, px, o = (UOp.range(size, axis) for axis, size in enumerate(out.shape))
@@ -102,6 +110,27 @@ def channel_means(x: Tensor) -> Tensor:
             arg=KernelInfo(name="channel_means", opts_to_apply=opts))
 
     return Tensor.empty(n, ch, device=x.device).custom_kernel(x, fxn=kernel)[0]
+
+
+@contextlib.contextmanager
+def compiling(device: str) -> Iterator[None]:
+    """Compile the kernels built inside on tinygrad's CPU device with scalar loads: tinygrad groups neighbouring
+    floats into float4 loads, and clang's vectoriser then stops at 4 lanes (xmm); from scalar loads it builds 8-lane
+    FMAs across the output channels (ymm): the three kernels above 1.6x faster on an AVX-512 EPYC. Not for all
+    kernels: training's convolutions run up to 1.4x slower so (benchmarks/results/2026-12-07-cpu-vectors.md), so
+    only around a build. The setting is the renderer's, which tinygrad's compile workers rebuild without it, so
+    these kernels compile in this process (PARALLEL=0). Other devices unchanged (on PoCL it was mixed)."""
+    if kind(device) != "CPU":
+        yield
+        return
+    renderer = Device[device].renderer
+    before = renderer.supports_float4
+    renderer.supports_float4 = False
+    try:
+        with Context(PARALLEL=0):
+            yield
+    finally:
+        renderer.supports_float4 = before
 
 
 class InferenceNet:

@@ -3,6 +3,7 @@ captured TinyJit per lane and batch size, compiled on the Builder's thread or lo
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -20,7 +21,7 @@ from emojicam import jit_cache
 from emojicam.builder import Builder, capture
 from emojicam.devices import kind, on_host, read_from, write_into
 from emojicam.gpu_kernels import Launches, launches
-from emojicam.kernels import InferenceNet
+from emojicam.kernels import InferenceNet, compiling
 from emojicam.scoring import Scorer, pick_inputs
 
 if TYPE_CHECKING:
@@ -107,7 +108,8 @@ class Lane:
         else:
             if not fresh and busy and compiles_in_child(dev):
                 builder.run_child(child_command(child), CHILD_TIMEOUT_S)
-            jit, beam = capture(lambda *xs: self.scorer.pick(*xs).realize(), *inputs), BEAM.value
+            with compiling(dev) if self.scorer.net.scheduled else contextlib.nullcontext():
+                jit, beam = capture(lambda *xs: self.scorer.pick(*xs).realize(), *inputs), BEAM.value
             jit_cache.save(key, jit, beam)
         Device[dev].synchronize()
         self.inputs[batch], self.beam[batch], self.loaded[batch] = inputs, beam, bool(loaded)

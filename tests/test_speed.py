@@ -385,3 +385,36 @@ def test_closing_the_builder_stops_a_build_in_its_child_process():
     with pytest.raises(EmojicamError, match="engine closed"):
         running.result(timeout=30)  # not the child's 60 s
     assert queued.cancelled() and not ran
+
+
+def test_cpu_network_kernels_are_compiled_with_scalar_loads_which_clang_vectorises_wider(parts, photo):
+    """The lanes compile the network's kernels on the CPU device without tinygrad's float4 loads (kernels.compiling:
+    clang then builds 8-wide FMAs, 1.6x); tinygrad's setting is back as it was afterwards, for everything else
+    (training's kernels are slower so)."""
+    from tinygrad import Device
+
+    emojifier = engine(parts, cpu_threads=1)
+    network = [k for k in emojifier.launches(photo.shape).kernels if k.name.startswith(("conv3x3", "linear"))]
+    assert len(network) == 3 and all("float4" not in k.source for k in network), [k.name for k in network]
+    assert Device[DEVICE].renderer.supports_float4
+    with kernels.compiling(DEVICE):
+        assert not Device[DEVICE].renderer.supports_float4
+    assert Device[DEVICE].renderer.supports_float4
+
+
+def test_frames_cut_ahead_in_another_thread_pick_what_pick_does(parts, photo):
+    """convert cuts the next frames in its decoder thread while the network runs (Emojifier.cut, then pick_cut in
+    frame order): the same emoji, stability and skipped cells as picking each frame whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    grid = Grid.for_frame(photo.shape, COLS, 8)
+    frames = [photo, with_new_cells(photo, grid, [(1, 2), (4, 4)]), with_new_cells(photo, grid, [(6, 1)])]
+    whole, ahead = engine(parts, stability=1.0), engine(parts, stability=1.0)
+    expected = [whole.pick(f) for f in frames]
+    with ThreadPoolExecutor(1) as pool:
+        cuts = list(pool.map(ahead.cut, frames))
+    got = [ahead.pick_cut(c) for c in cuts]
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(g.indices, e.indices)
+        assert g.skipped == e.skipped
+    assert got[1].skipped > 0.9

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import cv2
 import numpy as np
@@ -25,14 +25,15 @@ from emojicam.media.writer import VideoWriter
 from emojicam.progress import progress_bar
 
 if TYPE_CHECKING:
-    from emojicam.engine import Emojifier, EmojiFrame
+    from emojicam.engine import Cut, Emojifier, EmojiFrame
     from emojicam.media.reader import VideoFile
 
 _DONE = object()
+T = TypeVar("T")
 
 
-def prefetch(frames: Iterable[np.ndarray], depth: int = 4) -> Iterator[np.ndarray]:
-    """Iterate `frames` in a thread, `depth` ahead of the caller (OpenCV decodes without the GIL)."""
+def prefetch(frames: Iterable[T], depth: int = 4) -> Iterator[T]:
+    """Iterate `frames` in a thread, `depth` ahead of the caller (FFmpeg and OpenCV work without the GIL)."""
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -149,21 +150,26 @@ def convert_video(emojifier: Emojifier, src: Path | str, dst: Path, quiet: bool 
                                                   audio_start_s=video.start_s))
             bar = progress_bar(video.frame_count or None, video.name, "frame", quiet)
             stack.callback(bar.close)
-            frames = prefetch(runs(video))
+            def cut(run: tuple[np.ndarray, int]) -> tuple[Cut, int]:
+                frame, copies = run
+                if frame.shape[:2] != (h, w):  # OpenCV's frames after a mid-stream size change: the first's grid
+                    frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+                return emojifier.cut(frame, grid.cols), copies
+
+            # frames are decoded and cut in the decoder thread, ahead of the network
+            frames = prefetch(map(cut, runs(video)))
             stack.callback(frames.close)  # stops the decoder thread, also on errors and Ctrl-C
             # frame t is composited (numpy and OpenCV, without the GIL) while frame t+1 goes through the network
             compositor = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="video-compositor"))
             composited, repeats = None, 0  # the frame before, rendering, and how many times it comes
             t0 = time.perf_counter()
-            for frame, copies in frames:
+            for cut_frame, copies in frames:
                 t1 = time.perf_counter()
-                if frame.shape[:2] != (h, w):  # OpenCV's frames after a mid-stream size change: the first's grid
-                    frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-                picked = emojifier.pick(frame, grid.cols)
+                picked = emojifier.pick_cut(cut_frame)
                 t2 = time.perf_counter()
                 if composited is not None:
                     engine_ms.append(write_rendered(out, composited.result(), repeats))
-                composited, repeats = compositor.submit(emojifier.render, picked, frame), copies
+                composited, repeats = compositor.submit(emojifier.render, picked, cut_frame.frame), copies
                 t3 = time.perf_counter()
                 timings["decode_wait"].append((t1 - t0) * 1e3)
                 timings["emojify"].append((t2 - t1) * 1e3)
