@@ -60,7 +60,7 @@ def cut_patches(frame: np.ndarray, grid: Grid, px: int = PATCH_PX) -> np.ndarray
     size = (grid.cols * px, grid.rows * px)
     shrink = min(frame.shape[1] / size[0], frame.shape[0] / size[1])
     # a slight shrink (a 1280x720 frame to 64 cells of 18 px: 20 -> 18) is where OpenCV's INTER_AREA takes its
-    # slow general path: INTER_LINEAR is 3.5x faster there and within 0.14 levels of it on average (2026-12-02)
+    # slow general path: INTER_LINEAR is 3.5x faster there and within 0.14 levels of it on average
     how = cv2.INTER_LINEAR if 1 < shrink < SLIGHT_SHRINK else cv2.INTER_AREA
     small = cv2.resize(frame, size, interpolation=how)
     # each patch row of px pixels moved as one px*3-byte item: numpy copies 1.7x faster than pixel by pixel

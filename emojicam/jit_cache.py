@@ -65,7 +65,7 @@ class _Unpickler(pickle.Unpickler):
     entry that met a live one with the same key became that live buffer, its own contents dropped. Two engines
     with the same settings in one process then shared one captured function's buffers (the stability state
     too: one engine's frames changed the other's picks), and an entry written by another process could take over
-    any tensor of this one that happened to match (benchmarks/results/2026-12-07-device-host-difference.md)."""
+    any tensor of this one that happened to match."""
 
     def find_class(self, module: str, name: str) -> object:
         found = super().find_class(module, name)

@@ -5,10 +5,10 @@ of a 3-channel convolution and split a 3x3 convolution into nine reductions. Wri
 (conv3x3 + ReLU + 2x2 max-pool twice, then the linear layer), each one reduction over channels-last data with the
 output channels contiguous, and given an explicit schedule (upcast the output channels, unroll the pool window and
 the kernel rows), clang vectorises them across output channels: 35-46 GFLOP/s a core, 4.9x the forward pass on the
-CPU device and 3.3x on OpenCL on the CPU (benchmarks/results/2026-11-24-kernels.md); tinygrad's kernel search
+CPU device and 3.3x on OpenCL on the CPU (docs/benchmarks.md); tinygrad's kernel search
 (BEAM=2) found nothing faster. On the CPU device they are compiled with tinygrad's grouping of loads into float4
 turned off (`compiling`): clang then vectorises the output channels 8 wide instead of 4, 1.6x again, and two
-patches at a time share each weight load (1.1x; benchmarks/results/2026-12-07-cpu-vectors.md). Same maths as
+patches at a time share each weight load (1.1x). Same maths as
 TinyConvNet.logits, same weights; the tests check them against a float64 numpy forward. On GPUs, where this
 schedule was not measured, InferenceNet runs the tensor-level network, whose kernels tinygrad schedules itself (and
 `emojicam tune` can search).
@@ -20,8 +20,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from tinygrad import Context, Device, Tensor, UOp, dtypes
+from tinygrad import Device, Tensor, UOp, dtypes
 from tinygrad.codegen.opt import Opt, OptOps
+from tinygrad.renderer.cstyle import ClangRenderer
 from tinygrad.uop.ops import AxisType, KernelInfo, Ops
 
 from emojicam.devices import kind, runs_on_cpu
@@ -112,25 +113,31 @@ def channel_means(x: Tensor) -> Tensor:
     return Tensor.empty(n, ch, device=x.device).custom_kernel(x, fxn=kernel)[0]
 
 
+class _ClangScalarLoads(ClangRenderer):
+    """tinygrad's C renderer for CPUs without its float4 loads (see compiling). A class of its own: tinygrad's compile
+    workers rebuild a renderer from its class and target, so an attribute set on an instance would not reach them."""
+
+    supports_float4 = False
+
+
 @contextlib.contextmanager
 def compiling(device: str) -> Iterator[None]:
     """Compile the kernels built inside on tinygrad's CPU device with scalar loads: tinygrad groups neighbouring
     floats into float4 loads, and clang's vectoriser then stops at 4 lanes (xmm); from scalar loads it builds 8-lane
     FMAs across the output channels (ymm): the three kernels above 1.6x faster on an AVX-512 EPYC. Not for all
-    kernels: training's convolutions run up to 1.4x slower so (benchmarks/results/2026-12-07-cpu-vectors.md), so
-    only around a build. The setting is the renderer's, which tinygrad's compile workers rebuild without it, so
-    these kernels compile in this process (PARALLEL=0). Other devices unchanged (on PoCL it was mixed)."""
-    if kind(device) != "CPU":
+    kernels: training's convolutions run up to 1.4x slower so (docs/benchmarks.md), so only around a build. Other
+    devices and renderers (LLVM, OpenCL: mixed on PoCL) compile as they are."""
+    dev = Device[device]
+    renderer = dev.renderer
+    key = (ClangRenderer, renderer.target)  # how the device keeps the renderer it made (tinygrad 0.14)
+    if type(renderer) is not ClangRenderer or dev.cached_renderer.get(key) is not renderer:
         yield
         return
-    renderer = Device[device].renderer
-    before = renderer.supports_float4
-    renderer.supports_float4 = False
+    dev.cached_renderer[key] = _ClangScalarLoads(renderer.target)
     try:
-        with Context(PARALLEL=0):
-            yield
+        yield
     finally:
-        renderer.supports_float4 = before
+        dev.cached_renderer[key] = renderer
 
 
 class InferenceNet:

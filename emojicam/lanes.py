@@ -52,7 +52,7 @@ def child_command(spec: str) -> list[str]:
 def lane_devices(device: str, cpu_threads: int = 0) -> list[str]:
     """The devices one batch is split across. tinygrad 0.14's CPU device runs every kernel on the calling thread
     (its THREAD optimisation loops over the thread ids in turn), so on CPU each core gets its own device, CPU:i,
-    and its share of the batch, run from a thread pool (1.9x on 2 cores, benchmarks/results/2026-11-24-cpu-lanes.md).
+    and its share of the batch, run from a thread pool (1.9x on 2 cores, docs/benchmarks.md).
     Other devices spread each kernel over their cores or GPU themselves. By default one lane per core this process
     may use, at most MAX_LANES: every lane compiles its own copy of each kernel on a cold start."""
     if kind(device) != "CPU":
