@@ -358,6 +358,10 @@ def test_on_a_phone_the_page_fits_and_every_action_has_a_button_a_thumb_reaches(
             assert box["width"] >= 44 and box["height"] >= 44, (name, box)
             inside = box["left"] >= 0 and box["right"] <= width and box["bottom"] <= height
             assert inside and box["top"] >= height / 2, (name, box)
+        # every label fits its button and every HUD line the screen (a phone once cut "Benchmark" and the HUD)
+        cut = browser.evaluate(f"{json.dumps([*ACTIONS, 'hud'])}.filter(id => {{ const e = "
+                               "document.getElementById(id); return e.scrollWidth > e.clientWidth + 1; })", tab)
+        assert cut == [], cut
         cv2.imwrite(str(tmp_path / "web-phone.png"), browser.screenshot(tab))
         facing = boxes[ACTIONS.index("facing")]
         browser.tap(facing["left"] + facing["width"] / 2, facing["top"] + facing["height"] / 2, tab)
