@@ -156,8 +156,9 @@ def convert_video(emojifier: Emojifier, src: Path | str, dst: Path, quiet: bool 
                     frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
                 return emojifier.cut(frame, grid.cols), copies
 
-            # frames are decoded and cut in the decoder thread, ahead of the network
-            frames = prefetch(map(cut, runs(video)))
+            # frames are decoded and cut in the decoder thread, ahead of the network; two ahead, as each holds its
+            # patches (36 MB a frame at 128x72 with the 36 px network)
+            frames = prefetch(map(cut, runs(video)), depth=2)
             stack.callback(frames.close)  # stops the decoder thread, also on errors and Ctrl-C
             # frame t is composited (numpy and OpenCV, without the GIL) while frame t+1 goes through the network
             compositor = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="video-compositor"))
