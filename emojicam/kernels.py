@@ -5,13 +5,12 @@ of a 3-channel convolution and split a 3x3 convolution into nine reductions. Wri
 (conv3x3 + ReLU + 2x2 max-pool twice, then the linear layer), each one reduction over channels-last data with the
 output channels contiguous, and given an explicit schedule (upcast the output channels, unroll the pool window and
 the kernel rows), clang vectorises them across output channels: 35-46 GFLOP/s a core, 4.9x the forward pass on the
-CPU device and 3.3x on OpenCL on the CPU (docs/benchmarks.md); tinygrad's kernel search
-(BEAM=2) found nothing faster. On the CPU device they are compiled with tinygrad's grouping of loads into float4
-turned off (`compiling`): clang then vectorises the output channels 8 wide instead of 4, 1.6x again, and two
-patches at a time share each weight load (1.1x). Same maths as
-TinyConvNet.logits, same weights; the tests check them against a float64 numpy forward. On GPUs, where this
-schedule was not measured, InferenceNet runs the tensor-level network, whose kernels tinygrad schedules itself (and
-`emojicam tune` can search).
+CPU device and 3.3x on OpenCL on the CPU; tinygrad's kernel search (BEAM=2) found nothing faster. On the CPU device
+they are compiled with tinygrad's grouping of loads into float4 turned off (`compiling`): clang then vectorises the
+output channels 8 wide instead of 4, 1.6x again, and two patches at a time share each weight load (1.1x; figures in
+docs/benchmarks.md). Same maths as TinyConvNet.logits, same weights; the tests check them against a float64 numpy
+forward. On GPUs, where this schedule was not measured, InferenceNet runs the tensor-level network, whose kernels
+tinygrad schedules itself (and `emojicam tune` can search).
 """
 
 from __future__ import annotations
