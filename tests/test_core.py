@@ -85,6 +85,19 @@ def test_cut_patches_of_solid_cells_at_any_frame_size(cell_hw):
     np.testing.assert_array_equal(patches, expected)
 
 
+@pytest.mark.parametrize("frame_hw", [(720, 1280), (1900, 3400)])  # cells enlarged 20 -> 36 px; shrunk 53 -> 36
+def test_cut_patches_are_the_area_resized_frame_in_rgb(frame_hw):
+    """The colour order is swapped on the smaller image, before the resize or after it: the same bytes as resizing
+    the BGR frame and swapping after (OpenCV resizes each channel alone)."""
+    rng = np.random.default_rng(3)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (*frame_hw, 3), dtype=np.uint8), (0, 0), 3)
+    grid = Grid.for_frame(frame.shape, 64, 8)
+    size = (grid.cols * PATCH_PX, grid.rows * PATCH_PX)
+    rgb = cv2.cvtColor(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    expected = rgb.reshape(grid.rows, PATCH_PX, grid.cols, PATCH_PX, 3).transpose(0, 2, 1, 3, 4)
+    np.testing.assert_array_equal(cut_patches(frame, grid), expected.reshape(grid.count, PATCH_PX, PATCH_PX, 3))
+
+
 def test_a_slight_shrink_cuts_nearly_what_area_averaging_cuts(photo):
     """Below grid.SLIGHT_SHRINK the cut resamples bilinearly (OpenCV's area path is slow there): on the portrait
     shrunk 1.14x it stays within half a level of INTER_AREA on average (nearest neighbour: 5.7 levels)."""
@@ -205,8 +218,9 @@ def test_inference_kernels_match_the_numpy_reference(ckpt, photo, device, batch)
         got = log_softmax(net.logits(Tensor(x, device=device)).numpy().astype(np.float64))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
-    means = channel_means(Tensor(x, device=device)).numpy()
-    np.testing.assert_allclose(means, x.reshape(batch, -1, 3).mean(1), rtol=1e-6, atol=1e-4)
+    means = channel_means(Tensor(x, device=device)).numpy()  # integer sums in float32 are exact, in any order
+    sums = x.reshape(batch, -1, 3).sum(1).astype(np.float32)
+    np.testing.assert_array_equal(means, sums * np.float32(1 / PATCH_PX**2))
 
 
 @pytest.mark.parametrize("scheduled", [True, False])
