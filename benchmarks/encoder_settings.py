@@ -27,11 +27,13 @@ from emojicam.media.reader import ffmpeg_exe, open_video
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "sample.mp4"
 SETTINGS = {
     "veryfast crf 20": ["-preset", "veryfast", "-crf", "20"],
-    "veryfast crf 20 animation": ["-preset", "veryfast", "-tune", "animation", "-crf", "20"],
     "superfast crf 20": ["-preset", "superfast", "-crf", "20"],
-    "superfast crf 20 animation": ["-preset", "superfast", "-tune", "animation", "-crf", "20"],
+    "superfast crf 20, 1 thread": ["-preset", "superfast", "-crf", "20", "-threads", "1"],
     "ultrafast crf 20": ["-preset", "ultrafast", "-crf", "20"],
-    "faster crf 20 animation": ["-preset", "faster", "-tune", "animation", "-crf", "20"],
+    "ultrafast crf 22": ["-preset", "ultrafast", "-crf", "22"],
+    "ultrafast crf 24": ["-preset", "ultrafast", "-crf", "24"],
+    "ultrafast crf 22, 1 thread": ["-preset", "ultrafast", "-crf", "22", "-threads", "1"],
+    "ultrafast crf 20 cabac, 2 B-frames": ["-preset", "ultrafast", "-crf", "20", "-x264-params", "cabac=1:bframes=2"],
 }
 
 

@@ -50,10 +50,14 @@ def cpu_flops_per_cycle() -> tuple[int, str]:
     if platform.machine().lower() in ("arm64", "aarch64"):
         return (32, "4 NEON FMA pipes") if sys.platform == "darwin" else (16, "2 NEON FMA pipes")
     try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("flags")), "").split()
+        first_cpu = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
     except OSError:
-        flags = []
+        first_cpu = ""
+    info = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in first_cpu.splitlines())}
+    flags = info.get("flags", "").split()
+    if "avx512f" in flags and (info.get("vendor_id"), info.get("cpu family")) == ("AuthenticAMD", "25"):
+        # Zen 4 runs AVX-512 on its two 256-bit FMA units (Zen 5 and most Intel server cores have 512-bit ones)
+        return 32, "AVX-512 on 256-bit FMA x2"
     if "avx512f" in flags:
         return 64, "AVX-512 FMA x2"
     if "avx2" in flags and "fma" in flags:
