@@ -46,10 +46,12 @@ def dither(cells: T, keys: T) -> T:
 
 def pick_inputs(batch: int, patch_px: int, device: str) -> tuple[Tensor, ...]:
     """Scorer.pick's input tensors for batches of `batch` patches, to capture it with and copy each batch into:
-    patches, cell indices, previous emoji, margin."""
-    return tuple(Tensor(a, device=device).realize() for a in (
-        np.zeros((batch, patch_px, patch_px, 3), np.uint8), np.arange(batch, dtype=np.int32),
-        np.zeros(batch, np.int32), np.array([-np.inf], np.float32)))
+    patches, cell indices, previous emoji, margin. The patches are only allocated (any bytes are patches; copying
+    in zeros cost tinygrad 3-30 ms a lane); the previous emoji must be real indices, as the capture runs."""
+    patches = Tensor.empty(batch, patch_px, patch_px, 3, dtype=dtypes.uint8, device=device).realize()
+    patches.uop.buffer.ensure_allocated()
+    return (patches, *(Tensor(a, device=device).realize() for a in (
+        np.arange(batch, dtype=np.int32), np.zeros(batch, np.int32), np.array([-np.inf], np.float32))))
 
 
 class Scorer:
